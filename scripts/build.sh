@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Configures and builds gvshim with CMake + Ninja.
+#   scripts/build.sh            Release-with-debug-info build into build/ (shim, gvshim CLI, unit tests, benches)
+#   scripts/build.sh --asan     ASan+UBSan build of the unit tests into build-asan/
+#   scripts/build.sh --fuzz     clang libFuzzer targets (*_fuzz) into build-fuzz/
+#   scripts/build.sh --all      all three
+# Env: BUILD_TYPE (default RelWithDebInfo), JOBS (default nproc), BUILD_DIR (overrides build/ for the main build).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BUILD_TYPE=${BUILD_TYPE:-RelWithDebInfo}
+JOBS=${JOBS:-$(nproc)}
+
+do_main=0 do_asan=0 do_fuzz=0
+if [[ $# -eq 0 ]]; then do_main=1; fi
+for arg in "$@"; do
+  case $arg in
+    --main) do_main=1 ;;
+    --asan) do_asan=1 ;;
+    --fuzz) do_fuzz=1 ;;
+    --all) do_main=1 do_asan=1 do_fuzz=1 ;;
+    -h | --help) sed -n '2,8p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    *) echo "build.sh: unknown argument $arg" >&2; exit 2 ;;
+  esac
+done
+
+# configure DIR ARGS...: (re)configure only when the cache is missing, so repeated builds stay fast.
+configure() {
+  local dir=$1; shift
+  if [[ ! -f $dir/build.ninja ]]; then
+    cmake -S "$ROOT" -B "$dir" -G Ninja "$@"
+  fi
+}
+
+if [[ $do_main -eq 1 ]]; then
+  dir=${BUILD_DIR:-$ROOT/build}
+  echo "== build: main ($BUILD_TYPE) -> $dir"
+  configure "$dir" -DCMAKE_BUILD_TYPE="$BUILD_TYPE"
+  ninja -C "$dir" -j "$JOBS"
+fi
+
+if [[ $do_asan -eq 1 ]]; then
+  dir=$ROOT/build-asan
+  echo "== build: ASan+UBSan unit tests -> $dir"
+  configure "$dir" -DCMAKE_BUILD_TYPE=Debug -DGVSHIM_SANITIZE=ON -DGVSHIM_BENCH=OFF
+  ninja -C "$dir" -j "$JOBS"
+fi
+
+if [[ $do_fuzz -eq 1 ]]; then
+  dir=$ROOT/build-fuzz
+  echo "== build: libFuzzer targets (clang) -> $dir"
+  CC=clang CXX=clang++ configure "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGVSHIM_FUZZ=ON -DGVSHIM_BENCH=OFF
+  # Only the fuzz executables: the unit tests are already covered by the other two builds.
+  mapfile -t targets < <(ninja -C "$dir" -t targets all | sed -n 's/^\([A-Za-z0-9_]*_fuzz\): .*/\1/p' | sort -u)
+  if [[ ${#targets[@]} -eq 0 ]]; then
+    echo "build.sh: no *_fuzz targets defined yet"
+  else
+    ninja -C "$dir" -j "$JOBS" "${targets[@]}"
+  fi
+fi

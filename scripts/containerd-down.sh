@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# Stops the private containerd started by scripts/containerd-up.sh DIR and removes every trace of it:
+# containerd (by pid: SIGTERM, then SIGKILL), runsc containers left in DIR's runsc roots (delete --force),
+# shims whose -address is DIR's socket, stray runsc processes using DIR, mounts under DIR, and DIR itself.
+#
+#   scripts/containerd-down.sh DIR [--keep-dir]
+set -euo pipefail
+
+if [[ $# -lt 1 ]]; then
+  sed -n '2,6p' "${BASH_SOURCE[0]}" >&2
+  exit 2
+fi
+DIR=$1; shift
+KEEP_DIR=0
+if [[ ${1:-} == --keep-dir ]]; then KEEP_DIR=1; fi
+if [[ ! -d $DIR ]]; then exit 0; fi
+DIR=$(cd "$DIR" && pwd)
+if [[ ! -f $DIR/.gvshim-containerd ]]; then
+  echo "containerd-down.sh: $DIR was not made by containerd-up.sh; refusing to touch it" >&2
+  exit 1
+fi
+SOCK=$DIR/c.sock
+RUNSC=$(command -v runsc || echo /usr/bin/runsc)
+RUNSC_REAL=$(readlink -f "$RUNSC")
+log() { echo "containerd-down: $*" >&2; }
+
+# wait_gone SECONDS PID...: true once none of the pids exists, false at the deadline.
+wait_gone() {
+  local deadline=$((SECONDS + $1)); shift
+  while :; do
+    local alive=0 p
+    for p in "$@"; do if kill -0 "$p" 2>/dev/null; then alive=1; fi; done
+    [[ $alive -eq 0 ]] && return 0
+    [[ $SECONDS -ge $deadline ]] && return 1
+    sleep 0.1
+  done
+}
+
+# stop_pids PID...: SIGTERM, then SIGKILL after a bound.
+stop_pids() {
+  [[ $# -gt 0 ]] || return 0
+  kill -TERM "$@" 2>/dev/null || true
+  if ! wait_gone 5 "$@"; then
+    kill -KILL "$@" 2>/dev/null || true
+    wait_gone 5 "$@" || log "pids still alive after SIGKILL: $*"
+  fi
+}
+
+# Shims started by our containerd: argv has "-address" followed by our socket.
+shim_pids() {
+  local d p
+  for d in /proc/[0-9]*; do
+    p=${d#/proc/}
+    [[ $p != "$$" ]] || continue
+    if tr '\0' '\n' <"$d/cmdline" 2>/dev/null | grep -qxF -- "$SOCK" &&
+      tr '\0' '\n' <"$d/cmdline" 2>/dev/null | grep -qx -- '-\{1,2\}address'; then
+      echo "$p"
+    fi
+  done
+}
+
+# runsc processes (sandbox, gofer, CLI) whose arguments name a path inside DIR.
+runsc_pids() {
+  local d p
+  for d in /proc/[0-9]*; do
+    p=${d#/proc/}
+    [[ $(readlink "$d/exe" 2>/dev/null || true) == "$RUNSC_REAL" ]] || continue
+    if tr '\0' '\n' <"$d/cmdline" 2>/dev/null | grep -qF -- "$DIR/"; then echo "$p"; fi
+  done
+}
+
+# 1. containerd itself.
+if [[ -f $DIR/containerd.pid ]]; then
+  pid=$(cat "$DIR/containerd.pid")
+  # Only signal it if it is still our containerd (the pid may have been reused).
+  if kill -0 "$pid" 2>/dev/null && tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | grep -qxF "$DIR/config.toml"; then
+    log "stopping containerd pid $pid"
+    stop_pids "$pid"
+  fi
+  rm -f "$DIR/containerd.pid"
+fi
+
+# 2. runsc containers left in our roots (gvshim: DIR/runsc/<ns>; baseline runc shim: DIR/runc-root/<ns>).
+for base in "$DIR/runsc" "$DIR/runc-root"; do
+  [[ -d $base ]] || continue
+  for nsroot in "$base"/*/; do
+    [[ -d $nsroot ]] || continue
+    nsroot=${nsroot%/}
+    mapfile -t ids < <(timeout 20 "$RUNSC" --root "$nsroot" list -quiet 2>/dev/null || true)
+    for id in "${ids[@]}"; do
+      [[ -n $id ]] || continue
+      log "runsc delete --force $id (root $nsroot)"
+      timeout 20 "$RUNSC" --root "$nsroot" delete --force "$id" >/dev/null 2>&1 || log "runsc delete $id failed"
+    done
+  done
+done
+
+# 3. shims whose containerd was ours.
+mapfile -t shims < <(shim_pids)
+if [[ ${#shims[@]} -gt 0 ]]; then
+  log "stopping shims ${shims[*]}"
+  stop_pids "${shims[@]}"
+fi
+
+# 4. stray runsc processes (sandbox/gofer of a container runsc could not delete).
+mapfile -t strays < <(runsc_pids)
+if [[ ${#strays[@]} -gt 0 ]]; then
+  log "stopping stray runsc processes ${strays[*]}"
+  stop_pids "${strays[@]}"
+fi
+
+# 5. mounts under DIR, deepest first.
+unmount_all() {
+  local mp
+  awk -v d="$DIR/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo | sort -r | while read -r mp; do
+    # mountinfo escapes spaces etc. as octal; decode them.
+    mp=$(printf '%b' "$mp")
+    umount "$mp" 2>/dev/null || umount -l "$mp" 2>/dev/null || log "cannot unmount $mp"
+  done
+}
+unmount_all
+if awk -v d="$DIR/" 'index($5, d) == 1 { found = 1 } END { exit !found }' /proc/self/mountinfo; then
+  unmount_all # a second pass for mounts revealed by the first
+fi
+
+# 6. the directory.
+if [[ $KEEP_DIR -eq 0 ]]; then
+  rm -rf "$DIR" || log "could not remove $DIR completely"
+fi
+log "done ($DIR)"

@@ -1,0 +1,160 @@
+#!/usr/bin/env bash
+# Starts a PRIVATE containerd (never the system one) whose every path lives in DIR.
+#
+#   scripts/containerd-up.sh DIR [--bin-dir DIR] [--log-level LEVEL]
+#
+# DIR should be short (sockets must stay < 108 bytes), e.g. DIR=$(mktemp -d /tmp/gvs.XXXX).
+# --bin-dir is put first on containerd's PATH so it finds containerd-shim-gvisor-v1 (default: build/shim/main).
+# Writes DIR/env (source it) with:
+#   GVS_DIR GVS_SOCK GVS_TTRPC GVS_ROOT GVS_STATE GVS_PID GVS_LOG GVS_CONFIG
+#   GVS_SHIM_CONFIG  the private gvshim.toml (also given to shims through GVSHIM_CONFIG)
+#   GVS_RUNSC_ROOT   runsc --root base used by gvshim (it appends /<namespace>)
+#   GVS_RUNC_WRAPPER runc-compatible wrapper that runs runsc --platform=ptrace --network=none (baseline)
+#   GVS_RUNC_ROOT    --runc-root for the baseline
+# Stop it with scripts/containerd-down.sh DIR.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+if [[ $# -lt 1 ]]; then
+  sed -n '2,16p' "${BASH_SOURCE[0]}" >&2
+  exit 2
+fi
+DIR=$1; shift
+BIN_DIR=$ROOT/build/shim/main
+LOG_LEVEL=${GVS_CONTAINERD_LOG_LEVEL:-info}
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --bin-dir) BIN_DIR=$2; shift ;;
+    --log-level) LOG_LEVEL=$2; shift ;;
+    *) echo "containerd-up.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+mkdir -p "$DIR"
+DIR=$(cd "$DIR" && pwd)
+BIN_DIR=$(mkdir -p "$BIN_DIR" && cd "$BIN_DIR" && pwd)
+SOCK=$DIR/c.sock
+if [[ ${#SOCK} -gt 90 ]]; then
+  echo "containerd-up.sh: $DIR is too long for unix socket paths; use e.g. mktemp -d /tmp/gvs.XXXX" >&2
+  exit 2
+fi
+if [[ -f $DIR/containerd.pid ]] && kill -0 "$(cat "$DIR/containerd.pid")" 2>/dev/null; then
+  echo "containerd-up.sh: a containerd already runs for $DIR (pid $(cat "$DIR/containerd.pid"))" >&2
+  exit 1
+fi
+
+# Marker that lets containerd-down.sh remove DIR safely.
+echo "gvshim private containerd" >"$DIR/.gvshim-containerd"
+mkdir -p "$DIR"/{root,state,opt,runsc,runc-root,cni/bin,cni/conf,fifo}
+
+RUNSC=$(command -v runsc || echo /usr/bin/runsc)
+CONTAINERD=$(command -v containerd || echo /usr/bin/containerd)
+
+# Baseline: containerd's runc shim driving runsc through this wrapper (runc-compatible CLI).
+cat >"$DIR/runsc-runc" <<WRAP
+#!/bin/sh
+exec "$RUNSC" --platform=ptrace --network=none "\$@"
+WRAP
+chmod 755 "$DIR/runsc-runc"
+
+# gvshim's own config for this containerd.
+cat >"$DIR/gvshim.toml" <<TOML
+[runsc]
+binary = "$RUNSC"
+root = "$DIR/runsc"
+platform = "ptrace"
+network = "none"
+debug = false
+
+[shim]
+log_level = "debug"
+TOML
+
+# Keep the CNI bin dir private but usable: the loopback plugin from containernetworking-plugins.
+if [[ -x /usr/lib/cni/loopback ]]; then ln -sf /usr/lib/cni/loopback "$DIR/cni/bin/loopback"; fi
+
+cat >"$DIR/config.toml" <<TOML
+version = 2
+root = "$DIR/root"
+state = "$DIR/state"
+oom_score = 0
+
+[grpc]
+  address = "$SOCK"
+
+[ttrpc]
+  address = "$SOCK.ttrpc"
+
+[debug]
+  level = "$LOG_LEVEL"
+
+[metrics]
+  address = ""
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = "$DIR/opt"
+
+[plugins."io.containerd.grpc.v1.cri"]
+  restrict_oom_score_adj = true
+  disable_tcp_service = true
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  enable_selinux = false
+  netns_mounts_under_state_dir = true
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "gvisor"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.gvisor]
+      runtime_type = "io.containerd.gvisor.v1"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.gvisor.options]
+        ConfigPath = "$DIR/gvshim.toml"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runsc-runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runsc-runc.options]
+        BinaryName = "$DIR/runsc-runc"
+        Root = "$DIR/runc-root"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "$DIR/cni/bin"
+    conf_dir = "$DIR/cni/conf"
+TOML
+
+cat >"$DIR/env" <<ENV
+GVS_DIR=$DIR
+GVS_SOCK=$SOCK
+GVS_TTRPC=$SOCK.ttrpc
+GVS_ROOT=$DIR/root
+GVS_STATE=$DIR/state
+GVS_PID=$DIR/containerd.pid
+GVS_LOG=$DIR/containerd.log
+GVS_CONFIG=$DIR/config.toml
+GVS_SHIM_CONFIG=$DIR/gvshim.toml
+GVS_RUNSC_ROOT=$DIR/runsc
+GVS_RUNC_WRAPPER=$DIR/runsc-runc
+GVS_RUNC_ROOT=$DIR/runc-root
+GVS_BIN_DIR=$BIN_DIR
+ENV
+
+# setsid: containerd (and the shims it starts) must not get signals meant for the caller's terminal/job.
+# Its stdio goes to the log file; stdin is /dev/null so nothing waits on the caller's tty.
+PATH="$BIN_DIR:$PATH" GVSHIM_CONFIG="$DIR/gvshim.toml" \
+  setsid "$CONTAINERD" --config "$DIR/config.toml" </dev/null >>"$DIR/containerd.log" 2>&1 &
+pid=$!
+echo "$pid" >"$DIR/containerd.pid"
+
+# Wait (bounded) for the API to answer.
+deadline=$((SECONDS + ${GVS_CONTAINERD_START_TIMEOUT:-30}))
+until ctr -a "$SOCK" --timeout 2s version >/dev/null 2>&1; do
+  if ! kill -0 "$pid" 2>/dev/null; then
+    echo "containerd-up.sh: containerd exited during startup; last log lines:" >&2
+    tail -n 30 "$DIR/containerd.log" >&2
+    exit 1
+  fi
+  if [[ $SECONDS -ge $deadline ]]; then
+    echo "containerd-up.sh: containerd did not answer within the timeout; last log lines:" >&2
+    tail -n 30 "$DIR/containerd.log" >&2
+    exit 1
+  fi
+  sleep 0.1
+done
+echo "containerd-up: pid $pid, socket $SOCK, dir $DIR" >&2

@@ -1,0 +1,44 @@
+// The shim's TOML configuration (default /etc/containerd/gvshim.toml; containerd passes the path as runtime option
+// ConfigPath). Unknown keys and wrong types are errors that name the file, line and key: never a silent fallback.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <toml++/toml.h>
+
+#include "absl/status/statusor.h"
+
+namespace gvshim::config {
+
+inline constexpr char kDefaultPath[] = "/etc/containerd/gvshim.toml";
+
+struct RunscConfig {
+  std::string binary = "runsc";
+  std::string root = "/run/gvshim/runsc";  // the shim appends /<containerd namespace>
+  std::string platform = "ptrace";
+  std::string network = "none";
+  bool debug = false;
+  std::string debug_log;                    // runsc --debug-log (directory or file pattern) when debug is on
+  std::vector<std::string> extra_flags;     // passed verbatim before the subcommand
+};
+
+struct ShimConfig {
+  std::string log_level = "info";
+};
+
+struct Config {
+  std::string source;  // file the config came from ("" = built-in defaults)
+  RunscConfig runsc;
+  ShimConfig shim;
+  // The [hardening] table (with its source positions), interpreted by the oci module; null when absent.
+  std::shared_ptr<const toml::table> hardening;
+};
+
+// Parses TOML text; `source` names the file in error messages.
+absl::StatusOr<Config> Parse(const std::string& text, const std::string& source);
+// Loads a file. A missing file at the DEFAULT path yields the defaults; a missing explicit path is an error.
+absl::StatusOr<Config> Load(const std::string& path, bool explicit_path);
+
+}  // namespace gvshim::config

@@ -1,0 +1,128 @@
+// One container of the sandbox: its init process and its exec processes, each an explicit state machine, and the
+// ordering rules for their events (an exit is published after its start; exec exits before the init exit).
+// The Task service (shim/task) only routes requests here.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "shim/events/publisher.h"
+#include "shim/process/rootfs.h"
+#include "shim/runsc/runsc.h"
+#include "shim/stdio/stdio.h"
+
+namespace gvshim::process {
+
+struct ExitGate;
+
+enum class Status { kCreated, kRunning, kPaused, kStopped, kDeleted };
+const char* StatusName(Status s);
+// Legal transitions of the process state machine; anything else is FAILED_PRECONDITION naming both states.
+absl::Status CheckTransition(Status from, Status to, absl::string_view what);
+
+struct ExitInfo {
+  uint32_t status = 0;
+  absl::Time at = absl::UnixEpoch();
+};
+
+struct ProcessState {
+  std::string exec_id;
+  uint32_t pid = 0;
+  Status status = Status::kCreated;
+  stdio::StdioConfig stdio;
+  ExitInfo exit;
+};
+
+struct ContainerOptions {
+  std::string id;
+  std::string ns;
+  std::string bundle;
+  std::vector<MountSpec> rootfs;
+  stdio::StdioConfig stdio;
+  // True when this container creates the sandbox (a plain container, or a pod's sandbox container); false when it
+  // joins an existing sandbox (io.kubernetes.cri.container-type=container).
+  bool creates_sandbox = true;
+};
+
+class Container {
+ public:
+  struct Deps {
+    runsc::Runsc* runsc = nullptr;         // not owned; outlives the container
+    events::Publisher* events = nullptr;   // not owned
+  };
+
+  // Mounts the rootfs, opens the init's stdio and runs `runsc create`. Nothing is left behind on failure.
+  static absl::StatusOr<std::unique_ptr<Container>> Create(const Deps& deps, ContainerOptions options);
+  ~Container();
+
+  const std::string& id() const { return options_.id; }
+  const std::string& bundle() const { return options_.bundle; }
+  uint32_t init_pid() const;
+
+  // Starts the init (exec_id "") or an exec; publishes TaskStart / TaskExecStarted; returns the pid.
+  absl::StatusOr<uint32_t> Start(const std::string& exec_id);
+  // Registers an exec process; `process_json` is the OCI Process as JSON. Publishes TaskExecAdded.
+  absl::Status AddExec(const std::string& exec_id, const stdio::StdioConfig& io, const std::string& process_json);
+  absl::Status Kill(const std::string& exec_id, int signal, bool all);
+  // Deletes a stopped (or never started) process. For the init: runsc delete, rootfs unmounted, stdio closed.
+  absl::StatusOr<ProcessState> Delete(const std::string& exec_id);
+  // Blocks until the process exited.
+  absl::StatusOr<ExitInfo> Wait(const std::string& exec_id);
+  absl::StatusOr<ProcessState> State(const std::string& exec_id);
+  absl::Status Pause();
+  absl::Status Resume();
+  absl::Status ResizePty(const std::string& exec_id, uint32_t width, uint32_t height);
+  absl::Status CloseIO(const std::string& exec_id);
+  absl::StatusOr<std::vector<runsc::ProcessInfo>> Pids();
+  absl::StatusOr<runsc::Stats> Stats();
+  // Exec ids of processes not yet deleted.
+  std::vector<std::string> ExecIds();
+
+ private:
+  struct Proc {
+    std::string exec_id;
+    stdio::StdioConfig stdio;
+    std::string process_json_path;        // exec only
+    std::string internal_pid_path;        // exec only
+    std::unique_ptr<stdio::ProcessIO> io;
+    std::unique_ptr<stdio::ConsoleSocket> console;
+    uint32_t pid = 0;
+    Status status = Status::kCreated;
+    ExitInfo exit;
+    bool exit_published = false;
+    std::optional<uint32_t> forced_exit;  // status to report when killed before it ran
+    std::thread exit_thread;
+  };
+
+  Container(const Deps& deps, ContainerOptions options) : deps_(deps), options_(std::move(options)) {}
+  absl::Status DoCreate();
+  absl::StatusOr<uint32_t> StartInit();
+  absl::StatusOr<uint32_t> StartExec(Proc* p);
+  // Called (on the reaper thread or a waiter thread) when a process has exited; hands off to a worker thread.
+  void OnExit(const std::string& exec_id, int exit_code);
+  void FinishExit(const std::string& exec_id, int exit_code);
+  Proc* Find(const std::string& exec_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<int> ReadInternalPid(const Proc& p);
+
+  const Deps deps_;
+  const ContainerOptions options_;
+  std::unique_ptr<Rootfs> rootfs_;
+  // Serialises Start against exit publication, so a TaskExit never precedes its TaskStart/TaskExecStarted.
+  absl::Mutex lifecycle_mu_;
+  mutable absl::Mutex mu_;
+  std::map<std::string, std::unique_ptr<Proc>> procs_ ABSL_GUARDED_BY(mu_);  // "" is the init
+  std::vector<std::thread> retired_threads_ ABSL_GUARDED_BY(mu_);
+  std::thread waiter_thread_;  // `runsc wait` for containers that join a sandbox
+  int exec_counter_ ABSL_GUARDED_BY(mu_) = 0;
+  std::shared_ptr<ExitGate> gate_;  // set before any reaper watch; closed by the destructor
+};
+
+}  // namespace gvshim::process

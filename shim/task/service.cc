@@ -1,0 +1,353 @@
+#include "shim/task/service.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "github.com/containerd/cgroups/stats/v1/metrics.pb.h"
+#include "github.com/containerd/containerd/api/events/task.pb.h"
+#include "github.com/containerd/containerd/runtime/v2/task/shim.pb.h"
+#include "google/protobuf/empty.pb.h"
+#include "google/protobuf/util/time_util.h"
+#include "gvshim/runtimeoptions/v1/options.pb.h"
+#include "shim/base/log.h"
+#include "shim/base/status.h"
+#include "shim/task/spec_prep.h"
+
+namespace gvshim::task {
+namespace {
+
+namespace tv2 = containerd::task::v2;
+using google::protobuf::util::TimeUtil;
+
+template <typename Req>
+absl::StatusOr<Req> Decode(const std::string& payload, const char* method) {
+  Req req;
+  if (!req.ParseFromString(payload)) {
+    return absl::InvalidArgumentError(absl::StrCat(method, ": request is not a valid ", Req::descriptor()->full_name()));
+  }
+  return req;
+}
+
+std::string Empty() { return google::protobuf::Empty().SerializeAsString(); }
+
+google::protobuf::Timestamp ToProto(absl::Time t) { return TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(t)); }
+
+containerd::v1::types::Status ToProto(process::Status s) {
+  switch (s) {
+    case process::Status::kCreated:
+      return containerd::v1::types::CREATED;
+    case process::Status::kRunning:
+      return containerd::v1::types::RUNNING;
+    case process::Status::kPaused:
+      return containerd::v1::types::PAUSED;
+    case process::Status::kStopped:
+    case process::Status::kDeleted:
+      return containerd::v1::types::STOPPED;
+  }
+  return containerd::v1::types::UNKNOWN;
+}
+
+}  // namespace
+
+Service::Service(ServiceOptions options, events::Publisher* events)
+    : options_(std::move(options)), events_(events) {}
+
+Service::~Service() = default;
+
+void Service::Register(ttrpc::Server* server) {
+  for (const char* m : {"Create", "Start", "Delete", "Exec", "State", "Kill", "Wait", "Pids", "Pause", "Resume",
+                        "ResizePty", "CloseIO", "Update", "Stats", "Connect", "Shutdown", "Checkpoint"}) {
+    std::string method = m;
+    server->Register(kServiceName, method, [this, method](const ttrpc::CallContext&, const std::string& payload) {
+      return Call(method, payload);
+    });
+  }
+}
+
+size_t Service::ContainerCount() {
+  absl::MutexLock lock(&mu_);
+  return containers_.size();
+}
+
+absl::StatusOr<std::string> Service::Call(const std::string& method, const std::string& payload) {
+  absl::StatusOr<std::string> r;
+  if (method == "Create") r = Create(payload);
+  else if (method == "Start") r = Start(payload);
+  else if (method == "Delete") r = Delete(payload);
+  else if (method == "Exec") r = Exec(payload);
+  else if (method == "State") r = State(payload);
+  else if (method == "Kill") r = Kill(payload);
+  else if (method == "Wait") r = Wait(payload);
+  else if (method == "Pids") r = Pids(payload);
+  else if (method == "Pause") r = Pause(payload);
+  else if (method == "Resume") r = Resume(payload);
+  else if (method == "ResizePty") r = ResizePty(payload);
+  else if (method == "CloseIO") r = CloseIO(payload);
+  else if (method == "Update") r = Update(payload);
+  else if (method == "Stats") r = Stats(payload);
+  else if (method == "Connect") r = Connect(payload);
+  else if (method == "Shutdown") r = Shutdown(payload);
+  else if (method == "Checkpoint") {
+    r = absl::UnimplementedError("Checkpoint: gVisor checkpoint/restore is not supported by gvshim");
+  } else {
+    r = absl::UnimplementedError(absl::StrCat("method ", method, " not implemented"));
+  }
+  if (!r.ok()) log::Warnf("%s: %s", method, r.status().ToString());
+  return r;
+}
+
+absl::StatusOr<std::shared_ptr<Service::Entry>> Service::Get(const std::string& id) {
+  absl::MutexLock lock(&mu_);
+  auto it = containers_.find(id);
+  if (it == containers_.end()) return absl::NotFoundError(absl::StrCat("container ", id, " not found"));
+  return it->second;
+}
+
+absl::StatusOr<config::Config> Service::LoadConfig(const std::string& override_path) {
+  std::string path = override_path;
+  if (path.empty()) path = options_.config_path;
+  if (path.empty()) {
+    if (const char* env = std::getenv("GVSHIM_CONFIG"); env != nullptr && *env != '\0') path = env;
+  }
+  if (path.empty()) return config::Load(config::kDefaultPath, /*explicit_path=*/false);
+  return config::Load(path, /*explicit_path=*/true);
+}
+
+absl::StatusOr<std::string> Service::Create(const std::string& payload) {
+  ASSIGN_OR_RETURN(auto req, Decode<tv2::CreateTaskRequest>(payload, "Create"));
+  if (req.id().empty()) return absl::InvalidArgumentError("Create: empty container id");
+  if (!req.checkpoint().empty()) {
+    return absl::UnimplementedError("Create: restoring from a checkpoint is not supported by gvshim");
+  }
+  absl::MutexLock create_lock(&create_mu_);
+  {
+    absl::MutexLock lock(&mu_);
+    if (containers_.count(req.id())) return absl::AlreadyExistsError("container " + req.id() + " already exists");
+  }
+  std::string config_override;
+  if (req.has_options() && req.options().type_url().find("runtimeoptions.v1.Options") != std::string::npos) {
+    runtimeoptions::v1::Options opts;
+    if (!opts.ParseFromString(req.options().value())) {
+      return absl::InvalidArgumentError("Create: runtime options are not a valid runtimeoptions.v1.Options");
+    }
+    config_override = opts.config_path();
+  }
+  ASSIGN_OR_RETURN(config::Config cfg, LoadConfig(config_override));
+
+  ASSIGN_OR_RETURN(PreparedSpec prep, PrepareSpec(req.bundle(), cfg));
+
+  runsc::GlobalOptions g;
+  g.binary = cfg.runsc.binary;
+  g.root = absl::StrCat(cfg.runsc.root, "/", options_.ns);
+  g.log_path = req.bundle() + "/runsc.log";
+  g.platform = cfg.runsc.platform;
+  g.network = cfg.runsc.network;
+  g.debug = cfg.runsc.debug;
+  g.debug_log = cfg.runsc.debug_log;
+  g.extra_flags = cfg.runsc.extra_flags;
+  g.oci_seccomp = prep.oci_seccomp;
+  RETURN_IF_ERROR(WriteDeleteInfo(req.bundle(), g));
+
+  auto entry = std::make_shared<Entry>();
+  entry->runsc = options_.runsc_factory(g);
+
+  process::ContainerOptions co;
+  co.id = req.id();
+  co.ns = options_.ns;
+  co.bundle = req.bundle();
+  for (const auto& m : req.rootfs()) {
+    co.rootfs.push_back({m.type(), m.source(), {m.options().begin(), m.options().end()}});
+  }
+  co.stdio = {req.stdin(), req.stdout(), req.stderr(), req.terminal()};
+  co.creates_sandbox = prep.creates_sandbox;
+  ASSIGN_OR_RETURN(entry->container, process::Container::Create({entry->runsc.get(), events_}, std::move(co)));
+  uint32_t pid = entry->container->init_pid();
+  {
+    absl::MutexLock lock(&mu_);
+    containers_[req.id()] = entry;
+  }
+  containerd::events::TaskCreate ev;
+  ev.set_container_id(req.id());
+  ev.set_bundle(req.bundle());
+  *ev.mutable_rootfs() = req.rootfs();
+  ev.mutable_io()->set_stdin(req.stdin());
+  ev.mutable_io()->set_stdout(req.stdout());
+  ev.mutable_io()->set_stderr(req.stderr());
+  ev.mutable_io()->set_terminal(req.terminal());
+  ev.set_pid(pid);
+  events_->Publish(ev);
+  log::Infof("created %s (pid %d, %s)", req.id(), pid, prep.creates_sandbox ? "new sandbox" : "joins sandbox");
+  tv2::CreateTaskResponse resp;
+  resp.set_pid(pid);
+  return resp.SerializeAsString();
+}
+
+absl::StatusOr<std::string> Service::Start(const std::string& payload) {
+  ASSIGN_OR_RETURN(auto req, Decode<tv2::StartRequest>(payload, "Start"));
+  ASSIGN_OR_RETURN(auto e, Get(req.id()));
+  ASSIGN_OR_RETURN(uint32_t pid, e->container->Start(req.exec_id()));
+  tv2::StartResponse resp;
+  resp.set_pid(pid);
+  return resp.SerializeAsString();
+}
+
+absl::StatusOr<std::string> Service::Delete(const std::string& payload) {
+  ASSIGN_OR_RETURN(auto req, Decode<tv2::DeleteRequest>(payload, "Delete"));
+  ASSIGN_OR_RETURN(auto e, Get(req.id()));
+  ASSIGN_OR_RETURN(process::ProcessState st, e->container->Delete(req.exec_id()));
+  tv2::DeleteResponse resp;
+  resp.set_pid(st.pid);
+  resp.set_exit_status(st.exit.status);
+  *resp.mutable_exited_at() = ToProto(st.exit.at);
+  if (req.exec_id().empty()) {
+    {
+      absl::MutexLock lock(&mu_);
+      containers_.erase(req.id());
+    }
+    containerd::events::TaskDelete ev;
+    ev.set_container_id(req.id());
+    ev.set_pid(st.pid);
+    ev.set_exit_status(st.exit.status);
+    *ev.mutable_exited_at() = ToProto(st.exit.at);
+    ev.set_id(req.id());
+    events_->Publish(ev);
+  }
+  return resp.SerializeAsString();
+}
+
+absl::StatusOr<std::string> Service::Exec(const std::string& payload) {
+  ASSIGN_OR_RETURN(auto req, Decode<tv2::ExecProcessRequest>(payload, "Exec"));
+  ASSIGN_OR_RETURN(auto e, Get(req.id()));
+  // containerd sends the OCI Process as JSON inside the Any.
+  const std::string& json = req.spec().value();
+  if (!nlohmann::json::accept(json)) {
+    return absl::InvalidArgumentError(absl::StrCat("Exec ", req.exec_id(), ": process spec is not valid JSON"));
+  }
+  RETURN_IF_ERROR(e->container->AddExec(req.exec_id(), {req.stdin(), req.stdout(), req.stderr(), req.terminal()}, json));
+  return Empty();
+}
+
+absl::StatusOr<std::string> Service::State(const std::string& payload) {
+  ASSIGN_OR_RETURN(auto req, Decode<tv2::StateRequest>(payload, "State"));
+  ASSIGN_OR_RETURN(auto e, Get(req.id()));
+  ASSIGN_OR_RETURN(process::ProcessState st, e->container->State(req.exec_id()));
+  tv2::StateResponse resp;
+  resp.set_id(req.exec_id().empty() ? req.id() : req.exec_id());
+  resp.set_bundle(e->container->bundle());
+  resp.set_pid(st.pid);
+  resp.set_status(ToProto(st.status));
+  resp.set_stdin(st.stdio.stdin_path);
+  resp.set_stdout(st.stdio.stdout_path);
+  resp.set_stderr(st.stdio.stderr_path);
+  resp.set_terminal(st.stdio.terminal);
+  resp.set_exit_status(st.exit.status);
+  *resp.mutable_exited_at() = ToProto(st.exit.at);
+  resp.set_exec_id(req.exec_id());
+  return resp.SerializeAsString();
+}
+
+absl::StatusOr<std::string> Service::Kill(const std::string& payload) {
+  ASSIGN_OR_RETURN(auto req, Decode<tv2::KillRequest>(payload, "Kill"));
+  ASSIGN_OR_RETURN(auto e, Get(req.id()));
+  if (req.signal() == 0 || req.signal() > 64) {
+    return absl::InvalidArgumentError(absl::StrCat("Kill: invalid signal ", req.signal()));
+  }
+  RETURN_IF_ERROR(e->container->Kill(req.exec_id(), static_cast<int>(req.signal()), req.all()));
+  return Empty();
+}
+
+absl::StatusOr<std::string> Service::Wait(const std::string& payload) {
+  ASSIGN_OR_RETURN(auto req, Decode<tv2::WaitRequest>(payload, "Wait"));
+  ASSIGN_OR_RETURN(auto e, Get(req.id()));
+  ASSIGN_OR_RETURN(process::ExitInfo exit, e->container->Wait(req.exec_id()));
+  tv2::WaitResponse resp;
+  resp.set_exit_status(exit.status);
+  *resp.mutable_exited_at() = ToProto(exit.at);
+  return resp.SerializeAsString();
+}
+
+absl::StatusOr<std::string> Service::Pids(const std::string& payload) {
+  ASSIGN_OR_RETURN(auto req, Decode<tv2::PidsRequest>(payload, "Pids"));
+  ASSIGN_OR_RETURN(auto e, Get(req.id()));
+  ASSIGN_OR_RETURN(auto procs, e->container->Pids());
+  tv2::PidsResponse resp;
+  for (const auto& p : procs) resp.add_processes()->set_pid(static_cast<uint32_t>(p.pid));
+  return resp.SerializeAsString();
+}
+
+absl::StatusOr<std::string> Service::Pause(const std::string& payload) {
+  ASSIGN_OR_RETURN(auto req, Decode<tv2::PauseRequest>(payload, "Pause"));
+  ASSIGN_OR_RETURN(auto e, Get(req.id()));
+  RETURN_IF_ERROR(e->container->Pause());
+  return Empty();
+}
+
+absl::StatusOr<std::string> Service::Resume(const std::string& payload) {
+  ASSIGN_OR_RETURN(auto req, Decode<tv2::ResumeRequest>(payload, "Resume"));
+  ASSIGN_OR_RETURN(auto e, Get(req.id()));
+  RETURN_IF_ERROR(e->container->Resume());
+  return Empty();
+}
+
+absl::StatusOr<std::string> Service::ResizePty(const std::string& payload) {
+  ASSIGN_OR_RETURN(auto req, Decode<tv2::ResizePtyRequest>(payload, "ResizePty"));
+  ASSIGN_OR_RETURN(auto e, Get(req.id()));
+  RETURN_IF_ERROR(e->container->ResizePty(req.exec_id(), req.width(), req.height()));
+  return Empty();
+}
+
+absl::StatusOr<std::string> Service::CloseIO(const std::string& payload) {
+  ASSIGN_OR_RETURN(auto req, Decode<tv2::CloseIORequest>(payload, "CloseIO"));
+  ASSIGN_OR_RETURN(auto e, Get(req.id()));
+  if (req.stdin()) RETURN_IF_ERROR(e->container->CloseIO(req.exec_id()));
+  return Empty();
+}
+
+absl::StatusOr<std::string> Service::Update(const std::string& payload) {
+  ASSIGN_OR_RETURN(auto req, Decode<tv2::UpdateTaskRequest>(payload, "Update"));
+  ASSIGN_OR_RETURN(auto e, Get(req.id()));
+  return absl::UnimplementedError(
+      "Update: runsc 20221219 has no update command; changing resources of a running gVisor sandbox is not "
+      "supported by gvshim yet");
+}
+
+absl::StatusOr<std::string> Service::Stats(const std::string& payload) {
+  ASSIGN_OR_RETURN(auto req, Decode<tv2::StatsRequest>(payload, "Stats"));
+  ASSIGN_OR_RETURN(auto e, Get(req.id()));
+  ASSIGN_OR_RETURN(runsc::Stats s, e->container->Stats());
+  io::containerd::cgroups::v1::Metrics m;
+  FillMetrics(s, &m);
+  tv2::StatsResponse resp;
+  resp.mutable_stats()->set_type_url("io.containerd.cgroups.v1.Metrics");
+  resp.mutable_stats()->set_value(m.SerializeAsString());
+  return resp.SerializeAsString();
+}
+
+absl::StatusOr<std::string> Service::Connect(const std::string& payload) {
+  ASSIGN_OR_RETURN(auto req, Decode<tv2::ConnectRequest>(payload, "Connect"));
+  tv2::ConnectResponse resp;
+  resp.set_shim_pid(static_cast<uint32_t>(::getpid()));
+  resp.set_version(kVersion);
+  if (auto e = Get(req.id()); e.ok()) resp.set_task_pid((*e)->container->init_pid());
+  return resp.SerializeAsString();
+}
+
+absl::StatusOr<std::string> Service::Shutdown(const std::string& payload) {
+  ASSIGN_OR_RETURN(auto req, Decode<tv2::ShutdownRequest>(payload, "Shutdown"));
+  bool empty;
+  {
+    absl::MutexLock lock(&mu_);
+    empty = containers_.empty();
+  }
+  // The shim serves every container of a pod: it only goes away with the last one.
+  if ((empty || req.now()) && options_.request_shutdown) options_.request_shutdown();
+  return Empty();
+}
+
+}  // namespace gvshim::task

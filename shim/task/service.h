@@ -1,0 +1,81 @@
+// containerd.task.v2.Task over ttrpc. This layer decodes requests, routes them to process::Container objects,
+// publishes the request-driven events (create, delete) and encodes responses; status codes are mapped to ttrpc
+// codes by the ttrpc module. All process logic lives in shim/process.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "shim/config/config.h"
+#include "shim/events/publisher.h"
+#include "shim/process/container.h"
+#include "shim/runsc/runsc.h"
+#include "shim/ttrpc/server.h"
+
+namespace gvshim::task {
+
+inline constexpr char kServiceName[] = "containerd.task.v2.Task";
+inline constexpr char kVersion[] = "0.1.0";
+
+// Builds the runsc client for one container (a fake in unit tests).
+using RunscFactory = std::function<std::unique_ptr<runsc::Runsc>(const runsc::GlobalOptions&)>;
+
+struct ServiceOptions {
+  std::string ns;
+  // Config path from the runtime options given to `start` ("" if none); Create's own options take precedence.
+  std::string config_path;
+  RunscFactory runsc_factory;
+  // Called when the shim should exit (Shutdown with no containers left); the response is sent first.
+  std::function<void()> request_shutdown;
+};
+
+class Service {
+ public:
+  Service(ServiceOptions options, events::Publisher* events);
+  ~Service();
+  void Register(ttrpc::Server* server);
+
+  // Dispatches one request (method name without service), payload → response payload. Public for unit tests.
+  absl::StatusOr<std::string> Call(const std::string& method, const std::string& payload);
+  size_t ContainerCount();
+
+ private:
+  struct Entry {
+    std::unique_ptr<runsc::Runsc> runsc;
+    std::unique_ptr<process::Container> container;
+  };
+
+  absl::StatusOr<std::string> Create(const std::string& payload);
+  absl::StatusOr<std::string> Start(const std::string& payload);
+  absl::StatusOr<std::string> Delete(const std::string& payload);
+  absl::StatusOr<std::string> Exec(const std::string& payload);
+  absl::StatusOr<std::string> State(const std::string& payload);
+  absl::StatusOr<std::string> Kill(const std::string& payload);
+  absl::StatusOr<std::string> Wait(const std::string& payload);
+  absl::StatusOr<std::string> Pids(const std::string& payload);
+  absl::StatusOr<std::string> Pause(const std::string& payload);
+  absl::StatusOr<std::string> Resume(const std::string& payload);
+  absl::StatusOr<std::string> ResizePty(const std::string& payload);
+  absl::StatusOr<std::string> CloseIO(const std::string& payload);
+  absl::StatusOr<std::string> Update(const std::string& payload);
+  absl::StatusOr<std::string> Stats(const std::string& payload);
+  absl::StatusOr<std::string> Connect(const std::string& payload);
+  absl::StatusOr<std::string> Shutdown(const std::string& payload);
+
+  absl::StatusOr<std::shared_ptr<Entry>> Get(const std::string& id);
+  absl::StatusOr<config::Config> LoadConfig(const std::string& override_path);
+
+  const ServiceOptions options_;
+  events::Publisher* const events_;
+  absl::Mutex mu_;
+  std::map<std::string, std::shared_ptr<Entry>> containers_ ABSL_GUARDED_BY(mu_);
+  // Serialises Create/Delete so a container id is never half-registered.
+  absl::Mutex create_mu_;
+};
+
+}  // namespace gvshim::task
