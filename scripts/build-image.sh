@@ -43,7 +43,7 @@ fi
 log() { echo "build-image: $*" >&2; }
 
 # Host paths whose content goes into the image; the cache key hashes them with this script.
-py_bin= node_bin= py_stdlib=
+py_bin='' node_bin='' py_stdlib=''
 if [[ $WITH_PY_NODE -eq 1 ]]; then
   py_bin=$(readlink -f /usr/bin/python3)
   node_bin=$(readlink -f "$(command -v node || command -v nodejs)")

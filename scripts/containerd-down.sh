@@ -52,8 +52,8 @@ shim_pids() {
   for d in /proc/[0-9]*; do
     p=${d#/proc/}
     [[ $p != "$$" ]] || continue
-    if tr '\0' '\n' <"$d/cmdline" 2>/dev/null | grep -qxF -- "$SOCK" &&
-      tr '\0' '\n' <"$d/cmdline" 2>/dev/null | grep -qx -- '-\{1,2\}address'; then
+    if tr '\0' '\n' 2>/dev/null <"$d/cmdline" | grep -qxF -- "$SOCK" &&
+      tr '\0' '\n' 2>/dev/null <"$d/cmdline" | grep -qx -- '-\{1,2\}address'; then
       echo "$p"
     fi
   done
@@ -65,7 +65,7 @@ runsc_pids() {
   for d in /proc/[0-9]*; do
     p=${d#/proc/}
     [[ $(readlink "$d/exe" 2>/dev/null || true) == "$RUNSC_REAL" ]] || continue
-    if tr '\0' '\n' <"$d/cmdline" 2>/dev/null | grep -qF -- "$DIR/"; then echo "$p"; fi
+    if tr '\0' '\n' 2>/dev/null <"$d/cmdline" | grep -qF -- "$DIR/"; then echo "$p"; fi
   done
 }
 
@@ -73,7 +73,7 @@ runsc_pids() {
 if [[ -f $DIR/containerd.pid ]]; then
   pid=$(cat "$DIR/containerd.pid")
   # Only signal it if it is still our containerd (the pid may have been reused).
-  if kill -0 "$pid" 2>/dev/null && tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | grep -qxF "$DIR/config.toml"; then
+  if kill -0 "$pid" 2>/dev/null && tr '\0' '\n' 2>/dev/null <"/proc/$pid/cmdline" | grep -qxF "$DIR/config.toml"; then
     log "stopping containerd pid $pid"
     stop_pids "$pid"
   fi

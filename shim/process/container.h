@@ -17,7 +17,8 @@
 #include "shim/events/publisher.h"
 #include "shim/process/rootfs.h"
 #include "shim/runsc/runsc.h"
-#include "shim/stdio/stdio.h"
+#include "shim/stdio/console_socket.h"
+#include "shim/stdio/process_io.h"
 
 namespace gvshim::process {
 

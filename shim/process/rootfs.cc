@@ -18,13 +18,24 @@ MountArgs ParseMountOptions(const std::string& type, const std::vector<std::stri
     unsigned long bit;
   };
   static const auto* flags = new absl::flat_hash_map<std::string, Flag>{
-      {"ro", {false, MS_RDONLY}},        {"rw", {true, MS_RDONLY}},        {"nosuid", {false, MS_NOSUID}},
-      {"suid", {true, MS_NOSUID}},       {"nodev", {false, MS_NODEV}},     {"dev", {true, MS_NODEV}},
-      {"noexec", {false, MS_NOEXEC}},    {"exec", {true, MS_NOEXEC}},      {"sync", {false, MS_SYNCHRONOUS}},
-      {"async", {true, MS_SYNCHRONOUS}}, {"noatime", {false, MS_NOATIME}}, {"atime", {true, MS_NOATIME}},
-      {"nodiratime", {false, MS_NODIRATIME}}, {"relatime", {false, MS_RELATIME}},
-      {"strictatime", {false, MS_STRICTATIME}}, {"bind", {false, MS_BIND}},
-      {"rbind", {false, MS_BIND | MS_REC}}, {"remount", {false, MS_REMOUNT}},
+      {"ro", {false, MS_RDONLY}},
+      {"rw", {true, MS_RDONLY}},
+      {"nosuid", {false, MS_NOSUID}},
+      {"suid", {true, MS_NOSUID}},
+      {"nodev", {false, MS_NODEV}},
+      {"dev", {true, MS_NODEV}},
+      {"noexec", {false, MS_NOEXEC}},
+      {"exec", {true, MS_NOEXEC}},
+      {"sync", {false, MS_SYNCHRONOUS}},
+      {"async", {true, MS_SYNCHRONOUS}},
+      {"noatime", {false, MS_NOATIME}},
+      {"atime", {true, MS_NOATIME}},
+      {"nodiratime", {false, MS_NODIRATIME}},
+      {"relatime", {false, MS_RELATIME}},
+      {"strictatime", {false, MS_STRICTATIME}},
+      {"bind", {false, MS_BIND}},
+      {"rbind", {false, MS_BIND | MS_REC}},
+      {"remount", {false, MS_REMOUNT}},
   };
   MountArgs out;
   std::vector<std::string> data;
@@ -55,9 +66,10 @@ absl::StatusOr<std::unique_ptr<Rootfs>> Rootfs::Mount(const std::vector<MountSpe
   for (const MountSpec& m : mounts) {
     MountArgs args = ParseMountOptions(m.type, m.options);
     const char* type = args.bind ? nullptr : m.type.c_str();
-    unsigned long first = args.flags & ~(args.bind ? MS_RDONLY : 0UL);
-    if (::mount(m.source.c_str(), target.c_str(), type, first, args.data.empty() ? nullptr : args.data.c_str()) !=
-        0) {
+    unsigned long ro = MS_RDONLY;
+    unsigned long first = args.flags & ~(args.bind ? ro : 0UL);
+    if (::mount(m.source.c_str(), target.c_str(), type, first,
+                args.data.empty() ? nullptr : args.data.c_str()) != 0) {
       absl::Status st = ErrnoStatus(errno, "mount " + m.type + " " + m.source + " on " + target);
       return st;  // the destructor unmounts what was mounted before
     }

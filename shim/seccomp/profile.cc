@@ -78,8 +78,8 @@ class Checker {
   absl::Status CheckKeys(const json& object, absl::string_view path, const std::set<std::string>& known) const {
     for (const auto& [key, value] : object.items()) {
       if (!known.contains(key)) {
-        return Error(path.empty() ? absl::string_view(key) : absl::string_view(absl::StrCat(path, ".", key)),
-                     absl::StrCat("unknown field (known: ", absl::StrJoin(known, ", "), ")"));
+        std::string field_path = path.empty() ? key : absl::StrCat(path, ".", key);
+        return Error(field_path, absl::StrCat("unknown field (known: ", absl::StrJoin(known, ", "), ")"));
       }
     }
     return absl::OkStatus();

@@ -79,14 +79,16 @@ class ProcessIO {
   explicit ProcessIO(StdioConfig config) : config_(std::move(config)) {}
   absl::Status Init(const std::string& id, const std::string& ns);
   // Runs fn on a new thread; output copiers count towards what WaitAndClose waits for.
-  void StartThread(bool is_output, std::function<void()> fn);
-  void StartOutputCopy(sys::UniqueFd src, std::shared_ptr<sys::UniqueFd> sink, std::string what);
+  void StartThread(bool is_output, std::function<void()> fn) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void StartOutputCopy(sys::UniqueFd src, std::shared_ptr<sys::UniqueFd> sink, std::string what)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void StdinToConsole(sys::UniqueFd src, std::shared_ptr<sys::UniqueFd> master);
   void Shutdown();
 
   const StdioConfig config_;
   std::optional<pid_t> logger_pid_;
-  // Never read: once written it stays readable and wakes every poll (stop all / console hang-up).
+  // Never read: once written it stays readable and wakes every poll (stop all / console hang-up). Set before
+  // any thread starts and closed only after all are joined.
   sys::UniqueFd stop_;
   sys::UniqueFd hangup_;
 
@@ -105,6 +107,7 @@ class ProcessIO {
   // Shared with the console copy threads; the last holder closes it (that is the hang-up).
   std::shared_ptr<sys::UniqueFd> master_ ABSL_GUARDED_BY(mu_);
   bool console_attached_ ABSL_GUARDED_BY(mu_) = false;
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace gvshim::stdio

@@ -1,5 +1,6 @@
 #include "shim/sys/reaper.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/eventfd.h>
@@ -9,11 +10,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <fcntl.h>
-
 #include <cerrno>
-#include <optional>
 #include <memory>
+#include <optional>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -153,7 +152,8 @@ struct ExitState {
 
 absl::Status SetNonBlocking(int fd) {
   int flags = ::fcntl(fd, F_GETFL);
-  if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) return ErrnoStatus(errno, "fcntl O_NONBLOCK");
+  if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
+    return ErrnoStatus(errno, "fcntl O_NONBLOCK");
   return absl::OkStatus();
 }
 
@@ -296,8 +296,8 @@ absl::StatusOr<Reaper::Result> Reaper::Run(SpawnOptions opts, absl::Duration tim
         timed_out = true;
         break;
       }
-      wait_ms = static_cast<int>(std::min<int64_t>(absl::ToInt64Milliseconds(absl::Ceil(left, absl::Milliseconds(1))),
-                                                   1 << 30));
+      wait_ms = static_cast<int>(
+          std::min<int64_t>(absl::ToInt64Milliseconds(absl::Ceil(left, absl::Milliseconds(1))), 1 << 30));
     }
     int n = ::poll(fds, nfds, wait_ms);
     if (n < 0) {

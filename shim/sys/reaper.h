@@ -1,9 +1,9 @@
-// The process-wide child reaper. The shim is a child subreaper: besides its own children, the sandbox and gofer
-// processes that runsc leaves behind are reparented to it and must be reaped here. One thread reads a signalfd
-// for SIGCHLD and collects every exited child with waitpid(-1); interested code registers per pid.
+// The process-wide child reaper. The shim is a child subreaper: besides its own children, the sandbox and
+// gofer processes that runsc leaves behind are reparented to it and must be reaped here. One thread reads a
+// signalfd for SIGCHLD and collects every exited child with waitpid(-1); interested code registers per pid.
 //
-// Once Start() has run, nothing else in the process may call waitpid()/wait() (nor system()/popen()): the reaper
-// owns every child's exit.
+// Once Start() has run, nothing else in the process may call waitpid()/wait() (nor system()/popen()): the
+// reaper owns every child's exit.
 #pragma once
 
 #include <sys/types.h>
@@ -56,9 +56,10 @@ class Reaper {
     std::string out, err;
   };
   // Spawns opts, feeds stdin_data (when non-empty and opts.stdin_fd is -1), collects stdout and stderr (each
-  // capped at kMaxCapture; only for streams the caller left at -1) and waits for the exit. On timeout the child
-  // gets SIGKILL and the result is DEADLINE_EXCEEDED. Output still buffered in the pipes when the child exits is
-  // collected, but a grandchild that keeps a pipe open does not hold Run up. Works with or without Start().
+  // capped at kMaxCapture; only for streams the caller left at -1) and waits for the exit. On timeout the
+  // child gets SIGKILL and the result is DEADLINE_EXCEEDED. Output still buffered in the pipes when the child
+  // exits is collected, but a grandchild that keeps a pipe open does not hold Run up. Works with or without
+  // Start().
   absl::StatusOr<Result> Run(SpawnOptions opts, absl::Duration timeout, const std::string& stdin_data = "");
   static constexpr size_t kMaxCapture = 16 << 20;
 

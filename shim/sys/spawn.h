@@ -34,8 +34,8 @@ struct SpawnOptions {
 };
 
 // Starts the child and returns its pid once exec has succeeded. A failure before or at exec (missing binary,
-// bad cwd, ...) is reported as an error ("exec <argv0>: <strerror>", "chdir <cwd>: ...") and the failed child is
-// already reaped (or left to the reaper thread). The child starts with an empty signal mask and default
+// bad cwd, ...) is reported as an error ("exec <argv0>: <strerror>", "chdir <cwd>: ...") and the failed child
+// is already reaped (or left to the reaper thread). The child starts with an empty signal mask and default
 // dispositions, whatever the shim blocks or ignores.
 absl::StatusOr<pid_t> Spawn(const SpawnOptions& opts);
 

@@ -34,7 +34,7 @@ absl::StatusOr<PreparedSpec> PrepareSpec(const std::string& bundle, const config
       out.creates_sandbox = false;
     }
   }
-  if (auto linux = spec.find("linux"); linux != spec.end() && linux->is_object() && linux->contains("seccomp")) {
+  if (auto lx = spec.find("linux"); lx != spec.end() && lx->is_object() && lx->contains("seccomp")) {
     out.oci_seccomp = true;
   }
   return out;
@@ -63,6 +63,30 @@ absl::StatusOr<runsc::GlobalOptions> ReadDeleteInfo(const std::string& bundle) {
     return absl::InvalidArgumentError(absl::StrCat(bundle, "/", kDeleteInfoFile, ": ", e.what()));
   }
   return g;
+}
+
+}  // namespace gvshim::task
+
+namespace gvshim::task {
+
+void FillMetrics(const runsc::Stats& s, io::containerd::cgroups::v1::Metrics* m) {
+  auto* cpu = m->mutable_cpu()->mutable_usage();
+  cpu->set_total(s.cpu_total_ns);
+  cpu->set_user(s.cpu_user_ns);
+  cpu->set_kernel(s.cpu_kernel_ns);
+  for (uint64_t v : s.cpu_per_cpu_ns) cpu->add_per_cpu(v);
+  auto* mem = m->mutable_memory();
+  mem->set_cache(s.memory_cache);
+  mem->set_rss(s.memory_rss);
+  mem->mutable_usage()->set_usage(s.memory_usage);
+  mem->mutable_usage()->set_max(s.memory_max);
+  mem->mutable_usage()->set_limit(s.memory_limit);
+  mem->mutable_usage()->set_failcnt(s.memory_failcnt);
+  mem->mutable_swap()->set_usage(s.swap_usage);
+  mem->mutable_swap()->set_limit(s.swap_limit);
+  mem->mutable_kernel()->set_usage(s.kernel_usage);
+  m->mutable_pids()->set_current(s.pids_current);
+  m->mutable_pids()->set_limit(s.pids_limit);
 }
 
 }  // namespace gvshim::task

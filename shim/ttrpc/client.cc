@@ -86,7 +86,8 @@ absl::StatusOr<std::string> Client::Call(const std::string& service, const std::
                                          const std::string& payload, const Metadata& metadata,
                                          absl::Duration timeout) {
   const std::string what = absl::StrCat("ttrpc call ", service, "/", method);
-  if (timeout <= absl::ZeroDuration()) return absl::DeadlineExceededError(absl::StrCat(what, ": no time left"));
+  if (timeout <= absl::ZeroDuration())
+    return absl::DeadlineExceededError(absl::StrCat(what, ": no time left"));
   const absl::Time deadline = absl::Now() + timeout;  // InfiniteFuture for an infinite timeout
 
   v1::Request req;
@@ -131,12 +132,14 @@ absl::StatusOr<std::string> Client::Call(const std::string& service, const std::
     }
   }
   if (send_errno != 0) {
-    // A partial frame may be on the wire: the stream is unusable. The reader fails every other pending call.
-    ::shutdown(fd_.get(), SHUT_RDWR);
+    // The peer no longer takes requests (e.g. a server draining on shutdown), but responses to calls already
+    // sent may still arrive: fail new calls, and leave pending ones to the reader.
     absl::MutexLock lock(&mu_);
     pending_.erase(id);
     if (pending.done) return std::move(pending.result);
-    return absl::UnavailableError(absl::StrCat(what, ": send: ", strerror(send_errno)));
+    const absl::Status st = absl::UnavailableError(absl::StrCat(what, ": send: ", strerror(send_errno)));
+    if (broken_.ok()) broken_ = st;
+    return st;
   }
 
   absl::MutexLock lock(&mu_);
@@ -169,8 +172,8 @@ void Client::ReadLoop() {
       if (r == FrameReader::Result::kNeedMore) break;
       absl::StatusOr<std::string> result;
       if (r == FrameReader::Result::kOversized) {
-        result = absl::ResourceExhaustedError(absl::StrCat(
-            "ttrpc: response length ", frame.header.length, " exceeds maximum message size of ", kMaxPayload));
+        result = absl::ResourceExhaustedError(absl::StrCat("ttrpc: response length ", frame.header.length,
+                                                           " exceeds maximum message size of ", kMaxPayload));
       } else if (frame.header.type != static_cast<uint8_t>(FrameType::kResponse)) {
         continue;  // nothing else is meaningful to a unary client
       } else {

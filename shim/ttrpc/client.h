@@ -19,8 +19,8 @@ namespace gvshim::ttrpc {
 
 class Client {
  public:
-  // Connects to unix_path (a "unix://" prefix is accepted). Connection failures are UNAVAILABLE; a connect that
-  // does not complete within timeout is DEADLINE_EXCEEDED.
+  // Connects to unix_path (a "unix://" prefix is accepted). Connection failures are UNAVAILABLE; a connect
+  // that does not complete within timeout is DEADLINE_EXCEEDED.
   static absl::StatusOr<std::unique_ptr<Client>> Dial(const std::string& unix_path, absl::Duration timeout);
   // Wraps an already-connected stream socket (e.g. one end of a socketpair).
   static std::unique_ptr<Client> FromFd(sys::UniqueFd fd);
@@ -33,11 +33,12 @@ class Client {
   // The timeout is sent as timeout_nano (unless it is infinite) and bounds the wait for the response:
   // DEADLINE_EXCEEDED when it passes (a late response is dropped). A broken or closed connection fails every
   // pending and later call with UNAVAILABLE. A non-OK status in the Response is returned as is.
-  absl::StatusOr<std::string> Call(const std::string& service, const std::string& method, const std::string& payload,
-                                   const Metadata& metadata = {}, absl::Duration timeout = absl::Seconds(30));
+  absl::StatusOr<std::string> Call(const std::string& service, const std::string& method,
+                                   const std::string& payload, const Metadata& metadata = {},
+                                   absl::Duration timeout = absl::Seconds(30));
 
-  // Closes the connection, fails pending calls with UNAVAILABLE and joins the reader thread. Idempotent; must not
-  // race with the destructor.
+  // Closes the connection, fails pending calls with UNAVAILABLE and joins the reader thread. Idempotent; must
+  // not race with the destructor.
   void Close();
 
  private:
@@ -51,7 +52,7 @@ class Client {
   // Marks the connection broken and completes every pending call with `status`.
   void FailAll(const absl::Status& status);
 
-  sys::UniqueFd fd_;  // closed in the destructor only, after the reader is joined
+  sys::UniqueFd fd_;      // closed in the destructor only, after the reader is joined
   absl::Mutex write_mu_;  // one frame at a time on the wire
 
   absl::Mutex mu_;

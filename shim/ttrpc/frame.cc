@@ -32,8 +32,9 @@ FrameHeader DecodeHeader(const uint8_t in[kHeaderSize]) {
 
 std::string EncodeFrame(uint32_t stream_id, FrameType type, uint8_t flags, absl::string_view payload) {
   std::string out(kHeaderSize + payload.size(), '\0');
-  EncodeHeader(FrameHeader{static_cast<uint32_t>(payload.size()), stream_id, static_cast<uint8_t>(type), flags},
-               reinterpret_cast<uint8_t*>(out.data()));
+  EncodeHeader(
+      FrameHeader{static_cast<uint32_t>(payload.size()), stream_id, static_cast<uint8_t>(type), flags},
+      reinterpret_cast<uint8_t*>(out.data()));
   std::copy(payload.begin(), payload.end(), out.begin() + kHeaderSize);
   return out;
 }

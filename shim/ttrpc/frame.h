@@ -39,10 +39,10 @@ struct Frame {
 };
 
 // Incremental frame parser shared by the server, the client and the fuzzer. Bytes go in with Feed() in any
-// chunking; Next() pops one event at a time. The length field is never trusted: nothing is allocated up front for
-// it, and a frame whose length exceeds the limit is reported as kOversized (header only) and its payload is then
-// discarded as it arrives, without buffering, so the byte stream stays in sync and the peer can be answered with
-// RESOURCE_EXHAUSTED on that stream (what containerd/ttrpc does). Buffered memory stays below
+// chunking; Next() pops one event at a time. The length field is never trusted: nothing is allocated up front
+// for it, and a frame whose length exceeds the limit is reported as kOversized (header only) and its payload
+// is then discarded as it arrives, without buffering, so the byte stream stays in sync and the peer can be
+// answered with RESOURCE_EXHAUSTED on that stream (what containerd/ttrpc does). Buffered memory stays below
 // kHeaderSize + max_payload + the size of the last Feed().
 class FrameReader {
  public:

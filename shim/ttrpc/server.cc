@@ -42,7 +42,8 @@ absl::Status SendAll(int fd, absl::string_view data) {
 
 absl::Status SetNonBlocking(int fd) {
   int flags = ::fcntl(fd, F_GETFL);
-  if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) return ErrnoStatus(errno, "fcntl O_NONBLOCK");
+  if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
+    return ErrnoStatus(errno, "fcntl O_NONBLOCK");
   return absl::OkStatus();
 }
 
@@ -55,7 +56,8 @@ std::optional<std::string> CallContext::Get(absl::string_view key) const {
   return std::nullopt;
 }
 
-absl::Status ParseRequest(absl::string_view frame_payload, absl::Time now, CallContext* ctx, std::string* payload) {
+absl::Status ParseRequest(absl::string_view frame_payload, absl::Time now, CallContext* ctx,
+                          std::string* payload) {
   v1::Request req;
   if (!req.ParseFromArray(frame_payload.data(), static_cast<int>(frame_payload.size()))) {
     return absl::InvalidArgumentError("ttrpc: unmarshal request: not a valid Request message");
@@ -66,7 +68,8 @@ absl::Status ParseRequest(absl::string_view frame_payload, absl::Time now, CallC
   ctx->metadata.reserve(req.metadata_size());
   for (const auto& kv : req.metadata()) ctx->metadata.emplace_back(kv.key(), kv.value());
   // absl saturates: a huge timeout yields InfiniteFuture rather than overflowing.
-  ctx->deadline = req.timeout_nano() > 0 ? now + absl::Nanoseconds(req.timeout_nano()) : absl::InfiniteFuture();
+  ctx->deadline =
+      req.timeout_nano() > 0 ? now + absl::Nanoseconds(req.timeout_nano()) : absl::InfiniteFuture();
   *payload = std::move(*req.mutable_payload());
   return absl::OkStatus();
 }
@@ -83,8 +86,14 @@ struct Server::Conn {
   absl::Mutex mu;
   std::map<uint64_t, std::thread> handlers ABSL_GUARDED_BY(mu);
   std::vector<uint64_t> done ABSL_GUARDED_BY(mu);  // handler threads that have returned, not yet joined
-  std::set<uint32_t> streams ABSL_GUARDED_BY(mu);   // stream ids in flight
+  std::set<uint32_t> streams ABSL_GUARDED_BY(mu);  // stream ids in flight
   uint64_t next_token ABSL_GUARDED_BY(mu) = 0;
+  bool reading_done ABSL_GUARDED_BY(mu) = false;  // the reader takes no more requests
+
+  // No more requests will start and none is in flight.
+  static bool Idle(Conn* c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(c->mu) {
+    return c->reading_done && c->streams.empty();
+  }
 
   // Joins handler threads that have finished.
   void ReapHandlers() {
@@ -146,7 +155,8 @@ absl::Status Server::Listen(const std::string& unix_path) {
   struct stat st;
   if (::lstat(path.c_str(), &st) == 0) {
     if (!S_ISSOCK(st.st_mode)) {
-      return absl::FailedPreconditionError(absl::StrCat("ttrpc listen ", path, ": exists and is not a socket"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("ttrpc listen ", path, ": exists and is not a socket"));
     }
     if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
       return ErrnoStatus(errno, absl::StrCat("ttrpc listen: unlink stale socket ", path));
@@ -155,8 +165,8 @@ absl::Status Server::Listen(const std::string& unix_path) {
 
   sys::UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (!fd) return ErrnoStatus(errno, absl::StrCat("ttrpc listen ", path, ": socket"));
-  // Restrict the inode's mode before bind so the socket never exists with a looser mode; chmod again after bind
-  // in case the kernel ignored it.
+  // Restrict the inode's mode before bind so the socket never exists with a looser mode; chmod again after
+  // bind in case the kernel ignored it.
   (void)::fchmod(fd.get(), 0600);
   if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) != 0) {
     return ErrnoStatus(errno, absl::StrCat("ttrpc listen: bind ", path));
@@ -197,9 +207,11 @@ absl::Status Server::AdoptListener(sys::UniqueFd listen_fd) {
 
 absl::Status Server::Start() {
   absl::MutexLock lock(&mu_);
-  if (!listen_fd_) return absl::FailedPreconditionError("ttrpc server start: no listener (call Listen first)");
+  if (!listen_fd_)
+    return absl::FailedPreconditionError("ttrpc server start: no listener (call Listen first)");
   if (!wake_fd_) return absl::InternalError("ttrpc server start: no eventfd");
-  if (started_ || stopping_) return absl::FailedPreconditionError("ttrpc server start: already started or shut down");
+  if (started_ || stopping_)
+    return absl::FailedPreconditionError("ttrpc server start: already started or shut down");
   started_ = true;
   accept_thread_ = std::thread([this] { AcceptLoop(); });
   return absl::OkStatus();
@@ -321,8 +333,8 @@ void Server::ServeConn(Conn* conn) {
       }
       if (frame.header.type != static_cast<uint8_t>(FrameType::kRequest)) {
         Respond(conn, sid,
-                absl::InvalidArgumentError(absl::StrCat("ttrpc: unsupported message type ", frame.header.type,
-                                                        " on stream ", sid)),
+                absl::InvalidArgumentError(
+                    absl::StrCat("ttrpc: unsupported message type ", frame.header.type, " on stream ", sid)),
                 "");
         continue;
       }
@@ -358,14 +370,14 @@ void Server::ServeConn(Conn* conn) {
           const uint64_t token = conn->next_token++;
           try {
             conn->handlers.emplace(
-                token, std::thread([this, conn, sid, token, ctx = std::move(ctx), payload = std::move(payload),
-                                    h = std::move(*handler)]() mutable {
+                token, std::thread([this, conn, sid, token, ctx = std::move(ctx),
+                                    payload = std::move(payload), h = std::move(*handler)]() mutable {
                   absl::StatusOr<std::string> result;
                   try {
                     result = h(ctx, payload);
                   } catch (const std::exception& e) {
-                    result = absl::InternalError(absl::StrCat("ttrpc handler ", ctx.service, "/", ctx.method,
-                                                              " threw: ", e.what()));
+                    result = absl::InternalError(
+                        absl::StrCat("ttrpc handler ", ctx.service, "/", ctx.method, " threw: ", e.what()));
                   } catch (...) {
                     result = absl::InternalError(
                         absl::StrCat("ttrpc handler ", ctx.service, "/", ctx.method, " threw"));
@@ -377,14 +389,27 @@ void Server::ServeConn(Conn* conn) {
                 }));
             conn->streams.insert(sid);
           } catch (const std::system_error& e) {
-            refused = absl::ResourceExhaustedError(absl::StrCat("ttrpc: cannot start handler thread: ", e.what()));
+            refused =
+                absl::ResourceExhaustedError(absl::StrCat("ttrpc: cannot start handler thread: ", e.what()));
           }
         }
       }
       if (!refused.ok()) Respond(conn, sid, refused, "");
     }
   }
-  // Let the peer see the close now; in-flight handlers' responses will fail to send, which they tolerate.
+  // While the server drains (Shutdown with a grace period), handlers in flight may still deliver responses.
+  absl::Time drain_until = absl::InfinitePast();
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) drain_until = drain_deadline_;
+  }
+  {
+    absl::MutexLock lock(&conn->mu);
+    conn->reading_done = true;
+    if (drain_until > absl::Now())
+      conn->mu.AwaitWithDeadline(absl::Condition(&Conn::Idle, conn), drain_until);
+  }
+  // Let the peer see the close now; responses of handlers still running fail to send, which they tolerate.
   ::shutdown(conn->fd.get(), SHUT_RDWR);
   conn->JoinHandlers();
 
@@ -405,8 +430,8 @@ void Server::Respond(Conn* conn, uint32_t stream_id, const absl::Status& status,
   std::string bytes = resp.SerializeAsString();
   if (bytes.size() > kMaxPayload) {
     resp.Clear();
-    ToProto(absl::ResourceExhaustedError(absl::StrCat("ttrpc: response of ", bytes.size(),
-                                                      " bytes exceeds maximum message size of ", kMaxPayload)),
+    ToProto(absl::ResourceExhaustedError(absl::StrCat(
+                "ttrpc: response of ", bytes.size(), " bytes exceeds maximum message size of ", kMaxPayload)),
             resp.mutable_status());
     bytes = resp.SerializeAsString();
   }
@@ -426,11 +451,13 @@ std::optional<Handler> Server::FindHandler(const std::string& service, const std
   return it->second;
 }
 
-void Server::Shutdown() {
+void Server::Shutdown(absl::Duration grace) {
   absl::MutexLock shutdown_lock(&shutdown_mu_);
+  const absl::Time deadline = absl::Now() + grace;
   {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
+    drain_deadline_ = deadline;
   }
   if (wake_fd_) Wake();
   if (accept_thread_.joinable()) accept_thread_.join();
@@ -443,12 +470,22 @@ void Server::Shutdown() {
     }
     socket_path_.clear();
   }
+  // The accept thread is gone, so nobody else destroys Conns: they can be used without mu_.
   std::list<std::unique_ptr<Conn>> conns;
   {
     absl::MutexLock lock(&mu_);
-    for (auto& c : conns_) ::shutdown(c->fd.get(), SHUT_RDWR);
     conns.swap(conns_);
   }
+  if (grace > absl::ZeroDuration()) {
+    // Readers see EOF once buffered requests are consumed; the peers' further sends fail (EPIPE).
+    for (auto& c : conns) ::shutdown(c->fd.get(), SHUT_RD);
+    for (auto& c : conns) {
+      absl::MutexLock lock(&c->mu);
+      c->mu.AwaitWithDeadline(absl::Condition(&Conn::Idle, c.get()), deadline);
+    }
+  }
+  // Also unblocks handlers stuck writing to a peer that does not read.
+  for (auto& c : conns) ::shutdown(c->fd.get(), SHUT_RDWR);
   for (auto& c : conns) {
     if (c->reader.joinable()) c->reader.join();
   }

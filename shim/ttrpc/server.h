@@ -1,9 +1,10 @@
 // A ttrpc server on a Unix socket, speaking containerd/ttrpc's unary protocol.
 //
-// Threads: one accept thread; one reader thread per connection; each request runs on its own handler thread, so
-// requests of one connection run concurrently (containerd keeps a Wait call blocked while it sends others).
-// Responses are written under a per-connection mutex. Finished handler threads are joined by their connection's
-// reader; finished connections are joined by the accept thread; Shutdown() joins whatever is left.
+// Threads: one accept thread; one reader thread per connection; each request runs on its own handler thread,
+// so requests of one connection run concurrently (containerd keeps a Wait call blocked while it sends
+// others). Responses are written under a per-connection mutex. Finished handler threads are joined by their
+// connection's reader; finished connections are joined by the accept thread; Shutdown() joins whatever is
+// left.
 //
 // Malformed input (what the peer gets):
 //   - stream id 0 or even (not client-initiated): the connection is closed — there is no stream to answer on.
@@ -57,7 +58,8 @@ using Handler = std::function<absl::StatusOr<std::string>(const CallContext&, co
 
 // Decodes a Request message (a request frame's payload) into the call context and the method's payload.
 // `now` anchors the deadline. Garbage → INVALID_ARGUMENT. Used by the server and the fuzzer.
-absl::Status ParseRequest(absl::string_view frame_payload, absl::Time now, CallContext* ctx, std::string* payload);
+absl::Status ParseRequest(absl::string_view frame_payload, absl::Time now, CallContext* ctx,
+                          std::string* payload);
 
 class Server {
  public:
@@ -73,8 +75,8 @@ class Server {
   void Register(std::string service, std::string method, Handler handler);
 
   // Creates a listening socket at unix_path (a "unix://" prefix is accepted): a stale socket file there is
-  // unlinked first (any other kind of file is an error); the socket is made mode 0600. Shutdown unlinks it again
-  // if it is still ours.
+  // unlinked first (any other kind of file is an error); the socket is made mode 0600. Shutdown unlinks it
+  // again if it is still ours.
   absl::Status Listen(const std::string& unix_path);
   // Serves an already-bound socket (listen() is called on it if it is not listening yet).
   absl::Status AdoptListener(sys::UniqueFd listen_fd);
@@ -82,9 +84,14 @@ class Server {
   // Starts the accept thread. Requires Listen or AdoptListener first.
   absl::Status Start();
 
-  // Stops accepting, shuts every connection down (pending clients see the connection close), waits for handlers
-  // in flight to return and joins every thread. Idempotent.
-  void Shutdown();
+  // Stops accepting and stops reading requests at once (clients' further sends fail), lets handlers in flight
+  // deliver their responses for up to `grace`, then closes every connection (calls still pending in clients
+  // fail with UNAVAILABLE), waits for the remaining handlers to return and joins every thread. Idempotent.
+  // Must not be called from a handler (it would wait for itself).
+  void Shutdown(absl::Duration grace);
+  // Shutdown(kDefaultShutdownGrace): long enough for e.g. the response of the Shutdown RPC that triggered it.
+  void Shutdown() { Shutdown(kDefaultShutdownGrace); }
+  static constexpr absl::Duration kDefaultShutdownGrace = absl::Seconds(2);
 
   size_t ConnectionCount() const;
   // Called (from server threads, with no server lock held) whenever a connection opens or closes, with the
@@ -110,12 +117,13 @@ class Server {
   std::list<std::unique_ptr<Conn>> conns_ ABSL_GUARDED_BY(mu_);
   size_t open_conns_ ABSL_GUARDED_BY(mu_) = 0;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Time drain_deadline_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();  // set by Shutdown
   bool started_ ABSL_GUARDED_BY(mu_) = false;
   std::function<void(size_t)> observer_;  // written before Start only
-  absl::Mutex observer_mu_;                // acquired before mu_, never after
+  absl::Mutex observer_mu_;               // acquired before mu_, never after
 
   sys::UniqueFd listen_fd_;
-  sys::UniqueFd wake_fd_;  // eventfd: Shutdown and finished connections wake the accept thread
+  sys::UniqueFd wake_fd_;    // eventfd: Shutdown and finished connections wake the accept thread
   std::string socket_path_;  // set when Listen created the socket
   dev_t socket_dev_ = 0;
   ino_t socket_ino_ = 0;

@@ -1,5 +1,5 @@
-// Conversion between absl::Status and the google.rpc.Status carried in a ttrpc Response. Codes are gRPC codes,
-// which absl::StatusCode mirrors value for value.
+// Conversion between absl::Status and the google.rpc.Status carried in a ttrpc Response. Codes are gRPC
+// codes, which absl::StatusCode mirrors value for value.
 #pragma once
 
 #include "absl/status/status.h"

@@ -11,6 +11,7 @@
 #   E2E_BIN_DIR        where containerd-shim-gvisor-v1 lives (default build/shim/main)
 #   E2E_KEEP=1         keep the containerd temp dir on exit (for debugging; containerd is still stopped)
 #   E2E_CMD_TIMEOUT    seconds for each ctr command (default 60)
+#   E2E_CASES="a b"    run only these cases
 set -euo pipefail
 
 E2E_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -104,6 +105,15 @@ with_tty() {
   printf -v cmd '%q ' "$@"
   timeout --kill-after=5 "$E2E_CMD_TIMEOUT" script -qefc "$cmd" /dev/null </dev/null | tr -d '\r'
   return "${PIPESTATUS[0]}"
+}
+
+# e2e_run_cases CASE...: runs each case (a function of the same name); E2E_CASES="a b" limits the run to those.
+e2e_run_cases() {
+  local n
+  for n in "$@"; do
+    if [[ -n ${E2E_CASES:-} && " $E2E_CASES " != *" $n "* ]]; then continue; fi
+    e2e_case "$n" "$n"
+  done
 }
 
 # ---- cases ----------------------------------------------------------------------------------------------------
@@ -238,6 +248,17 @@ runsc_ids() {
   [[ -d $r ]] || return 0
   runsc --root "$r" list -quiet 2>/dev/null || true
 }
+
+# our_shim_pids: shims started by our containerd (their argv has "-address" followed by our socket).
+our_shim_pids() {
+  local d
+  for d in /proc/[0-9]*; do
+    if tr '\0' '\n' 2>/dev/null <"$d/cmdline" | grep -A1 -x -- '-\{1,2\}address' | grep -qxF -- "$GVS_SOCK"; then
+      echo "${d#/proc/}"
+    fi
+  done
+}
+no_shims() { [[ -z $(our_shim_pids) ]]; }
 
 # mounts_under DIR: mount points below DIR.
 mounts_under() { awk -v d="$1/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo; }

@@ -1,4 +1,6 @@
 // Spawn and Reaper::Run without the reaper thread (Run falls back to waitpid on its own child).
+#include "shim/sys/spawn.h"
+
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -15,7 +17,6 @@
 #include "gtest/gtest.h"
 #include "shim/sys/fd.h"
 #include "shim/sys/reaper.h"
-#include "shim/sys/spawn.h"
 
 namespace gvshim::sys {
 namespace {

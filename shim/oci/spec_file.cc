@@ -1,0 +1,66 @@
+// config.json load/save. Saving is atomic: a reader (runsc) sees the old file or the new one, never half of one.
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "absl/strings/str_cat.h"
+#include "shim/base/status.h"
+#include "shim/oci/hardening.h"
+#include "shim/seccomp/profile.h"
+#include "shim/sys/fd.h"
+
+namespace gvshim::oci {
+
+absl::StatusOr<nlohmann::json> LoadSpec(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return ErrnoStatus(errno, absl::StrCat("open spec ", path));
+  sys::UniqueFd file(fd);
+  auto text = sys::ReadAll(file.get(), 64 << 20);
+  if (!text.ok()) return Annotate(text.status(), absl::StrCat("read spec ", path));
+  try {
+    return nlohmann::json::parse(*text);
+  } catch (const nlohmann::json::parse_error& e) {
+    int line = 0;
+    int column = 0;
+    seccomp::OffsetToLineColumn(*text, e.byte, &line, &column);
+    return absl::InvalidArgumentError(absl::StrCat("parse spec ", path, ":", line, ":", column, ": ", e.what()));
+  } catch (const nlohmann::json::exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("parse spec ", path, ": ", e.what()));
+  }
+}
+
+absl::Status SaveSpec(const std::string& path, const nlohmann::json& spec) {
+  std::string text;
+  try {
+    text = spec.dump(2);
+  } catch (const nlohmann::json::exception& e) {  // e.g. a string that is not UTF-8
+    return absl::InvalidArgumentError(absl::StrCat("serialise spec ", path, ": ", e.what()));
+  }
+  text.push_back('\n');
+  mode_t mode = 0644;
+  struct stat st;
+  if (::stat(path.c_str(), &st) == 0) mode = st.st_mode & 07777;
+  std::string temp = absl::StrCat(path, ".tmp-XXXXXX");
+  int fd = ::mkostemp(temp.data(), O_CLOEXEC);
+  if (fd < 0) return ErrnoStatus(errno, absl::StrCat("create temporary file for spec ", path));
+  sys::UniqueFd file(fd);
+  auto fail = [&](absl::Status status) {
+    ::unlink(temp.c_str());
+    return status;
+  };
+  if (::fchmod(file.get(), mode) != 0) return fail(ErrnoStatus(errno, absl::StrCat("chmod ", temp)));
+  if (auto s = sys::WriteAll(file.get(), text.data(), text.size()); !s.ok()) {
+    return fail(Annotate(s, absl::StrCat("write spec ", temp)));
+  }
+  if (::fsync(file.get()) != 0) return fail(ErrnoStatus(errno, absl::StrCat("fsync ", temp)));
+  file.reset();
+  if (::rename(temp.c_str(), path.c_str()) != 0) {
+    return fail(ErrnoStatus(errno, absl::StrCat("rename ", temp, " to ", path)));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace gvshim::oci

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Nothing is left behind: the shim exits after its last container, runsc state and mounts are gone, and a shim
+# killed with SIGKILL is cleaned up by containerd (through `shim delete`).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+CASES=(shim_exits_after_last_delete shim_sigkill_then_delete no_leftovers)
+e2e_require_root_runsc "${CASES[@]}"
+e2e_setup
+
+pid_gone() { ! kill -0 "$1" 2>/dev/null; }
+runsc_lacks() { ! runsc_ids | grep -qx "$1"; }
+
+shim_exits_after_last_delete() {
+  start_sleeper cl1
+  local pid bundle
+  pid=$(shim_pid cl1)
+  [[ $pid =~ ^[0-9]+$ ]] || fail "no shim pid for cl1 (got [$pid])"
+  kill -0 "$pid" || fail "shim $pid not running"
+  bundle=$(bundle_dir cl1)
+  c task kill -s SIGKILL cl1
+  wait_for 30 status_is cl1 STOPPED
+  c task delete cl1 >/dev/null 2>&1
+  c container delete cl1
+  wait_for 15 pid_gone "$pid"
+  runsc_lacks cl1 || fail "runsc still lists cl1"
+  assert_eq "" "$(mounts_under "$bundle")" "mounts left under the bundle"
+  [[ ! -e $bundle ]] || fail "bundle $bundle still exists"
+}
+
+shim_sigkill_then_delete() {
+  start_sleeper cl2
+  local pid
+  pid=$(shim_pid cl2)
+  [[ $pid =~ ^[0-9]+$ ]] || fail "no shim pid for cl2 (got [$pid])"
+  kill -KILL "$pid"
+  wait_for 10 pid_gone "$pid"
+  # containerd notices the lost shim and runs `shim delete`; a forced task delete must then succeed or find
+  # the task already gone.
+  local out rc
+  run_rc out rc c task delete -f cl2
+  if [[ $rc -ne 0 && $out != *"not found"* ]]; then fail "ctr task delete -f after shim SIGKILL: $out"; fi
+  wait_for 30 no_task cl2
+  wait_for 30 runsc_lacks cl2
+  c container delete cl2
+  assert_eq "" "$(mounts_under "$(bundle_dir cl2)")" "mounts left under the bundle"
+}
+
+no_leftovers() {
+  # Runs last: every earlier case removed its containers.
+  assert_eq "" "$(c task ls -q)" "tasks"
+  assert_eq "" "$(runsc_ids)" "runsc containers in $(runsc_root)"
+  assert_eq "" "$(mounts_under "$GVS_STATE")" "mounts under containerd's state dir"
+  wait_for 15 no_shims
+}
+
+e2e_run_cases "${CASES[@]}"

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Task events as containerd publishes them (captured with `ctr events`): topics and their order.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+CASES=(events_lifecycle_order exec_exit_before_init_exit)
+e2e_require_root_runsc "${CASES[@]}"
+e2e_setup
+
+# start_events FILE: runs `ctr events` into FILE in the background and returns once it is subscribed
+# (a marker container's /containers/create event has arrived).
+start_events() {
+  local file=$1 marker
+  marker=marker-$RANDOM$RANDOM
+  : >"$file"
+  ctr -a "$GVS_SOCK" events >>"$file" 2>&1 &
+  E2E_EVENTS_PID=$!
+  defer kill "$E2E_EVENTS_PID"
+  local deadline=$((SECONDS + 30))
+  while ! grep -q "$marker" "$file"; do
+    c container delete "$marker" >/dev/null 2>&1 || true
+    c container create "$E2E_IMAGE" "$marker" true >/dev/null
+    [[ $SECONDS -lt $deadline ]] || fail "ctr events never showed the marker event"
+    sleep 0.2
+  done
+  c container delete "$marker" >/dev/null
+}
+
+# wait_event FILE ID EVENT: waits until FILE holds EVENT (topic or topic:process-id) for container ID.
+wait_event() { wait_for 30 "$PY" "$E2E_DIR/tools/event_order.py" "$1" "$2" "$3"; }
+
+events_lifecycle_order() {
+  local ev=$E2E_WORK/events1.log
+  start_events "$ev"
+  defer cleanup_container ev1
+  crun -d "$E2E_IMAGE" ev1 sleep 100000 >/dev/null
+  wait_for 30 status_is ev1 RUNNING
+  local rc=0
+  c task exec --exec-id e1 ev1 sh -c 'exit 5' || rc=$?
+  assert_eq 5 "$rc" "exec exit code"
+  c task pause ev1
+  c task resume ev1
+  c task kill -s SIGKILL ev1
+  wait_for 30 status_is ev1 STOPPED
+  c task delete ev1 >/dev/null 2>&1
+  wait_event "$ev" ev1 /tasks/delete
+  "$PY" "$E2E_DIR/tools/event_order.py" "$ev" ev1 /tasks/create /tasks/start /tasks/exec-added:e1 \
+    /tasks/exec-started:e1 /tasks/exit:e1 /tasks/paused /tasks/resumed /tasks/exit:ev1 /tasks/delete >&2 ||
+    fail "event order (see above)"
+}
+
+exec_exit_before_init_exit() {
+  local ev=$E2E_WORK/events2.log
+  start_events "$ev"
+  defer cleanup_container ev2
+  crun -d "$E2E_IMAGE" ev2 sleep 100000 >/dev/null
+  wait_for 30 status_is ev2 RUNNING
+  c task exec -d --exec-id long ev2 sleep 100000 >/dev/null
+  wait_event "$ev" ev2 /tasks/exec-started:long
+  # Killing the init takes the exec down with it: its exit must be published before the init's.
+  c task kill -s SIGKILL ev2
+  wait_for 30 status_is ev2 STOPPED
+  wait_event "$ev" ev2 /tasks/exit:ev2
+  "$PY" "$E2E_DIR/tools/event_order.py" "$ev" ev2 /tasks/exec-started:long /tasks/exit:long /tasks/exit:ev2 >&2 ||
+    fail "exec exit must precede init exit (see above)"
+}
+
+e2e_run_cases "${CASES[@]}"
