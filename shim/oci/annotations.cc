@@ -56,7 +56,8 @@ class Applier {
       policy_->enabled = on;
     } else if (key == kAnnotationReadonlyRootfs) {
       ASSIGN_OR_RETURN(bool on, ParseBool(key, value));
-      if (!on && base_.readonly_rootfs) RETURN_IF_ERROR(Loosen(key, value, "makes the root filesystem writable"));
+      if (!on && base_.readonly_rootfs)
+        RETURN_IF_ERROR(Loosen(key, value, "makes the root filesystem writable"));
       policy_->readonly_rootfs = on;
     } else if (key == kAnnotationNoNewPrivileges) {
       ASSIGN_OR_RETURN(bool on, ParseBool(key, value));
@@ -90,9 +91,11 @@ class Applier {
     const std::string& current = base_.seccomp_profile;
     HardeningPolicy probe = base_;
     probe.seccomp_profile = value;
-    if (auto path = ResolveProfilePath(probe); !path.ok()) return Malformed(key, value, path.status().message());
+    if (auto path = ResolveProfilePath(probe); !path.ok())
+      return Malformed(key, value, path.status().message());
     bool tighter = value == current || ProfileRank(value) == 2 ||
-                   (ProfileRank(value) >= 0 && ProfileRank(current) >= 0 && ProfileRank(value) >= ProfileRank(current)) ||
+                   (ProfileRank(value) >= 0 && ProfileRank(current) >= 0 &&
+                    ProfileRank(value) >= ProfileRank(current)) ||
                    // From no profile, any profile the operator installed in profiles_dir is an improvement.
                    (current.empty() && !value.empty() && value[0] != '/');
     if (!tighter) {
@@ -113,7 +116,8 @@ class Applier {
     for (absl::string_view part : absl::StrSplit(value, ',', absl::SkipWhitespace())) {
       std::string name(absl::StripAsciiWhitespace(part));
       std::optional<std::string> normal = NormalizeCapability(name);
-      if (!normal.has_value()) return Malformed(key, value, absl::StrCat("unknown capability \"", name, "\""));
+      if (!normal.has_value())
+        return Malformed(key, value, absl::StrCat("unknown capability \"", name, "\""));
       if (!base_caps.contains(*normal)) {
         RETURN_IF_ERROR(Loosen(key, value, absl::StrCat("adds ", *normal, " to the allowed capabilities")));
       }
@@ -123,8 +127,8 @@ class Applier {
     return absl::OkStatus();
   }
 
-  // The annotation replaces the tmpfs list. Tightening means: each mount is one the policy already has, with no
-  // larger size, no wider mode, and noexec kept.
+  // The annotation replaces the tmpfs list. Tightening means: each mount is one the policy already has, with
+  // no larger size, no wider mode, and noexec kept.
   absl::Status ApplyTmpfs(const std::string& key, const std::string& value) {
     std::vector<TmpfsMount> mounts;
     for (absl::string_view part : absl::StrSplit(value, ',', absl::SkipWhitespace())) {
@@ -137,7 +141,8 @@ class Applier {
       if (same == nullptr) {
         RETURN_IF_ERROR(Loosen(key, value, absl::StrCat("adds a writable tmpfs at ", tmpfs->destination)));
       } else if (*TmpfsBytes(tmpfs->size) > *TmpfsBytes(same->size)) {
-        RETURN_IF_ERROR(Loosen(key, value, absl::StrCat("grows ", same->destination, " beyond ", same->size)));
+        RETURN_IF_ERROR(
+            Loosen(key, value, absl::StrCat("grows ", same->destination, " beyond ", same->size)));
       } else if (!ModeWithin(tmpfs->mode, same->mode)) {
         RETURN_IF_ERROR(Loosen(key, value, absl::StrCat("widens the mode of ", same->destination)));
       } else if (same->noexec && !tmpfs->noexec) {

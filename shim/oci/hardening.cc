@@ -20,21 +20,52 @@ using nlohmann::json;
 constexpr const char* kCapabilitySets[] = {"bounding", "effective", "inheritable", "permitted", "ambient"};
 
 // Linux capabilities up to 5.9 (CAP_CHECKPOINT_RESTORE).
-constexpr const char* kCapabilities[] = {
-    "CAP_CHOWN",           "CAP_DAC_OVERRIDE",   "CAP_DAC_READ_SEARCH", "CAP_FOWNER",          "CAP_FSETID",
-    "CAP_KILL",            "CAP_SETGID",         "CAP_SETUID",          "CAP_SETPCAP",         "CAP_LINUX_IMMUTABLE",
-    "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN",       "CAP_NET_RAW",         "CAP_IPC_LOCK",
-    "CAP_IPC_OWNER",       "CAP_SYS_MODULE",     "CAP_SYS_RAWIO",       "CAP_SYS_CHROOT",      "CAP_SYS_PTRACE",
-    "CAP_SYS_PACCT",       "CAP_SYS_ADMIN",      "CAP_SYS_BOOT",        "CAP_SYS_NICE",        "CAP_SYS_RESOURCE",
-    "CAP_SYS_TIME",        "CAP_SYS_TTY_CONFIG", "CAP_MKNOD",           "CAP_LEASE",           "CAP_AUDIT_WRITE",
-    "CAP_AUDIT_CONTROL",   "CAP_SETFCAP",        "CAP_MAC_OVERRIDE",    "CAP_MAC_ADMIN",       "CAP_SYSLOG",
-    "CAP_WAKE_ALARM",      "CAP_BLOCK_SUSPEND",  "CAP_AUDIT_READ",      "CAP_PERFMON",         "CAP_BPF",
-    "CAP_CHECKPOINT_RESTORE"};
+constexpr const char* kCapabilities[] = {"CAP_CHOWN",
+                                         "CAP_DAC_OVERRIDE",
+                                         "CAP_DAC_READ_SEARCH",
+                                         "CAP_FOWNER",
+                                         "CAP_FSETID",
+                                         "CAP_KILL",
+                                         "CAP_SETGID",
+                                         "CAP_SETUID",
+                                         "CAP_SETPCAP",
+                                         "CAP_LINUX_IMMUTABLE",
+                                         "CAP_NET_BIND_SERVICE",
+                                         "CAP_NET_BROADCAST",
+                                         "CAP_NET_ADMIN",
+                                         "CAP_NET_RAW",
+                                         "CAP_IPC_LOCK",
+                                         "CAP_IPC_OWNER",
+                                         "CAP_SYS_MODULE",
+                                         "CAP_SYS_RAWIO",
+                                         "CAP_SYS_CHROOT",
+                                         "CAP_SYS_PTRACE",
+                                         "CAP_SYS_PACCT",
+                                         "CAP_SYS_ADMIN",
+                                         "CAP_SYS_BOOT",
+                                         "CAP_SYS_NICE",
+                                         "CAP_SYS_RESOURCE",
+                                         "CAP_SYS_TIME",
+                                         "CAP_SYS_TTY_CONFIG",
+                                         "CAP_MKNOD",
+                                         "CAP_LEASE",
+                                         "CAP_AUDIT_WRITE",
+                                         "CAP_AUDIT_CONTROL",
+                                         "CAP_SETFCAP",
+                                         "CAP_MAC_OVERRIDE",
+                                         "CAP_MAC_ADMIN",
+                                         "CAP_SYSLOG",
+                                         "CAP_WAKE_ALARM",
+                                         "CAP_BLOCK_SUSPEND",
+                                         "CAP_AUDIT_READ",
+                                         "CAP_PERFMON",
+                                         "CAP_BPF",
+                                         "CAP_CHECKPOINT_RESTORE"};
 
 // containerd's defaults for a container without a privileged flag.
 constexpr const char* kDefaultMaskedPaths[] = {
-    "/proc/acpi",          "/proc/asound",      "/proc/kcore",       "/proc/keys", "/proc/latency_stats",
-    "/proc/timer_list",    "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware"};
+    "/proc/acpi",       "/proc/asound",      "/proc/kcore",       "/proc/keys", "/proc/latency_stats",
+    "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware"};
 constexpr const char* kDefaultReadonlyPaths[] = {"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
                                                  "/proc/sysrq-trigger"};
 
@@ -51,7 +82,8 @@ absl::Status ExpectType(const json& parent, const char* key, json::value_t type,
 
 // Structural checks on the parts of the spec the transforms touch.
 absl::Status CheckSpec(const json& spec) {
-  if (!spec.is_object()) return SpecError("(document)", absl::StrCat("must be an object, not ", spec.type_name()));
+  if (!spec.is_object())
+    return SpecError("(document)", absl::StrCat("must be an object, not ", spec.type_name()));
   if (!spec.contains("process")) return SpecError("process", "missing");
   if (!spec.contains("root")) return SpecError("root", "missing");
   RETURN_IF_ERROR(ExpectType(spec, "process", json::value_t::object, "process"));
@@ -70,7 +102,8 @@ absl::Status CheckSpec(const json& spec) {
   if (auto user = process.find("user"); user != process.end()) {
     for (const char* key : {"uid", "gid"}) {
       auto it = user->find(key);
-      if (it != user->end() && !it->is_number_unsigned()) {
+      if (it != user->end() &&
+          !(it->is_number_unsigned() || (it->is_number_integer() && it->get<int64_t>() >= 0))) {
         return SpecError(absl::StrCat("process.user.", key), "must be a non-negative integer");
       }
     }
@@ -93,7 +126,8 @@ absl::Status CheckSpec(const json& spec) {
       std::string path = absl::StrCat("mounts[", i, "]");
       if (!m.is_object()) return SpecError(path, "must be an object");
       if (!m.contains("destination")) return SpecError(absl::StrCat(path, ".destination"), "missing");
-      RETURN_IF_ERROR(ExpectType(m, "destination", json::value_t::string, absl::StrCat(path, ".destination")));
+      RETURN_IF_ERROR(
+          ExpectType(m, "destination", json::value_t::string, absl::StrCat(path, ".destination")));
     }
   }
   if (auto linux = spec.find("linux"); linux != spec.end()) {
@@ -155,25 +189,26 @@ std::optional<uint64_t> TmpfsBytes(const std::string& size) {
 absl::Status ValidateTmpfs(const TmpfsMount& tmpfs) {
   const std::string& dest = tmpfs.destination;
   if (dest.empty() || dest[0] != '/') {
-    return absl::InvalidArgumentError(absl::StrCat("tmpfs destination \"", dest, "\" is not an absolute path"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("tmpfs destination \"", dest, "\" is not an absolute path"));
   }
   for (absl::string_view part : absl::StrSplit(dest, '/')) {
     if (part == "..") {
       return absl::InvalidArgumentError(absl::StrCat("tmpfs destination \"", dest, "\" contains \"..\""));
     }
   }
-  if (CleanDestination(dest) == "/") return absl::InvalidArgumentError("tmpfs destination \"/\" would hide the root");
+  if (CleanDestination(dest) == "/")
+    return absl::InvalidArgumentError("tmpfs destination \"/\" would hide the root");
   if (dest.find_first_of(",:") != std::string::npos) {
     return absl::InvalidArgumentError(absl::StrCat("tmpfs destination \"", dest, "\" contains ',' or ':'"));
   }
   if (!TmpfsBytes(tmpfs.size).has_value()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("tmpfs size \"", tmpfs.size, "\" for ", dest, " is not a positive number with k/m/g suffix"));
+    return absl::InvalidArgumentError(absl::StrCat("tmpfs size \"", tmpfs.size, "\" for ", dest,
+                                                   " is not a positive number with k/m/g suffix"));
   }
   const std::string& mode = tmpfs.mode;
-  if (mode.empty() || mode.size() > 4 || !std::all_of(mode.begin(), mode.end(), [](char c) {
-        return c >= '0' && c <= '7';
-      })) {
+  if (mode.empty() || mode.size() > 4 ||
+      !std::all_of(mode.begin(), mode.end(), [](char c) { return c >= '0' && c <= '7'; })) {
     return absl::InvalidArgumentError(absl::StrCat("tmpfs mode \"", mode, "\" for ", dest, " is not octal"));
   }
   return absl::OkStatus();
@@ -192,7 +227,8 @@ absl::StatusOr<TmpfsMount> ParseTmpfsSpec(const std::string& text) {
     } else if (i == 2) {
       tmpfs.mode = parts[i];
     } else {
-      return absl::InvalidArgumentError(absl::StrCat("tmpfs \"", text, "\": unknown option \"", parts[i], "\""));
+      return absl::InvalidArgumentError(
+          absl::StrCat("tmpfs \"", text, "\": unknown option \"", parts[i], "\""));
     }
   }
   RETURN_IF_ERROR(ValidateTmpfs(tmpfs));
@@ -229,7 +265,7 @@ absl::StatusOr<HardeningResult> Harden(const nlohmann::json& spec, const Hardeni
   if (policy.enabled && !policy.seccomp_profile.empty()) {
     ASSIGN_OR_RETURN(std::string path, ResolveProfilePath(policy));
     ASSIGN_OR_RETURN(seccomp::ValidatedProfile profile, seccomp::LoadProfileFile(path));
-    ASSIGN_OR_RETURN(json converted, seccomp::ToOciSeccomp(profile.profile, profile.source_name));
+    ASSIGN_OR_RETURN(json converted, seccomp::ToOciSeccomp(profile));
     oci_seccomp = std::move(converted);
   }
   return HardenWithProfile(spec, policy, oci_seccomp);
@@ -246,7 +282,8 @@ absl::StatusOr<HardeningResult> HardenWithProfile(const nlohmann::json& spec, co
     if (out.contains("linux") && out["linux"].contains("seccomp")) result.needs_oci_seccomp = true;
     return result;
   }
-  if (IsSandboxContainer(spec)) result.notes.push_back("pod sandbox (pause) container: hardened like the others");
+  if (IsSandboxContainer(spec))
+    result.notes.push_back("pod sandbox (pause) container: hardened like the others");
 
   // Read-only root; a spec that already asks for it keeps it.
   if (policy.readonly_rootfs) out["root"]["readonly"] = true;
@@ -259,7 +296,8 @@ absl::StatusOr<HardeningResult> HardenWithProfile(const nlohmann::json& spec, co
     for (const TmpfsMount& t : policy.tmpfs) {
       RETURN_IF_ERROR(ValidateTmpfs(t));
       if (taken.contains(CleanDestination(t.destination))) {
-        result.notes.push_back(absl::StrCat("tmpfs ", t.destination, " not added: the spec already mounts it"));
+        result.notes.push_back(
+            absl::StrCat("tmpfs ", t.destination, " not added: the spec already mounts it"));
         continue;
       }
       json options = {"nosuid", "nodev"};
@@ -276,7 +314,8 @@ absl::StatusOr<HardeningResult> HardenWithProfile(const nlohmann::json& spec, co
   std::set<std::string> allowed;
   for (const std::string& cap : policy.allowed_capabilities) {
     std::optional<std::string> normal = NormalizeCapability(cap);
-    if (!normal.has_value()) return absl::InvalidArgumentError(absl::StrCat("unknown capability \"", cap, "\""));
+    if (!normal.has_value())
+      return absl::InvalidArgumentError(absl::StrCat("unknown capability \"", cap, "\""));
     allowed.insert(*normal);
   }
   json& process = out["process"];
@@ -312,7 +351,7 @@ absl::StatusOr<HardeningResult> HardenWithProfile(const nlohmann::json& spec, co
       if (user.contains("additionalGids")) {
         json kept = json::array();
         for (const json& g : user["additionalGids"]) {
-          if (!(g.is_number_unsigned() && g.get<uint64_t>() == 0)) kept.push_back(g);
+          if (!(g.is_number_integer() && g.get<int64_t>() == 0)) kept.push_back(g);
         }
         user["additionalGids"] = std::move(kept);
       }
@@ -320,7 +359,8 @@ absl::StatusOr<HardeningResult> HardenWithProfile(const nlohmann::json& spec, co
   }
 
   if (oci_seccomp.has_value()) {
-    if (linux.contains("seccomp")) result.notes.push_back("linux.seccomp of the spec replaced by the policy's profile");
+    if (linux.contains("seccomp"))
+      result.notes.push_back("linux.seccomp of the spec replaced by the policy's profile");
     linux["seccomp"] = *oci_seccomp;
     result.needs_oci_seccomp = true;
   } else if (linux.contains("seccomp")) {

@@ -1,8 +1,8 @@
-// Hardening of a container's OCI spec (config.json) before runsc sees it: read-only root, tmpfs scratch space,
-// capabilities reduced to an allow-list, no_new_privs, masked/read-only /proc paths, non-root user, and a seccomp
-// profile embedded as linux.seccomp (runsc enforces it with --oci-seccomp). The transforms are pure functions of
-// (spec, policy); the policy comes from the [hardening] table of gvshim.toml and may be tightened per pod with
-// dev.gvshim.* annotations (see docs/hardening.md).
+// Hardening of a container's OCI spec (config.json) before runsc sees it: read-only root, tmpfs scratch
+// space, capabilities reduced to an allow-list, no_new_privs, masked/read-only /proc paths, non-root user,
+// and a seccomp profile embedded as linux.seccomp (runsc enforces it with --oci-seccomp). The transforms are
+// pure functions of (spec, policy); the policy comes from the [hardening] table of gvshim.toml and may be
+// tightened per pod with dev.gvshim.* annotations (see docs/hardening.md).
 #pragma once
 
 #include <cstdint>
@@ -34,7 +34,7 @@ struct HardeningPolicy {
   std::vector<std::string> allowed_capabilities;  // "CAP_…" names; empty: drop all
   bool no_new_privileges = true;
   std::optional<uint32_t> force_uid, force_gid;  // run as this (non-root) user/group when set
-  std::string seccomp_profile;                   // "" (none), a name in profiles_dir ("strict"), or an absolute path
+  std::string seccomp_profile;  // "" (none), a name in profiles_dir ("strict"), or an absolute path
   std::string profiles_dir = "/usr/share/gvshim/seccomp-profiles";
   bool allow_annotation_loosening = false;
 
@@ -51,13 +51,13 @@ inline constexpr char kAnnotationNoNewPrivileges[] = "dev.gvshim.no-new-privileg
 inline constexpr char kAnnotationRunAsUid[] = "dev.gvshim.run-as-uid";
 inline constexpr char kAnnotationRunAsGid[] = "dev.gvshim.run-as-gid";
 
-// Parses the [hardening] table of the shim's TOML config. Errors are INVALID_ARGUMENT and name file, line, column
-// and key: "gvshim.toml:4:1: hardening.readonly_rootfs: must be a boolean, not string".
+// Parses the [hardening] table of the shim's TOML config. Errors are INVALID_ARGUMENT and name file, line,
+// column and key: "gvshim.toml:4:1: hardening.readonly_rootfs: must be a boolean, not string".
 absl::StatusOr<HardeningPolicy> ParseHardeningTable(const toml::table& table, const std::string& file);
 
 // Applies the pod's dev.gvshim.* annotations to the policy. An annotation may only tighten the policy unless
-// base.allow_annotation_loosening; a loosening attempt is PERMISSION_DENIED naming the annotation, a malformed
-// value INVALID_ARGUMENT. Annotations outside the hardening set are ignored.
+// base.allow_annotation_loosening; a loosening attempt is PERMISSION_DENIED naming the annotation, a
+// malformed value INVALID_ARGUMENT. Annotations outside the hardening set are ignored.
 absl::StatusOr<HardeningPolicy> ApplyAnnotations(const HardeningPolicy& base,
                                                  const std::map<std::string, std::string>& annotations);
 
@@ -86,13 +86,13 @@ struct HardeningResult {
 // Loads the policy's profile (if any) and hardens the spec with it.
 absl::StatusOr<HardeningResult> Harden(const nlohmann::json& spec, const HardeningPolicy& policy);
 
-// The pure core: `oci_seccomp` is the linux.seccomp object to embed (from seccomp::ToOciSeccomp), nullopt for none.
-// Invalid specs (missing process/root, wrong types) are INVALID_ARGUMENT naming the JSON path.
+// The pure core: `oci_seccomp` is the linux.seccomp object to embed (from seccomp::ToOciSeccomp), nullopt for
+// none. Invalid specs (missing process/root, wrong types) are INVALID_ARGUMENT naming the JSON path.
 absl::StatusOr<HardeningResult> HardenWithProfile(const nlohmann::json& spec, const HardeningPolicy& policy,
                                                   const std::optional<nlohmann::json>& oci_seccomp);
 
-// config.json helpers. LoadSpec reports malformed JSON with line:column; SaveSpec writes a temporary file in the
-// same directory, fsyncs it and renames it over `path`, keeping the old file's mode.
+// config.json helpers. LoadSpec reports malformed JSON with line:column; SaveSpec writes a temporary file in
+// the same directory, fsyncs it and renames it over `path`, keeping the old file's mode.
 absl::StatusOr<nlohmann::json> LoadSpec(const std::string& path);
 absl::Status SaveSpec(const std::string& path, const nlohmann::json& spec);
 

@@ -13,7 +13,8 @@ class TableReader {
  public:
   explicit TableReader(const std::string& file) : file_(file) {}
 
-  absl::Status Error(const toml::source_region& where, absl::string_view key, absl::string_view reason) const {
+  absl::Status Error(const toml::source_region& where, absl::string_view key,
+                     absl::string_view reason) const {
     return absl::InvalidArgumentError(absl::StrCat(file_, ":", where.begin.line, ":", where.begin.column,
                                                    ": hardening.", key, ": ", reason));
   }
@@ -29,7 +30,8 @@ class TableReader {
   }
 
   absl::StatusOr<uint32_t> Id(const toml::node& node, absl::string_view key) const {
-    if (!node.is_integer()) return Error(node.source(), key, absl::StrCat("must be an integer, not ", TypeName(node)));
+    if (!node.is_integer())
+      return Error(node.source(), key, absl::StrCat("must be an integer, not ", TypeName(node)));
     int64_t v = *node.value<int64_t>();
     if (v <= 0 || v > UINT32_MAX - 1) {
       return Error(node.source(), key, absl::StrCat("must be a non-root id between 1 and ", UINT32_MAX - 1));
@@ -64,9 +66,10 @@ class TableReader {
     }
     const toml::table* table = node.as_table();
     if (table == nullptr) {
-      return Error(node.source(), key,
-                   absl::StrCat("must be a table {destination, size, mode, noexec} or \"/path:size[:mode]\", not ",
-                                TypeName(node)));
+      return Error(
+          node.source(), key,
+          absl::StrCat("must be a table {destination, size, mode, noexec} or \"/path:size[:mode]\", not ",
+                       TypeName(node)));
     }
     TmpfsMount t{"", "", "1777", false};
     for (auto&& [k, v] : *table) {
@@ -144,9 +147,10 @@ absl::StatusOr<HardeningPolicy> ParseHardeningTable(const toml::table& table, co
         policy.tmpfs.push_back(std::move(t));
       }
     } else {
-      return r.Error(k.source(), key,
-                     "unknown key (known: enabled, readonly_rootfs, tmpfs, allowed_capabilities, no_new_privileges, "
-                     "run_as_uid, run_as_gid, seccomp_profile, profiles_dir, allow_annotation_loosening)");
+      return r.Error(
+          k.source(), key,
+          "unknown key (known: enabled, readonly_rootfs, tmpfs, allowed_capabilities, no_new_privileges, "
+          "run_as_uid, run_as_gid, seccomp_profile, profiles_dir, allow_annotation_loosening)");
     }
   }
   if (auto path = ResolveProfilePath(policy); !path.ok()) {

@@ -1,4 +1,5 @@
-// config.json load/save. Saving is atomic: a reader (runsc) sees the old file or the new one, never half of one.
+// config.json load/save. Saving is atomic: a reader (runsc) sees the old file or the new one, never half of
+// one.
 #include <fcntl.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -26,7 +27,8 @@ absl::StatusOr<nlohmann::json> LoadSpec(const std::string& path) {
     int line = 0;
     int column = 0;
     seccomp::OffsetToLineColumn(*text, e.byte, &line, &column);
-    return absl::InvalidArgumentError(absl::StrCat("parse spec ", path, ":", line, ":", column, ": ", e.what()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("parse spec ", path, ":", line, ":", column, ": ", e.what()));
   } catch (const nlohmann::json::exception& e) {
     return absl::InvalidArgumentError(absl::StrCat("parse spec ", path, ": ", e.what()));
   }

@@ -1,5 +1,7 @@
 #include "shim/process/container.h"
 
+#include <fcntl.h>
+#include <pty.h>
 #include <signal.h>
 
 #include <fstream>
@@ -285,14 +287,23 @@ absl::Status Container::AddExec(const std::string& exec_id, const stdio::StdioCo
 }
 
 absl::StatusOr<uint32_t> Container::StartExec(Proc* p) {
-  if (p->stdio.terminal) {
-    ASSIGN_OR_RETURN(p->console, stdio::ConsoleSocket::Create());
-  }
   runsc::ExecOptions eo;
   eo.process_json = p->process_json_path;
   eo.internal_pid_file = p->internal_pid_path;
-  if (p->console) {
-    eo.console_socket = p->console->path();
+  // A non-detached `runsc exec` ignores --console-socket: for a terminal it uses its own stdin, so it gets the
+  // slave of a pty made here, in a new session, and the shim copies the master.
+  sys::UniqueFd master, slave;
+  if (p->stdio.terminal) {
+    int m = -1, s = -1;
+    if (::openpty(&m, &s, nullptr, nullptr, nullptr) != 0) {
+      return ErrnoStatus(errno, absl::StrCat("exec ", p->exec_id, " in ", id(), ": openpty"));
+    }
+    master.reset(m);
+    slave.reset(s);
+    ::fcntl(m, F_SETFD, FD_CLOEXEC);
+    ::fcntl(s, F_SETFD, FD_CLOEXEC);
+    eo.stdio = {s, s, s};
+    eo.new_session = true;
   } else {
     eo.stdio = {p->io->child_stdin(), p->io->child_stdout(), p->io->child_stderr()};
   }
@@ -308,11 +319,10 @@ absl::StatusOr<uint32_t> Container::StartExec(Proc* p) {
     absl::MutexLock lock(&gate->mu);
     if (gate->container != nullptr) gate->container->OnExit(exec_id, sys::ExitCodeFromWaitStatus(ws));
   });
-  if (p->console) {
-    auto master = p->console->ReceiveMaster(kConsoleTimeout);
-    absl::Status st = master.ok() ? p->io->AttachConsole(std::move(*master)) : master.status();
-    if (!st.ok()) {
-      ::kill(pid, SIGKILL);
+  if (master) {
+    slave.reset();
+    if (absl::Status st = p->io->AttachConsole(std::move(master)); !st.ok()) {
+      (void)sys::Reaper::Get().Signal(pid, SIGKILL);
       return Annotate(st, absl::StrCat("exec ", p->exec_id, " in ", id(), ": console"));
     }
   }

@@ -144,6 +144,7 @@ class RunscCli : public Runsc {
     opts.stdin_fd = o.stdio.in;
     opts.stdout_fd = o.stdio.out;
     opts.stderr_fd = o.stdio.err;
+    opts.new_session = o.new_session;
     // The exec may outlive the thread that starts it; PDEATHSIG is tied to that thread.
     opts.pdeathsig = 0;
     auto pid = sys::Spawn(opts);

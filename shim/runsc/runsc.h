@@ -45,6 +45,9 @@ struct CreateOptions {
 struct ExecOptions {
   std::string process_json, pid_file, internal_pid_file, console_socket;
   Stdio stdio;
+  // setsid() for the runsc exec process: needed when its stdio is a pty slave (a terminal exec), since a
+  // non-detached runsc exec ignores --console-socket and uses its own stdin as the process's terminal.
+  bool new_session = false;
 };
 
 struct State {

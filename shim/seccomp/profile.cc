@@ -30,10 +30,10 @@ constexpr int kMaxBpfInstructions = 4096;  // BPF_MAXINSNS: the kernel refuses l
 constexpr size_t kMaxProfileBytes = 4 << 20;
 
 // Architectures libseccomp 2.5 knows, by the suffix of their SCMP_ARCH_* name.
-constexpr const char* kArchSuffixes[] = {"x86",    "x86_64",   "x32",       "arm",    "aarch64",  "mips",
-                                         "mips64", "mips64n32", "mipsel",   "mipsel64", "mipsel64n32", "ppc",
-                                         "ppc64",  "ppc64le",  "s390",      "s390x",  "parisc",   "parisc64",
-                                         "riscv64"};
+constexpr const char* kArchSuffixes[] = {"x86",         "x86_64", "x32",       "arm",     "aarch64",
+                                         "mips",        "mips64", "mips64n32", "mipsel",  "mipsel64",
+                                         "mipsel64n32", "ppc",    "ppc64",     "ppc64le", "s390",
+                                         "s390x",       "parisc", "parisc64",  "riscv64"};
 
 struct Arch {
   std::string name;  // SCMP_ARCH_X86_64
@@ -75,7 +75,8 @@ class Checker {
     return absl::InvalidArgumentError(absl::StrCat(source_, ": ", path, ": ", reason));
   }
 
-  absl::Status CheckKeys(const json& object, absl::string_view path, const std::set<std::string>& known) const {
+  absl::Status CheckKeys(const json& object, absl::string_view path,
+                         const std::set<std::string>& known) const {
     for (const auto& [key, value] : object.items()) {
       if (!known.contains(key)) {
         std::string field_path = path.empty() ? key : absl::StrCat(path, ".", key);
@@ -101,7 +102,8 @@ class Checker {
     }
     int64_t v = value.get<int64_t>();
     if (v < 0) return Error(path, absl::StrCat("must be a non-negative integer, not ", v));
-    if (static_cast<uint64_t>(v) > max) return Error(path, absl::StrCat("value ", v, " is larger than ", max));
+    if (static_cast<uint64_t>(v) > max)
+      return Error(path, absl::StrCat("value ", v, " is larger than ", max));
     return static_cast<uint64_t>(v);
   }
 
@@ -125,7 +127,8 @@ class Checker {
                                   absl::string_view path, absl::string_view errno_path) const {
     bool takes_errno = name == "SCMP_ACT_ERRNO" || name == "SCMP_ACT_TRACE";
     if (errno_value.has_value() && !takes_errno) {
-      return Error(errno_path, absl::StrCat("only SCMP_ACT_ERRNO and SCMP_ACT_TRACE take an errno, not ", name));
+      return Error(errno_path,
+                   absl::StrCat("only SCMP_ACT_ERRNO and SCMP_ACT_TRACE take an errno, not ", name));
     }
     uint32_t err = errno_value.value_or(kEperm);
     if (name == "SCMP_ACT_ALLOW") return SCMP_ACT_ALLOW;
@@ -167,19 +170,24 @@ class Checker {
     cond.index = static_cast<unsigned>(index);
     ASSIGN_OR_RETURN(cond.value, Unsigned(arg["value"], absl::StrCat(path, ".value"), UINT64_MAX));
     if (arg.contains("valueTwo")) {
-      ASSIGN_OR_RETURN(cond.value_two, Unsigned(arg["valueTwo"], absl::StrCat(path, ".valueTwo"), UINT64_MAX));
+      ASSIGN_OR_RETURN(cond.value_two,
+                       Unsigned(arg["valueTwo"], absl::StrCat(path, ".valueTwo"), UINT64_MAX));
     }
     ASSIGN_OR_RETURN(cond.op_name, String(arg["op"], absl::StrCat(path, ".op")));
-    static const std::map<std::string, scmp_compare> kOps = {
-        {"SCMP_CMP_NE", SCMP_CMP_NE}, {"SCMP_CMP_LT", SCMP_CMP_LT}, {"SCMP_CMP_LE", SCMP_CMP_LE},
-        {"SCMP_CMP_EQ", SCMP_CMP_EQ}, {"SCMP_CMP_GE", SCMP_CMP_GE}, {"SCMP_CMP_GT", SCMP_CMP_GT},
-        {"SCMP_CMP_MASKED_EQ", SCMP_CMP_MASKED_EQ}};
+    static const std::map<std::string, scmp_compare> kOps = {{"SCMP_CMP_NE", SCMP_CMP_NE},
+                                                             {"SCMP_CMP_LT", SCMP_CMP_LT},
+                                                             {"SCMP_CMP_LE", SCMP_CMP_LE},
+                                                             {"SCMP_CMP_EQ", SCMP_CMP_EQ},
+                                                             {"SCMP_CMP_GE", SCMP_CMP_GE},
+                                                             {"SCMP_CMP_GT", SCMP_CMP_GT},
+                                                             {"SCMP_CMP_MASKED_EQ", SCMP_CMP_MASKED_EQ}};
     auto op = kOps.find(cond.op_name);
     if (op == kOps.end()) {
-      return Error(absl::StrCat(path, ".op"),
-                   absl::StrCat("unknown operator \"", cond.op_name,
-                                "\" (expected SCMP_CMP_NE, SCMP_CMP_LT, SCMP_CMP_LE, SCMP_CMP_EQ, SCMP_CMP_GE, ",
-                                "SCMP_CMP_GT or SCMP_CMP_MASKED_EQ)"));
+      return Error(
+          absl::StrCat(path, ".op"),
+          absl::StrCat("unknown operator \"", cond.op_name,
+                       "\" (expected SCMP_CMP_NE, SCMP_CMP_LT, SCMP_CMP_LE, SCMP_CMP_EQ, SCMP_CMP_GE, ",
+                       "SCMP_CMP_GT or SCMP_CMP_MASKED_EQ)"));
     }
     cond.op = op->second;
     return cond;
@@ -196,27 +204,31 @@ class Checker {
       return absl::OkStatus();
     };
     if (auto it = profile.find("architectures"); it != profile.end() && !it->is_null()) {
-      if (!it->is_array()) return Error("architectures", absl::StrCat("must be an array, not ", it->type_name()));
+      if (!it->is_array())
+        return Error("architectures", absl::StrCat("must be an array, not ", it->type_name()));
       for (size_t i = 0; i < it->size(); ++i) {
         RETURN_IF_ERROR(add((*it)[i], absl::StrCat("architectures[", i, "]")));
       }
     }
     if (auto it = profile.find("archMap"); it != profile.end() && !it->is_null()) {
       if (!it->is_array()) return Error("archMap", absl::StrCat("must be an array, not ", it->type_name()));
-      // Like Docker: the entry for the machine's own architecture (with its sub-architectures) if there is one,
-      // every entry otherwise.
+      // Like Docker: the entry for the machine's own architecture (with its sub-architectures) if there is
+      // one, every entry otherwise.
       std::vector<size_t> chosen;
       for (size_t i = 0; i < it->size(); ++i) {
         const json& entry = (*it)[i];
         std::string path = absl::StrCat("archMap[", i, "]");
-        if (!entry.is_object()) return Error(path, absl::StrCat("must be an object, not ", entry.type_name()));
+        if (!entry.is_object())
+          return Error(path, absl::StrCat("must be an object, not ", entry.type_name()));
         RETURN_IF_ERROR(CheckKeys(entry, path, {"architecture", "subArchitectures"}));
         if (!entry.contains("architecture")) return Error(path, "missing field \"architecture\"");
-        ASSIGN_OR_RETURN(uint32_t token, ArchToken(entry["architecture"], absl::StrCat(path, ".architecture")));
+        ASSIGN_OR_RETURN(uint32_t token,
+                         ArchToken(entry["architecture"], absl::StrCat(path, ".architecture")));
         if (entry.contains("subArchitectures")) {
           const json& subs = entry["subArchitectures"];
           std::string subs_path = absl::StrCat(path, ".subArchitectures");
-          if (!subs.is_array()) return Error(subs_path, absl::StrCat("must be an array, not ", subs.type_name()));
+          if (!subs.is_array())
+            return Error(subs_path, absl::StrCat("must be an array, not ", subs.type_name()));
           for (size_t j = 0; j < subs.size(); ++j) {
             RETURN_IF_ERROR(ArchToken(subs[j], absl::StrCat(subs_path, "[", j, "]")).status());
           }
@@ -247,7 +259,8 @@ class Checker {
     if (name.empty()) return Error(path, "empty syscall name");
     std::vector<std::string> arch_names;
     if (parsed.arches.empty()) {
-      if (seccomp_syscall_resolve_name_arch(seccomp_arch_native(), name.c_str()) >= 0) return absl::OkStatus();
+      if (seccomp_syscall_resolve_name_arch(seccomp_arch_native(), name.c_str()) >= 0)
+        return absl::OkStatus();
       arch_names.push_back("native");
     }
     for (const Arch& arch : parsed.arches) {
@@ -263,14 +276,15 @@ class Checker {
     rule.path = absl::StrCat("syscalls[", i, "]");
     const std::string& path = rule.path;
     if (!entry.is_object()) return Error(path, absl::StrCat("must be an object, not ", entry.type_name()));
-    RETURN_IF_ERROR(
-        CheckKeys(entry, path, {"names", "name", "action", "errnoRet", "args", "comment", "includes", "excludes"}));
+    RETURN_IF_ERROR(CheckKeys(
+        entry, path, {"names", "name", "action", "errnoRet", "args", "comment", "includes", "excludes"}));
     for (const char* cond_key : {"includes", "excludes"}) {
       if (auto it = entry.find(cond_key); it != entry.end() && !it->is_null()) {
         if (!it->is_object() || !it->empty()) {
-          return Error(absl::StrCat(path, ".", cond_key),
-                       "conditional rules (Docker's includes/excludes) are not supported: write the rule for the "
-                       "capabilities and architectures it should apply to");
+          return Error(
+              absl::StrCat(path, ".", cond_key),
+              "conditional rules (Docker's includes/excludes) are not supported: write the rule for the "
+              "capabilities and architectures it should apply to");
         }
       }
     }
@@ -286,7 +300,8 @@ class Checker {
     if (entry.contains("names")) {
       const json& names = entry["names"];
       std::string names_path = absl::StrCat(path, ".names");
-      if (!names.is_array()) return Error(names_path, absl::StrCat("must be an array, not ", names.type_name()));
+      if (!names.is_array())
+        return Error(names_path, absl::StrCat("must be an array, not ", names.type_name()));
       for (size_t j = 0; j < names.size(); ++j) {
         std::string name_path = absl::StrCat(names_path, "[", j, "]");
         ASSIGN_OR_RETURN(std::string name, String(names[j], name_path));
@@ -320,17 +335,19 @@ class Checker {
 
   absl::StatusOr<Parsed> Parse(const json& profile) const {
     if (!profile.is_object()) {
-      return Error("(document)", absl::StrCat("a seccomp profile must be a JSON object, not ", profile.type_name()));
+      return Error("(document)",
+                   absl::StrCat("a seccomp profile must be a JSON object, not ", profile.type_name()));
     }
     RETURN_IF_ERROR(CheckKeys(profile, "",
-                              {"defaultAction", "defaultErrnoRet", "architectures", "archMap", "syscalls", "flags",
-                               "listenerPath", "listenerMetadata", "comment"}));
+                              {"defaultAction", "defaultErrnoRet", "architectures", "archMap", "syscalls",
+                               "flags", "listenerPath", "listenerMetadata", "comment"}));
     Parsed parsed;
-    if (!profile.contains("defaultAction")) return Error("defaultAction", "missing (the action for other syscalls)");
+    if (!profile.contains("defaultAction"))
+      return Error("defaultAction", "missing (the action for other syscalls)");
     ASSIGN_OR_RETURN(parsed.default_action_name, String(profile["defaultAction"], "defaultAction"));
     ASSIGN_OR_RETURN(parsed.default_errno, OptionalErrno(profile, "defaultErrnoRet", "defaultErrnoRet"));
-    ASSIGN_OR_RETURN(parsed.default_action,
-                     Action(parsed.default_action_name, parsed.default_errno, "defaultAction", "defaultErrnoRet"));
+    ASSIGN_OR_RETURN(parsed.default_action, Action(parsed.default_action_name, parsed.default_errno,
+                                                   "defaultAction", "defaultErrnoRet"));
     for (const char* key : {"listenerPath", "listenerMetadata", "comment"}) {
       if (profile.contains(key)) RETURN_IF_ERROR(String(profile[key], key).status());
     }
@@ -343,7 +360,8 @@ class Checker {
         std::string path = absl::StrCat("flags[", i, "]");
         ASSIGN_OR_RETURN(std::string flag, String((*it)[i], path));
         if (!kFlags.contains(flag)) {
-          return Error(path, absl::StrCat("unknown flag \"", flag, "\" (known: ", absl::StrJoin(kFlags, ", "), ")"));
+          return Error(
+              path, absl::StrCat("unknown flag \"", flag, "\" (known: ", absl::StrJoin(kFlags, ", "), ")"));
         }
         parsed.flags.push_back(flag);
       }
@@ -360,8 +378,8 @@ class Checker {
     return parsed;
   }
 
-  // Two unconditional rules giving one syscall different actions: libseccomp silently keeps one of them, so the
-  // profile would not mean what it says.
+  // Two unconditional rules giving one syscall different actions: libseccomp silently keeps one of them, so
+  // the profile would not mean what it says.
   absl::Status CheckConflicts(const Parsed& parsed) const {
     std::map<std::string, std::pair<uint32_t, std::string>> seen;  // name -> (action, path)
     for (const Rule& rule : parsed.rules) {
@@ -369,8 +387,9 @@ class Checker {
       for (size_t j = 0; j < rule.names.size(); ++j) {
         auto [it, inserted] = seen.emplace(rule.names[j], std::make_pair(rule.action, rule.name_paths[j]));
         if (!inserted && it->second.first != rule.action) {
-          return Error(rule.name_paths[j], absl::StrCat("syscall \"", rule.names[j],
-                                                        "\" already has a different action at ", it->second.second));
+          return Error(rule.name_paths[j],
+                       absl::StrCat("syscall \"", rule.names[j], "\" already has a different action at ",
+                                    it->second.second));
         }
       }
     }
@@ -379,7 +398,8 @@ class Checker {
 
   // Builds the filter with libseccomp and exports it (never loads it), proving the kernel would accept it.
   absl::StatusOr<int> Compile(const Parsed& parsed) const {
-    std::unique_ptr<void, void (*)(scmp_filter_ctx)> ctx(seccomp_init(parsed.default_action), seccomp_release);
+    std::unique_ptr<void, void (*)(scmp_filter_ctx)> ctx(seccomp_init(parsed.default_action),
+                                                         seccomp_release);
     if (ctx == nullptr) return Error("defaultAction", "libseccomp refused the default action");
     if (!parsed.arches.empty()) {
       bool native_listed = false;
@@ -390,7 +410,8 @@ class Checker {
         }
         int rc = seccomp_arch_add(ctx.get(), arch.token);
         if (rc != 0 && rc != -EEXIST) {
-          return Error("architectures", absl::StrCat("libseccomp cannot add ", arch.name, ": ", strerror(-rc)));
+          return Error("architectures",
+                       absl::StrCat("libseccomp cannot add ", arch.name, ": ", strerror(-rc)));
         }
       }
       if (!native_listed) seccomp_arch_remove(ctx.get(), seccomp_arch_native());
@@ -398,7 +419,8 @@ class Checker {
     for (const Rule& rule : parsed.rules) {
       // A rule with the default action changes nothing (and libseccomp refuses it), as runc does.
       if (rule.action == parsed.default_action) continue;
-      // Several conditions on one argument cannot share a libseccomp rule; like runc, add one rule per condition.
+      // Several conditions on one argument cannot share a libseccomp rule; like runc, add one rule per
+      // condition.
       std::set<unsigned> indexes;
       for (const Cond& c : rule.conds) indexes.insert(c.index);
       bool split = indexes.size() != rule.conds.size();
@@ -425,14 +447,15 @@ class Checker {
     if (fd < 0) return ErrnoStatus(errno, "memfd_create for seccomp export");
     sys::UniqueFd out(fd);
     int rc = seccomp_export_bpf(ctx.get(), out.get());
-    if (rc != 0) return Error("(filter)", absl::StrCat("libseccomp cannot compile the filter: ", strerror(-rc)));
+    if (rc != 0)
+      return Error("(filter)", absl::StrCat("libseccomp cannot compile the filter: ", strerror(-rc)));
     struct stat st;
     if (fstat(out.get(), &st) != 0) return ErrnoStatus(errno, "fstat seccomp export");
     int instructions = static_cast<int>(st.st_size / 8);  // sizeof(struct sock_filter)
     if (instructions > kMaxBpfInstructions) {
-      return Error("(filter)", absl::StrCat("compiled filter has ", instructions,
-                                            " BPF instructions, more than the kernel's limit of ",
-                                            kMaxBpfInstructions));
+      return Error("(filter)",
+                   absl::StrCat("compiled filter has ", instructions,
+                                " BPF instructions, more than the kernel's limit of ", kMaxBpfInstructions));
     }
     return instructions;
   }
@@ -446,7 +469,8 @@ bool IsDenial(const std::string& action) {
          action == "SCMP_ACT_KILL_THREAD" || action == "SCMP_ACT_TRAP";
 }
 
-absl::StatusOr<std::pair<Parsed, ProfileSummary>> Check(const json& profile, const std::string& source_name) {
+absl::StatusOr<std::pair<Parsed, ProfileSummary>> Check(const json& profile, const std::string& source_name,
+                                                        bool compile = true) {
   Checker checker(source_name);
   ASSIGN_OR_RETURN(Parsed parsed, checker.Parse(profile));
   ProfileSummary summary;
@@ -466,7 +490,9 @@ absl::StatusOr<std::pair<Parsed, ProfileSummary>> Check(const json& profile, con
       summary.other_syscalls += n;
     }
   }
-  ASSIGN_OR_RETURN(summary.bpf_instructions, checker.Compile(parsed));
+  if (compile) {
+    ASSIGN_OR_RETURN(summary.bpf_instructions, checker.Compile(parsed));
+  }
   return std::make_pair(std::move(parsed), std::move(summary));
 }
 
@@ -491,7 +517,8 @@ void OffsetToLineColumn(absl::string_view text, size_t byte, int* line, int* col
   *column = static_cast<int>(end - line_start) + 1;
 }
 
-absl::StatusOr<ProfileSummary> ValidateProfile(const nlohmann::json& profile, const std::string& source_name) {
+absl::StatusOr<ProfileSummary> ValidateProfile(const nlohmann::json& profile,
+                                               const std::string& source_name) {
   ASSIGN_OR_RETURN(auto checked, Check(profile, source_name));
   return std::move(checked.second);
 }
@@ -532,9 +559,9 @@ absl::StatusOr<ValidatedProfile> LoadProfileFile(const std::string& path) {
   return ParseProfile(*text, BaseName(path));
 }
 
-absl::StatusOr<nlohmann::json> ToOciSeccomp(const nlohmann::json& profile, const std::string& source_name) {
-  ASSIGN_OR_RETURN(auto checked, Check(profile, source_name));
-  const Parsed& parsed = checked.first;
+namespace {
+
+json ToOci(const json& profile, const Parsed& parsed) {
   json oci = json::object();
   oci["defaultAction"] = parsed.default_action_name;
   if (parsed.default_errno.has_value()) oci["defaultErrnoRet"] = *parsed.default_errno;
@@ -556,7 +583,8 @@ absl::StatusOr<nlohmann::json> ToOciSeccomp(const nlohmann::json& profile, const
     if (!rule.conds.empty()) {
       json args = json::array();
       for (const Cond& c : rule.conds) {
-        args.push_back({{"index", c.index}, {"value", c.value}, {"valueTwo", c.value_two}, {"op", c.op_name}});
+        args.push_back(
+            {{"index", c.index}, {"value", c.value}, {"valueTwo", c.value_two}, {"op", c.op_name}});
       }
       entry["args"] = std::move(args);
     }
@@ -564,6 +592,18 @@ absl::StatusOr<nlohmann::json> ToOciSeccomp(const nlohmann::json& profile, const
   }
   oci["syscalls"] = std::move(syscalls);
   return oci;
+}
+
+}  // namespace
+
+absl::StatusOr<nlohmann::json> ToOciSeccomp(const nlohmann::json& profile, const std::string& source_name) {
+  ASSIGN_OR_RETURN(auto checked, Check(profile, source_name));
+  return ToOci(profile, checked.first);
+}
+
+absl::StatusOr<nlohmann::json> ToOciSeccomp(const ValidatedProfile& profile) {
+  ASSIGN_OR_RETURN(auto checked, Check(profile.profile, profile.source_name, /*compile=*/false));
+  return ToOci(profile.profile, checked.first);
 }
 
 }  // namespace gvshim::seccomp

@@ -76,6 +76,7 @@ size_t Service::ContainerCount() {
 }
 
 absl::StatusOr<std::string> Service::Call(const std::string& method, const std::string& payload) {
+  log::Debugf("%s request (%d bytes)", method, payload.size());
   absl::StatusOr<std::string> r;
   if (method == "Create") r = Create(payload);
   else if (method == "Start") r = Start(payload);
@@ -139,6 +140,9 @@ absl::StatusOr<std::string> Service::Create(const std::string& payload) {
     config_override = opts.config_path();
   }
   ASSIGN_OR_RETURN(config::Config cfg, LoadConfig(config_override));
+  if (log::Level level; log::ParseLevel(cfg.shim.log_level, &level) && log::GetLevel() != log::Level::kDebug) {
+    log::SetLevel(level);
+  }
 
   ASSIGN_OR_RETURN(PreparedSpec prep, PrepareSpec(req.bundle(), cfg));
 

@@ -384,6 +384,22 @@ class Runner {
     this.pool.push(this.spawnChild(this.opts.defaults, false));
   }
 
+  // Kills what a finished job left running under its uid before the uid is reused. The pid namespace
+  // normally did that already, but not every kernel does (gVisor 20221219 leaves a namespace's processes
+  // alive when its init exits). Only with a uid per job: a shared uid also runs the warm children.
+  sweepThenRelease(uid) {
+    if (!this.iso.root || this.opts.uidCount <= 1 || !uidHasProcesses(uid)) return this.releaseUid(uid);
+    const k = spawn(this.opts.node, ['-e', 'try { process.kill(-1, "SIGKILL"); } catch (e) {}'],
+      { uid, gid: this.opts.gid, stdio: 'ignore', env: {} });
+    let released = false;
+    const release = () => {
+      if (!released) this.releaseUid(uid);
+      released = true;
+    };
+    k.on('exit', release);
+    k.on('error', release);
+  }
+
   releaseUid(uid) {
     if (this.opts.uidCount > 1 && uid !== undefined) this.freeUids.push(uid);
   }
@@ -544,7 +560,7 @@ class Runner {
       this.send(this.resultFrame(job, durationMs));
     } finally {
       if (job.workdir) fs.rmSync(job.workdir, { recursive: true, force: true });
-      this.releaseUid(job.entry.uid);
+      this.sweepThenRelease(job.entry.uid);
     }
   }
 
@@ -611,10 +627,18 @@ class Runner {
       else if (rec.kind === 'usage') peak = rec.maxrss;
     }
     const stdout = Buffer.concat(job.out.stdout);
-    const stderr = Buffer.concat(job.out.stderr);
+    let stderr = Buffer.concat(job.out.stderr);
+    let code = job.exitCode;
+    let sig = job.signal;
+    // util-linux unshare passes a child's death by signal on by raising the same signal on itself; for
+    // SIGKILL (e.g. the RLIMIT_CPU hard limit) that fails, and it exits 1 with this message instead.
+    const unshareKilled = Buffer.from('unshare: sigprocmask unblock failed: Invalid argument\n');
+    if (job.entry.ns.pid && code === 1 && stderr.subarray(stderr.length - unshareKilled.length).equals(unshareKilled)) {
+      stderr = stderr.subarray(0, stderr.length - unshareKilled.length);
+      code = null;
+      sig = os.constants.signals.SIGKILL;
+    }
     const tail = stderr.subarray(Math.max(0, stderr.length - 4096)).toString('utf8');
-    const code = job.exitCode;
-    const sig = job.signal;
     let status;
     let error = '';
     if (job.setupError) [status, error] = ['internal_error', job.setupError];
@@ -668,6 +692,17 @@ class Runner {
     }, 20);
     setTimeout(done, 5000).unref();
   }
+}
+
+function uidHasProcesses(uid) {
+  for (const e of fs.readdirSync('/proc')) {
+    if (!/^[0-9]+$/.test(e)) continue;
+    try {
+      const m = /^Uid:\s+(.*)$/m.exec(fs.readFileSync(`/proc/${e}/status`, 'utf8'));
+      if (m && m[1].split(/\s+/).includes(String(uid))) return true;
+    } catch (err) { /* gone */ }
+  }
+  return false;
 }
 
 function emptyResult(id) {

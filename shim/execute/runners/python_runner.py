@@ -314,28 +314,34 @@ def _job_setup_and_run(job, ctx, in_pid_ns, unshared):
     setup = {"pid_ns": in_pid_ns, "net_ns": bool(unshared & CLONE_NEWNET), "mount_ns": bool(unshared & CLONE_NEWNS),
              "proc": False, "tmp_hidden": False, "uid": os.getuid()}
     workdir = job["workdir"]
+    notes = list(job.get("notes", ()))
     if unshared & CLONE_NEWNS:
-        # Mounts made here stay in this job's mount namespace.
+        # Mounts made here stay in this job's mount namespace. Each step is best effort (gVisor, for one,
+        # refuses propagation changes); what worked is reported in the setup record, not on the job's stderr.
         try:
             _mount(None, b"/", None, MS_REC | MS_PRIVATE, None)
-            if in_pid_ns:
-                try:
-                    _mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
-                    setup["proc"] = True
-                except OSError:
-                    pass
-            # Hide the other jobs' directories: an empty tmpfs over the base, with only our own dir bound back.
-            fd = os.open(workdir, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                base = ctx["job_base"].encode()
-                _mount(b"tmpfs", base, b"tmpfs", MS_NOSUID | MS_NODEV, b"mode=0711,size=64k")
-                os.mkdir(workdir, 0o700)
-                _mount(("/proc/self/fd/%d" % fd).encode(), workdir.encode(), None, MS_BIND, None)
-                setup["tmp_hidden"] = True
-            finally:
-                os.close(fd)
         except OSError as e:
-            _diag("job %s: mount setup: %s" % (job["id"], e))
+            notes.append(str(e))
+        if in_pid_ns:
+            try:
+                _mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
+                setup["proc"] = True
+            except OSError as e:
+                notes.append(str(e))
+        # Hide the other jobs' directories: an empty tmpfs over the base, with only our own dir bound back.
+        fd = os.open(workdir, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            base = ctx["job_base"].encode()
+            _mount(b"tmpfs", base, b"tmpfs", MS_NOSUID | MS_NODEV, b"mode=0711,size=64k")
+            os.mkdir(workdir, 0o700)
+            _mount(("/proc/self/fd/%d" % fd).encode(), workdir.encode(), None, MS_BIND, None)
+            setup["tmp_hidden"] = True
+        except OSError as e:
+            notes.append("hide job directories: %s" % e)
+        finally:
+            os.close(fd)
+    if notes:
+        setup["notes"] = notes
     os.chdir(workdir)
     lim = job["limits"]
     cpu_s = max(1, -(-lim["cpu_time_ms"] // 1000))
@@ -397,7 +403,7 @@ def _child_entry(job, ctx, fds):
                 _unshare(flags)
                 unshared = flags
             except OSError as e:
-                _diag("job %s: unshare: %s" % (job["id"], e))
+                job["notes"] = [str(e)]
         if not job["allow_network"] and not (unshared & CLONE_NEWNET) and iso["net_ns"]:
             raise OSError(errno.EPERM, "could not create the network namespace")
         if unshared & CLONE_NEWPID:
@@ -441,6 +447,24 @@ def _child_entry(job, ctx, fds):
 
 # ----------------------------------------------------------------------------------------------------------
 # Runner side.
+
+
+def _uid_has_processes(uid):
+    # /proc/N's owner is not enough: a process that changed uid without exec is non-dumpable and shows as root.
+    want = str(uid)
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/status" % entry) as f:
+                for line in f:
+                    if line.startswith("Uid:"):
+                        if want in line.split()[1:]:
+                            return True
+                        break
+        except OSError:
+            continue
+    return False
 
 
 class Job:
@@ -754,10 +778,32 @@ class Runner:
                 del self.by_fd[fd]
             self.maybe_finish(job)
 
+    def sweep_uid(self, uid):
+        """Kills what a finished job left running under its uid.
+
+        The pid namespace normally takes care of that, but not every kernel does (gVisor 20221219 leaves a
+        namespace's processes alive when its init exits), and without one a setsid() escapes the group.
+        Only done when no other live job shares the uid, and only if such a process exists."""
+        if uid == 0 or any(j.uid == uid for j in self.jobs.values()):
+            return
+        if not _uid_has_processes(uid):
+            return
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.setgid(self.opts.gid)
+                os.setuid(uid)
+                os.kill(-1, signal.SIGKILL)  # every process this uid may signal, i.e. its own
+            finally:
+                os._exit(0)
+        os.waitpid(pid, 0)
+
     def maybe_finish(self, job):
         if not job.exited or job.fds or job.id not in self.jobs:
             return
         del self.jobs[job.id]
+        if os.geteuid() == 0:
+            self.sweep_uid(job.uid)
         duration = (time.monotonic() - job.start) * 1000.0
         try:
             self.send(self.result_frame(job, duration))

@@ -1,3 +1,5 @@
+#include "shim/oci/hardening.h"
+
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -9,14 +11,13 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "shim/oci/hardening.h"
 
 namespace gvshim::oci {
 namespace {
 
+using nlohmann::json;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
-using nlohmann::json;
 
 std::string SourceDir() {
   const char* dir = std::getenv("GVSHIM_SOURCE_DIR");
@@ -37,7 +38,8 @@ HardeningPolicy NoProfile() {
 
 std::string Msg(const absl::Status& s) { return std::string(s.message()); }
 
-// ---- Harden: one case per transform -------------------------------------------------------------------------
+// ---- Harden: one case per transform
+// -------------------------------------------------------------------------
 
 struct TransformCase {
   const char* name;
@@ -64,15 +66,20 @@ const char* kSets[] = {"bounding", "effective", "inheritable", "permitted", "amb
 INSTANTIATE_TEST_SUITE_P(
     Table, Transforms,
     ::testing::Values(
-        TransformCase{"ReadonlyRoot", nullptr, nullptr,
-                      [](const HardeningResult& r, const json&) { EXPECT_EQ(r.spec["root"]["readonly"], true); }},
-        TransformCase{"ReadonlyRootOffKeepsSpecChoice", [](json& s) { s["root"]["readonly"] = true; },
-                      [](HardeningPolicy& p) { p.readonly_rootfs = false; },
-                      [](const HardeningResult& r, const json&) { EXPECT_EQ(r.spec["root"]["readonly"], true); }},
-        TransformCase{"ReadonlyRootOffLeavesAbsent", nullptr, [](HardeningPolicy& p) { p.readonly_rootfs = false; },
-                      [](const HardeningResult& r, const json&) { EXPECT_FALSE(r.spec["root"].contains("readonly")); }},
+        TransformCase{
+            "ReadonlyRoot", nullptr, nullptr,
+            [](const HardeningResult& r, const json&) { EXPECT_EQ(r.spec["root"]["readonly"], true); }},
+        TransformCase{
+            "ReadonlyRootOffKeepsSpecChoice", [](json& s) { s["root"]["readonly"] = true; },
+            [](HardeningPolicy& p) { p.readonly_rootfs = false; },
+            [](const HardeningResult& r, const json&) { EXPECT_EQ(r.spec["root"]["readonly"], true); }},
+        TransformCase{
+            "ReadonlyRootOffLeavesAbsent", nullptr, [](HardeningPolicy& p) { p.readonly_rootfs = false; },
+            [](const HardeningResult& r, const json&) { EXPECT_FALSE(r.spec["root"].contains("readonly")); }},
         TransformCase{"TmpfsAdded", nullptr,
-                      [](HardeningPolicy& p) { p.tmpfs.push_back({"/scratch", "32m", "0700", true}); },
+                      [](HardeningPolicy& p) {
+                        p.tmpfs.push_back({"/scratch", "32m", "0700", true});
+                      },
                       [](const HardeningResult& r, const json& in) {
                         const json& mounts = r.spec["mounts"];
                         ASSERT_EQ(mounts.size(), in["mounts"].size() + 2);
@@ -84,25 +91,30 @@ INSTANTIATE_TEST_SUITE_P(
                         EXPECT_EQ(mounts.back()["options"],
                                   json({"nosuid", "nodev", "noexec", "mode=0700", "size=32m"}));
                       }},
-        TransformCase{"TmpfsSkippedWhenSpecMountsIt",
-                      [](json& s) {
-                        s["mounts"].push_back({{"destination", "/tmp/"}, {"type", "bind"}, {"source", "/vol"}});
-                      },
-                      nullptr,
-                      [](const HardeningResult& r, const json& in) {
-                        EXPECT_EQ(r.spec["mounts"], in["mounts"]);
-                        EXPECT_THAT(r.notes, ::testing::Contains(HasSubstr("tmpfs /tmp not added")));
-                      }},
+        TransformCase{
+            "TmpfsSkippedWhenSpecMountsIt",
+            [](json& s) {
+              s["mounts"].push_back({{"destination", "/tmp/"}, {"type", "bind"}, {"source", "/vol"}});
+            },
+            nullptr,
+            [](const HardeningResult& r, const json& in) {
+              EXPECT_EQ(r.spec["mounts"], in["mounts"]);
+              EXPECT_THAT(r.notes, ::testing::Contains(HasSubstr("tmpfs /tmp not added")));
+            }},
         TransformCase{"CriMountsUntouched", nullptr, nullptr,
                       [](const HardeningResult& r, const json& in) {
-                        for (size_t i = 0; i < in["mounts"].size(); ++i) EXPECT_EQ(r.spec["mounts"][i], in["mounts"][i]);
+                        for (size_t i = 0; i < in["mounts"].size(); ++i)
+                          EXPECT_EQ(r.spec["mounts"][i], in["mounts"][i]);
                       }},
         TransformCase{"CapabilitiesDroppedByDefault", nullptr, nullptr,
                       [](const HardeningResult& r, const json&) {
-                        for (const char* set : kSets) EXPECT_EQ(r.spec["process"]["capabilities"][set], json::array()) << set;
+                        for (const char* set : kSets)
+                          EXPECT_EQ(r.spec["process"]["capabilities"][set], json::array()) << set;
                       }},
         TransformCase{"CapabilitiesReducedToAllowList", nullptr,
-                      [](HardeningPolicy& p) { p.allowed_capabilities = {"NET_BIND_SERVICE", "CAP_SYS_ADMIN"}; },
+                      [](HardeningPolicy& p) {
+                        p.allowed_capabilities = {"NET_BIND_SERVICE", "CAP_SYS_ADMIN"};
+                      },
                       [](const HardeningResult& r, const json&) {
                         const json& caps = r.spec["process"]["capabilities"];
                         // CAP_SYS_ADMIN is allowed but the spec never asked for it: not added.
@@ -112,9 +124,11 @@ INSTANTIATE_TEST_SUITE_P(
                         EXPECT_EQ(caps["inheritable"], json::array());
                         EXPECT_EQ(caps["ambient"], json::array());
                       }},
-        TransformCase{"CapabilitiesObjectCreated", [](json& s) { s["process"].erase("capabilities"); }, nullptr,
+        TransformCase{"CapabilitiesObjectCreated", [](json& s) { s["process"].erase("capabilities"); },
+                      nullptr,
                       [](const HardeningResult& r, const json&) {
-                        for (const char* set : kSets) EXPECT_EQ(r.spec["process"]["capabilities"][set], json::array());
+                        for (const char* set : kSets)
+                          EXPECT_EQ(r.spec["process"]["capabilities"][set], json::array());
                       }},
         TransformCase{"NoNewPrivileges", nullptr, nullptr,
                       [](const HardeningResult& r, const json&) {
@@ -157,13 +171,17 @@ INSTANTIATE_TEST_SUITE_P(
                         EXPECT_FALSE(r.needs_oci_seccomp);
                       }},
         TransformCase{"SpecSeccompKeptAndEnforced",
-                      [](json& s) { s["linux"]["seccomp"] = {{"defaultAction", "SCMP_ACT_ALLOW"}}; }, nullptr,
+                      [](json& s) {
+                        s["linux"]["seccomp"] = {{"defaultAction", "SCMP_ACT_ALLOW"}};
+                      },
+                      nullptr,
                       [](const HardeningResult& r, const json& in) {
                         EXPECT_EQ(r.spec["linux"]["seccomp"], in["linux"]["seccomp"]);
                         EXPECT_TRUE(r.needs_oci_seccomp);
                       }},
         TransformCase{"SandboxContainerSameTreatment",
-                      [](json& s) { s["annotations"]["io.kubernetes.cri.container-type"] = "sandbox"; }, nullptr,
+                      [](json& s) { s["annotations"]["io.kubernetes.cri.container-type"] = "sandbox"; },
+                      nullptr,
                       [](const HardeningResult& r, const json&) {
                         EXPECT_EQ(r.spec["root"]["readonly"], true);
                         EXPECT_EQ(r.spec["process"]["capabilities"]["bounding"], json::array());
@@ -236,10 +254,12 @@ TEST_P(InvalidSpecs, AreRejected) {
 INSTANTIATE_TEST_SUITE_P(
     Table, InvalidSpecs,
     ::testing::Values(
-        InvalidSpecCase{"NotObject", [](json& s) { s = json::array(); }, "spec: (document): must be an object"},
+        InvalidSpecCase{"NotObject", [](json& s) { s = json::array(); },
+                        "spec: (document): must be an object"},
         InvalidSpecCase{"NoProcess", [](json& s) { s.erase("process"); }, "spec: process: missing"},
         InvalidSpecCase{"NoRoot", [](json& s) { s.erase("root"); }, "spec: root: missing"},
-        InvalidSpecCase{"RootString", [](json& s) { s["root"] = "rootfs"; }, "spec: root: must be object, not string"},
+        InvalidSpecCase{"RootString", [](json& s) { s["root"] = "rootfs"; },
+                        "spec: root: must be object, not string"},
         InvalidSpecCase{"NoRootPath", [](json& s) { s["root"].erase("path"); }, "spec: root.path: missing"},
         InvalidSpecCase{"ReadonlyString", [](json& s) { s["root"]["readonly"] = "yes"; },
                         "spec: root.readonly: must be boolean, not string"},
@@ -247,7 +267,8 @@ INSTANTIATE_TEST_SUITE_P(
                         "spec: mounts: must be array, not object"},
         InvalidSpecCase{"MountNoDestination", [](json& s) { s["mounts"][3].erase("destination"); },
                         "spec: mounts[3].destination: missing"},
-        InvalidSpecCase{"BoundingString", [](json& s) { s["process"]["capabilities"]["bounding"] = "CAP_KILL"; },
+        InvalidSpecCase{"BoundingString",
+                        [](json& s) { s["process"]["capabilities"]["bounding"] = "CAP_KILL"; },
                         "spec: process.capabilities.bounding: must be array, not string"},
         InvalidSpecCase{"CapNotString", [](json& s) { s["process"]["capabilities"]["effective"][2] = 7; },
                         "spec: process.capabilities.effective[2]: must be a string"},
@@ -259,7 +280,8 @@ INSTANTIATE_TEST_SUITE_P(
                         "spec: linux.maskedPaths: must be array, not string"}),
     [](const ::testing::TestParamInfo<InvalidSpecCase>& info) { return std::string(info.param.name); });
 
-// ---- Annotations --------------------------------------------------------------------------------------------
+// ---- Annotations
+// --------------------------------------------------------------------------------------------
 
 struct AnnotationCase {
   const char* name;
@@ -267,7 +289,7 @@ struct AnnotationCase {
   std::function<void(HardeningPolicy&)> edit_base;
   absl::StatusCode code;
   std::function<void(const HardeningPolicy&)> check;  // OK cases
-  const char* message = "";                          // error cases: substring
+  const char* message = "";                           // error cases: substring
 };
 
 class Annotations : public ::testing::TestWithParam<AnnotationCase> {};
@@ -296,105 +318,229 @@ constexpr auto kBad = absl::StatusCode::kInvalidArgument;
 INSTANTIATE_TEST_SUITE_P(
     Table, Annotations,
     ::testing::Values(
-        AnnotationCase{"NoneIsIdentity", {}, nullptr, kOk, [](const HardeningPolicy& p) {
+        AnnotationCase{"NoneIsIdentity",
+                       {},
+                       nullptr,
+                       kOk,
+                       [](const HardeningPolicy& p) {
                          HardeningPolicy b = NoProfile();
                          EXPECT_EQ(p.seccomp_profile, "default");
                          EXPECT_EQ(p.readonly_rootfs, b.readonly_rootfs);
                        }},
-        AnnotationCase{"UnrelatedIgnored", {{"dev.gvshim.execute-languages", "python"}, {"foo", "bar"}}, nullptr, kOk,
+        AnnotationCase{"UnrelatedIgnored",
+                       {{"dev.gvshim.execute-languages", "python"}, {"foo", "bar"}},
+                       nullptr,
+                       kOk,
                        nullptr},
         // seccomp-profile
-        AnnotationCase{"ProfileTightenToStrict", {{"dev.gvshim.seccomp-profile", "strict"}}, nullptr, kOk,
+        AnnotationCase{"ProfileTightenToStrict",
+                       {{"dev.gvshim.seccomp-profile", "strict"}},
+                       nullptr,
+                       kOk,
                        [](const HardeningPolicy& p) { EXPECT_EQ(p.seccomp_profile, "strict"); }},
-        AnnotationCase{"ProfileLoosenToNone", {{"dev.gvshim.seccomp-profile", ""}}, nullptr, kDenied, nullptr,
+        AnnotationCase{"ProfileLoosenToNone",
+                       {{"dev.gvshim.seccomp-profile", ""}},
+                       nullptr,
+                       kDenied,
+                       nullptr,
                        "dev.gvshim.seccomp-profile"},
-        AnnotationCase{"ProfileLoosenToNoneAllowed", {{"dev.gvshim.seccomp-profile", ""}}, Loosen, kOk,
+        AnnotationCase{"ProfileLoosenToNoneAllowed",
+                       {{"dev.gvshim.seccomp-profile", ""}},
+                       Loosen,
+                       kOk,
                        [](const HardeningPolicy& p) { EXPECT_EQ(p.seccomp_profile, ""); }},
-        AnnotationCase{"ProfileStrictToDefaultDenied", {{"dev.gvshim.seccomp-profile", "default"}},
-                       [](HardeningPolicy& p) { p.seccomp_profile = "strict"; }, kDenied, nullptr,
+        AnnotationCase{"ProfileStrictToDefaultDenied",
+                       {{"dev.gvshim.seccomp-profile", "default"}},
+                       [](HardeningPolicy& p) { p.seccomp_profile = "strict"; },
+                       kDenied,
+                       nullptr,
                        "not known to be stricter"},
-        AnnotationCase{"ProfileCustomFromNone", {{"dev.gvshim.seccomp-profile", "python-only"}},
-                       [](HardeningPolicy& p) { p.seccomp_profile = ""; }, kOk,
+        AnnotationCase{"ProfileCustomFromNone",
+                       {{"dev.gvshim.seccomp-profile", "python-only"}},
+                       [](HardeningPolicy& p) { p.seccomp_profile = ""; },
+                       kOk,
                        [](const HardeningPolicy& p) { EXPECT_EQ(p.seccomp_profile, "python-only"); }},
-        AnnotationCase{"ProfileHostPathDenied", {{"dev.gvshim.seccomp-profile", "/etc/my.json"}}, nullptr, kDenied,
-                       nullptr, "dev.gvshim.seccomp-profile"},
-        AnnotationCase{"ProfileRelativePathMalformed", {{"dev.gvshim.seccomp-profile", "../x"}}, nullptr, kBad,
-                       nullptr, "must be a profile name or an absolute path"},
+        AnnotationCase{"ProfileHostPathDenied",
+                       {{"dev.gvshim.seccomp-profile", "/etc/my.json"}},
+                       nullptr,
+                       kDenied,
+                       nullptr,
+                       "dev.gvshim.seccomp-profile"},
+        AnnotationCase{"ProfileRelativePathMalformed",
+                       {{"dev.gvshim.seccomp-profile", "../x"}},
+                       nullptr,
+                       kBad,
+                       nullptr,
+                       "must be a profile name or an absolute path"},
         // readonly-rootfs
         AnnotationCase{"ReadonlyTrueOk", {{"dev.gvshim.readonly-rootfs", "true"}}, nullptr, kOk, nullptr},
-        AnnotationCase{"ReadonlyFalseDenied", {{"dev.gvshim.readonly-rootfs", "false"}}, nullptr, kDenied, nullptr,
+        AnnotationCase{"ReadonlyFalseDenied",
+                       {{"dev.gvshim.readonly-rootfs", "false"}},
+                       nullptr,
+                       kDenied,
+                       nullptr,
                        "annotation dev.gvshim.readonly-rootfs=\"false\" would loosen"},
-        AnnotationCase{"ReadonlyFalseAllowed", {{"dev.gvshim.readonly-rootfs", "false"}}, Loosen, kOk,
+        AnnotationCase{"ReadonlyFalseAllowed",
+                       {{"dev.gvshim.readonly-rootfs", "false"}},
+                       Loosen,
+                       kOk,
                        [](const HardeningPolicy& p) { EXPECT_FALSE(p.readonly_rootfs); }},
-        AnnotationCase{"ReadonlyTighten", {{"dev.gvshim.readonly-rootfs", "true"}},
-                       [](HardeningPolicy& p) { p.readonly_rootfs = false; }, kOk,
+        AnnotationCase{"ReadonlyTighten",
+                       {{"dev.gvshim.readonly-rootfs", "true"}},
+                       [](HardeningPolicy& p) { p.readonly_rootfs = false; },
+                       kOk,
                        [](const HardeningPolicy& p) { EXPECT_TRUE(p.readonly_rootfs); }},
-        AnnotationCase{"ReadonlyMalformed", {{"dev.gvshim.readonly-rootfs", "yes"}}, nullptr, kBad, nullptr,
+        AnnotationCase{"ReadonlyMalformed",
+                       {{"dev.gvshim.readonly-rootfs", "yes"}},
+                       nullptr,
+                       kBad,
+                       nullptr,
                        "must be \"true\" or \"false\""},
         // hardening on/off
-        AnnotationCase{"HardeningOffDenied", {{"dev.gvshim.hardening", "false"}}, nullptr, kDenied, nullptr,
+        AnnotationCase{"HardeningOffDenied",
+                       {{"dev.gvshim.hardening", "false"}},
+                       nullptr,
+                       kDenied,
+                       nullptr,
                        "turns hardening off"},
-        AnnotationCase{"HardeningOffAllowed", {{"dev.gvshim.hardening", "false"}}, Loosen, kOk,
+        AnnotationCase{"HardeningOffAllowed",
+                       {{"dev.gvshim.hardening", "false"}},
+                       Loosen,
+                       kOk,
                        [](const HardeningPolicy& p) { EXPECT_FALSE(p.enabled); }},
-        AnnotationCase{"HardeningOnTightens", {{"dev.gvshim.hardening", "true"}},
-                       [](HardeningPolicy& p) { p.enabled = false; }, kOk,
+        AnnotationCase{"HardeningOnTightens",
+                       {{"dev.gvshim.hardening", "true"}},
+                       [](HardeningPolicy& p) { p.enabled = false; },
+                       kOk,
                        [](const HardeningPolicy& p) { EXPECT_TRUE(p.enabled); }},
         // no-new-privileges
-        AnnotationCase{"NnpOffDenied", {{"dev.gvshim.no-new-privileges", "false"}}, nullptr, kDenied, nullptr,
+        AnnotationCase{"NnpOffDenied",
+                       {{"dev.gvshim.no-new-privileges", "false"}},
+                       nullptr,
+                       kDenied,
+                       nullptr,
                        "dev.gvshim.no-new-privileges"},
-        AnnotationCase{"NnpOffAllowed", {{"dev.gvshim.no-new-privileges", "false"}}, Loosen, kOk,
+        AnnotationCase{"NnpOffAllowed",
+                       {{"dev.gvshim.no-new-privileges", "false"}},
+                       Loosen,
+                       kOk,
                        [](const HardeningPolicy& p) { EXPECT_FALSE(p.no_new_privileges); }},
         // capabilities
-        AnnotationCase{"CapsSubset", {{"dev.gvshim.capabilities", "net_bind_service"}}, nullptr, kOk,
+        AnnotationCase{"CapsSubset",
+                       {{"dev.gvshim.capabilities", "net_bind_service"}},
+                       nullptr,
+                       kOk,
                        [](const HardeningPolicy& p) {
                          EXPECT_THAT(p.allowed_capabilities, ElementsAre("CAP_NET_BIND_SERVICE"));
                        }},
-        AnnotationCase{"CapsEmptyDropsAll", {{"dev.gvshim.capabilities", ""}}, nullptr, kOk,
+        AnnotationCase{"CapsEmptyDropsAll",
+                       {{"dev.gvshim.capabilities", ""}},
+                       nullptr,
+                       kOk,
                        [](const HardeningPolicy& p) { EXPECT_TRUE(p.allowed_capabilities.empty()); }},
-        AnnotationCase{"CapsAddDenied", {{"dev.gvshim.capabilities", "NET_BIND_SERVICE,SYS_ADMIN"}}, nullptr,
-                       kDenied, nullptr, "adds CAP_SYS_ADMIN"},
-        AnnotationCase{"CapsAddAllowed", {{"dev.gvshim.capabilities", "SYS_PTRACE"}}, Loosen, kOk,
-                       [](const HardeningPolicy& p) { EXPECT_THAT(p.allowed_capabilities, ElementsAre("CAP_SYS_PTRACE")); }},
-        AnnotationCase{"CapsUnknown", {{"dev.gvshim.capabilities", "FLY"}}, nullptr, kBad, nullptr,
+        AnnotationCase{"CapsAddDenied",
+                       {{"dev.gvshim.capabilities", "NET_BIND_SERVICE,SYS_ADMIN"}},
+                       nullptr,
+                       kDenied,
+                       nullptr,
+                       "adds CAP_SYS_ADMIN"},
+        AnnotationCase{"CapsAddAllowed",
+                       {{"dev.gvshim.capabilities", "SYS_PTRACE"}},
+                       Loosen,
+                       kOk,
+                       [](const HardeningPolicy& p) {
+                         EXPECT_THAT(p.allowed_capabilities, ElementsAre("CAP_SYS_PTRACE"));
+                       }},
+        AnnotationCase{"CapsUnknown",
+                       {{"dev.gvshim.capabilities", "FLY"}},
+                       nullptr,
+                       kBad,
+                       nullptr,
                        "unknown capability \"FLY\""},
         // tmpfs
-        AnnotationCase{"TmpfsShrink", {{"dev.gvshim.tmpfs", "/tmp:16m:1777:noexec"}}, nullptr, kOk,
+        AnnotationCase{"TmpfsShrink",
+                       {{"dev.gvshim.tmpfs", "/tmp:16m:1777:noexec"}},
+                       nullptr,
+                       kOk,
                        [](const HardeningPolicy& p) {
                          ASSERT_EQ(p.tmpfs.size(), 1u);
                          EXPECT_EQ(p.tmpfs[0], (TmpfsMount{"/tmp", "16m", "1777", true}));
                        }},
-        AnnotationCase{"TmpfsRemoveAll", {{"dev.gvshim.tmpfs", ""}}, nullptr, kOk,
+        AnnotationCase{"TmpfsRemoveAll",
+                       {{"dev.gvshim.tmpfs", ""}},
+                       nullptr,
+                       kOk,
                        [](const HardeningPolicy& p) { EXPECT_TRUE(p.tmpfs.empty()); }},
-        AnnotationCase{"TmpfsNewDestinationDenied", {{"dev.gvshim.tmpfs", "/scratch:32m"}}, nullptr, kDenied,
-                       nullptr, "adds a writable tmpfs at /scratch"},
-        AnnotationCase{"TmpfsNewDestinationAllowed", {{"dev.gvshim.tmpfs", "/tmp:64m:1777:noexec,/scratch:32m"}},
-                       Loosen, kOk, [](const HardeningPolicy& p) { EXPECT_EQ(p.tmpfs.size(), 2u); }},
-        AnnotationCase{"TmpfsGrowDenied", {{"dev.gvshim.tmpfs", "/tmp:1g:1777:noexec"}}, nullptr, kDenied, nullptr,
+        AnnotationCase{"TmpfsNewDestinationDenied",
+                       {{"dev.gvshim.tmpfs", "/scratch:32m"}},
+                       nullptr,
+                       kDenied,
+                       nullptr,
+                       "adds a writable tmpfs at /scratch"},
+        AnnotationCase{"TmpfsNewDestinationAllowed",
+                       {{"dev.gvshim.tmpfs", "/tmp:64m:1777:noexec,/scratch:32m"}},
+                       Loosen,
+                       kOk,
+                       [](const HardeningPolicy& p) { EXPECT_EQ(p.tmpfs.size(), 2u); }},
+        AnnotationCase{"TmpfsGrowDenied",
+                       {{"dev.gvshim.tmpfs", "/tmp:1g:1777:noexec"}},
+                       nullptr,
+                       kDenied,
+                       nullptr,
                        "grows /tmp beyond 64m"},
-        AnnotationCase{"TmpfsDropNoexecDenied", {{"dev.gvshim.tmpfs", "/tmp:64m"}}, nullptr, kDenied, nullptr,
+        AnnotationCase{"TmpfsDropNoexecDenied",
+                       {{"dev.gvshim.tmpfs", "/tmp:64m"}},
+                       nullptr,
+                       kDenied,
+                       nullptr,
                        "drops noexec"},
-        AnnotationCase{"TmpfsWiderModeDenied", {{"dev.gvshim.tmpfs", "/tmp:64m:1777:noexec"}},
-                       [](HardeningPolicy& p) { p.tmpfs[0].mode = "0700"; }, kDenied, nullptr, "widens the mode"},
-        AnnotationCase{"TmpfsMalformed", {{"dev.gvshim.tmpfs", "/tmp"}}, nullptr, kBad, nullptr,
-                       "not of the form"},
-        AnnotationCase{"TmpfsBadSize", {{"dev.gvshim.tmpfs", "/tmp:lots"}}, nullptr, kBad, nullptr,
+        AnnotationCase{"TmpfsWiderModeDenied",
+                       {{"dev.gvshim.tmpfs", "/tmp:64m:1777:noexec"}},
+                       [](HardeningPolicy& p) { p.tmpfs[0].mode = "0700"; },
+                       kDenied,
+                       nullptr,
+                       "widens the mode"},
+        AnnotationCase{
+            "TmpfsMalformed", {{"dev.gvshim.tmpfs", "/tmp"}}, nullptr, kBad, nullptr, "not of the form"},
+        AnnotationCase{"TmpfsBadSize",
+                       {{"dev.gvshim.tmpfs", "/tmp:lots"}},
+                       nullptr,
+                       kBad,
+                       nullptr,
                        "tmpfs size \"lots\""},
-        AnnotationCase{"TmpfsRelative", {{"dev.gvshim.tmpfs", "tmp:1m"}}, nullptr, kBad, nullptr,
+        AnnotationCase{"TmpfsRelative",
+                       {{"dev.gvshim.tmpfs", "tmp:1m"}},
+                       nullptr,
+                       kBad,
+                       nullptr,
                        "not an absolute path"},
         // run-as
-        AnnotationCase{"RunAsUidFromNone", {{"dev.gvshim.run-as-uid", "1000"}, {"dev.gvshim.run-as-gid", "1000"}},
-                       nullptr, kOk,
+        AnnotationCase{"RunAsUidFromNone",
+                       {{"dev.gvshim.run-as-uid", "1000"}, {"dev.gvshim.run-as-gid", "1000"}},
+                       nullptr,
+                       kOk,
                        [](const HardeningPolicy& p) {
                          EXPECT_EQ(p.force_uid, 1000u);
                          EXPECT_EQ(p.force_gid, 1000u);
                        }},
-        AnnotationCase{"RunAsRootDenied", {{"dev.gvshim.run-as-uid", "0"}}, nullptr, kDenied, nullptr, "runs as root"},
-        AnnotationCase{"RunAsOtherUidDenied", {{"dev.gvshim.run-as-uid", "1001"}},
-                       [](HardeningPolicy& p) { p.force_uid = 65534; }, kDenied, nullptr,
+        AnnotationCase{
+            "RunAsRootDenied", {{"dev.gvshim.run-as-uid", "0"}}, nullptr, kDenied, nullptr, "runs as root"},
+        AnnotationCase{"RunAsOtherUidDenied",
+                       {{"dev.gvshim.run-as-uid", "1001"}},
+                       [](HardeningPolicy& p) { p.force_uid = 65534; },
+                       kDenied,
+                       nullptr,
                        "replaces the node's id 65534"},
-        AnnotationCase{"RunAsSameUidOk", {{"dev.gvshim.run-as-uid", "65534"}},
-                       [](HardeningPolicy& p) { p.force_uid = 65534; }, kOk, nullptr},
-        AnnotationCase{"RunAsMalformed", {{"dev.gvshim.run-as-gid", "-5"}}, nullptr, kBad, nullptr,
+        AnnotationCase{"RunAsSameUidOk",
+                       {{"dev.gvshim.run-as-uid", "65534"}},
+                       [](HardeningPolicy& p) { p.force_uid = 65534; },
+                       kOk,
+                       nullptr},
+        AnnotationCase{"RunAsMalformed",
+                       {{"dev.gvshim.run-as-gid", "-5"}},
+                       nullptr,
+                       kBad,
+                       nullptr,
                        "must be a decimal id"}),
     [](const ::testing::TestParamInfo<AnnotationCase>& info) { return std::string(info.param.name); });
 
@@ -406,7 +552,8 @@ TEST(SpecAnnotations, ReadsStringsAndRejectsOthers) {
   EXPECT_EQ(SpecAnnotations(bad).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
-// ---- TOML ---------------------------------------------------------------------------------------------------
+// ---- TOML
+// ---------------------------------------------------------------------------------------------------
 
 absl::StatusOr<HardeningPolicy> ParseToml(const std::string& text) {
   toml::table doc = toml::parse(std::string_view(text), std::string_view("gvshim.toml"));
@@ -474,18 +621,22 @@ INSTANTIATE_TEST_SUITE_P(
                       "gvshim.toml:2:34: hardening.allowed_capabilities[1]: unknown capability \"FLY\""},
         TomlErrorCase{"BadTmpfsString", "[hardening]\ntmpfs = [\"/tmp:big\"]\n",
                       "gvshim.toml:2:10: hardening.tmpfs[0]: tmpfs size \"big\""},
-        TomlErrorCase{"BadTmpfsKey", "[hardening]\ntmpfs = [{destination = \"/tmp\", size = \"1m\", sise = 2}]\n",
+        TomlErrorCase{"BadTmpfsKey",
+                      "[hardening]\ntmpfs = [{destination = \"/tmp\", size = \"1m\", sise = 2}]\n",
                       "gvshim.toml:2:46: hardening.tmpfs[0].sise: unknown key"},
         TomlErrorCase{"TmpfsTwice", "[hardening]\ntmpfs = [\"/tmp:1m\", \"/tmp:2m\"]\n",
                       "gvshim.toml:2:21: hardening.tmpfs[1]: /tmp is listed twice"},
-        TomlErrorCase{"RootUid", "[hardening]\nrun_as_uid = 0\n", "gvshim.toml:2:14: hardening.run_as_uid: must be a non-root id"},
-        TomlErrorCase{"RelativeProfile", "[hardening]\nseccomp_profile = \"profiles/strict.json\"\n",
-                      "gvshim.toml:2:19: hardening.seccomp_profile: seccomp profile \"profiles/strict.json\" must be"},
+        TomlErrorCase{"RootUid", "[hardening]\nrun_as_uid = 0\n",
+                      "gvshim.toml:2:14: hardening.run_as_uid: must be a non-root id"},
+        TomlErrorCase{
+            "RelativeProfile", "[hardening]\nseccomp_profile = \"profiles/strict.json\"\n",
+            "gvshim.toml:2:19: hardening.seccomp_profile: seccomp profile \"profiles/strict.json\" must be"},
         TomlErrorCase{"RelativeDir", "[hardening]\nprofiles_dir = \"profiles\"\n",
                       "gvshim.toml:2:16: hardening.profiles_dir: must be an absolute path"}),
     [](const ::testing::TestParamInfo<TomlErrorCase>& info) { return std::string(info.param.name); });
 
-// ---- Spec files ---------------------------------------------------------------------------------------------
+// ---- Spec files
+// ---------------------------------------------------------------------------------------------
 
 class SpecFiles : public ::testing::Test {
  protected:

@@ -11,8 +11,8 @@
 namespace gvshim::seccomp {
 namespace {
 
-using ::testing::HasSubstr;
 using nlohmann::json;
+using ::testing::HasSubstr;
 
 std::string SourceDir() {
   const char* dir = std::getenv("GVSHIM_SOURCE_DIR");
@@ -60,11 +60,33 @@ TEST(ShippedProfiles, StrictRefusesDangerousSyscallsWithEperm) {
   auto profile = LoadProfileFile(ProfilePath("strict.json"));
   ASSERT_TRUE(profile.ok()) << profile.status();
   auto decisions = Decisions(profile->profile);
-  for (const char* name :
-       {"mount", "umount2", "ptrace", "unshare", "setns", "keyctl", "add_key", "request_key", "bpf",
-        "perf_event_open", "kexec_load", "kexec_file_load", "init_module", "finit_module", "delete_module", "reboot",
-        "swapon", "swapoff", "pivot_root", "chroot", "userfaultfd", "process_vm_readv", "process_vm_writev",
-        "open_by_handle_at", "fsopen", "move_mount", "open_tree"}) {
+  for (const char* name : {"mount",
+                           "umount2",
+                           "ptrace",
+                           "unshare",
+                           "setns",
+                           "keyctl",
+                           "add_key",
+                           "request_key",
+                           "bpf",
+                           "perf_event_open",
+                           "kexec_load",
+                           "kexec_file_load",
+                           "init_module",
+                           "finit_module",
+                           "delete_module",
+                           "reboot",
+                           "swapon",
+                           "swapoff",
+                           "pivot_root",
+                           "chroot",
+                           "userfaultfd",
+                           "process_vm_readv",
+                           "process_vm_writev",
+                           "open_by_handle_at",
+                           "fsopen",
+                           "move_mount",
+                           "open_tree"}) {
     SCOPED_TRACE(name);
     ASSERT_TRUE(decisions.contains(name));
     EXPECT_EQ(decisions[name].action, "SCMP_ACT_ERRNO");
@@ -80,14 +102,46 @@ TEST(ShippedProfiles, StrictRefusesDangerousSyscallsWithEperm) {
 
 TEST(ShippedProfiles, InterpretersHaveWhatTheyNeed) {
   // What Python 3.11, Node 20 (libuv, V8) and busybox sh call on start-up and in ordinary work.
-  const char* needed[] = {"read",      "write",        "openat",        "close",       "mmap",
-                          "mprotect",  "munmap",       "brk",           "futex",       "rseq",
-                          "getrandom", "statx",        "newfstatat",    "epoll_create1", "epoll_ctl",
-                          "epoll_pwait", "eventfd2",   "pipe2",         "execve",      "wait4",
-                          "vfork",     "rt_sigaction", "rt_sigprocmask", "prlimit64",  "sched_getaffinity",
-                          "madvise",   "getdents64",   "ioctl",         "set_robust_list", "clock_gettime",
-                          "socket",    "connect",      "getcwd",        "readlink",    "sysinfo",
-                          "capget",    "uname",        "fcntl",         "lseek",       "dup3"};
+  const char* needed[] = {"read",
+                          "write",
+                          "openat",
+                          "close",
+                          "mmap",
+                          "mprotect",
+                          "munmap",
+                          "brk",
+                          "futex",
+                          "rseq",
+                          "getrandom",
+                          "statx",
+                          "newfstatat",
+                          "epoll_create1",
+                          "epoll_ctl",
+                          "epoll_pwait",
+                          "eventfd2",
+                          "pipe2",
+                          "execve",
+                          "wait4",
+                          "vfork",
+                          "rt_sigaction",
+                          "rt_sigprocmask",
+                          "prlimit64",
+                          "sched_getaffinity",
+                          "madvise",
+                          "getdents64",
+                          "ioctl",
+                          "set_robust_list",
+                          "clock_gettime",
+                          "socket",
+                          "connect",
+                          "getcwd",
+                          "readlink",
+                          "sysinfo",
+                          "capget",
+                          "uname",
+                          "fcntl",
+                          "lseek",
+                          "dup3"};
   for (const char* file : {"default.json", "strict.json"}) {
     auto profile = LoadProfileFile(ProfilePath(file));
     ASSERT_TRUE(profile.ok()) << profile.status();
@@ -135,7 +189,8 @@ TEST(Files, MalformedJsonNamesLineAndColumn) {
   auto profile = LoadProfileFile(TestData("malformed.json"));
   ASSERT_FALSE(profile.ok());
   EXPECT_EQ(profile.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(profile.status().message()), HasSubstr("malformed.json:4:53: malformed JSON: syntax error"));
+  EXPECT_THAT(std::string(profile.status().message()),
+              HasSubstr("malformed.json:4:53: malformed JSON: syntax error"));
 }
 
 TEST(Files, UnknownSyscallNamesFileAndPath) {
@@ -166,7 +221,8 @@ TEST_P(ProfileErrors, AreRejectedWithPathAndReason) {
   auto summary = ValidateProfile(json::parse(c.profile), "t.json");
   ASSERT_FALSE(summary.ok());
   EXPECT_EQ(summary.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(summary.status().message()), ::testing::StartsWith(std::string("t.json: ") + c.message));
+  EXPECT_THAT(std::string(summary.status().message()),
+              ::testing::StartsWith(std::string("t.json: ") + c.message));
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -193,35 +249,41 @@ INSTANTIATE_TEST_SUITE_P(
                   "syscalls[0].errnoRet: only SCMP_ACT_ERRNO and SCMP_ACT_TRACE take an errno"},
         ErrorCase{"ErrnoTooLarge", R"({"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 5000})",
                   "defaultErrnoRet: value 5000 is larger than 4095"},
-        ErrorCase{"BadArch", R"({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_Z80"]})",
-                  "architectures[1]: unknown architecture \"SCMP_ARCH_Z80\""},
+        ErrorCase{
+            "BadArch",
+            R"({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_Z80"]})",
+            "architectures[1]: unknown architecture \"SCMP_ARCH_Z80\""},
         ErrorCase{"BadArchMap",
                   R"({"defaultAction": "SCMP_ACT_ALLOW",
                       "archMap": [{"architecture": "SCMP_ARCH_X86_64", "subArchitectures": ["x86"]}]})",
                   "archMap[0].subArchitectures[0]: unknown architecture \"x86\""},
-        ErrorCase{"UnknownSyscall",
-                  R"({"defaultAction": "SCMP_ACT_ERRNO", "architectures": ["SCMP_ARCH_X86_64"],
+        ErrorCase{
+            "UnknownSyscall",
+            R"({"defaultAction": "SCMP_ACT_ERRNO", "architectures": ["SCMP_ARCH_X86_64"],
                       "syscalls": [{"names": ["read", "frobnicate"], "action": "SCMP_ACT_ALLOW"}]})",
-                  "syscalls[0].names[1]: unknown syscall \"frobnicate\" on all architectures [SCMP_ARCH_X86_64]"},
+            "syscalls[0].names[1]: unknown syscall \"frobnicate\" on all architectures [SCMP_ARCH_X86_64]"},
         ErrorCase{"KnownOnlyOnUnlistedArch",
                   R"({"defaultAction": "SCMP_ACT_ERRNO", "architectures": ["SCMP_ARCH_X86_64"],
                       "syscalls": [{"name": "mmap2", "action": "SCMP_ACT_ALLOW"}]})",
                   "syscalls[0].name: unknown syscall \"mmap2\" on all architectures [SCMP_ARCH_X86_64]"},
-        ErrorCase{"NamesNotArray",
-                  R"({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": "read", "action": "SCMP_ACT_ALLOW"}]})",
-                  "syscalls[0].names: must be an array, not string"},
-        ErrorCase{"NoNames", R"({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"action": "SCMP_ACT_ALLOW"}]})",
+        ErrorCase{
+            "NamesNotArray",
+            R"({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": "read", "action": "SCMP_ACT_ALLOW"}]})",
+            "syscalls[0].names: must be an array, not string"},
+        ErrorCase{"NoNames",
+                  R"({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"action": "SCMP_ACT_ALLOW"}]})",
                   "syscalls[0]: missing field \"names\""},
         ErrorCase{"BadOp",
                   R"({"defaultAction": "SCMP_ACT_ERRNO",
                       "syscalls": [{"names": ["personality"], "action": "SCMP_ACT_ALLOW",
                                     "args": [{"index": 0, "value": 0, "op": "SCMP_CMP_ALMOST"}]}]})",
                   "syscalls[0].args[0].op: unknown operator \"SCMP_CMP_ALMOST\""},
-        ErrorCase{"ArgIndex7",
-                  R"({"defaultAction": "SCMP_ACT_ERRNO",
+        ErrorCase{
+            "ArgIndex7",
+            R"({"defaultAction": "SCMP_ACT_ERRNO",
                       "syscalls": [{"names": ["personality"], "action": "SCMP_ACT_ALLOW",
                                     "args": [{"index": 7, "value": 0, "op": "SCMP_CMP_EQ"}]}]})",
-                  "syscalls[0].args[0].index: argument index 7 is out of range (a syscall has arguments 0..5)"},
+            "syscalls[0].args[0].index: argument index 7 is out of range (a syscall has arguments 0..5)"},
         ErrorCase{"NegativeValue",
                   R"({"defaultAction": "SCMP_ACT_ERRNO",
                       "syscalls": [{"names": ["personality"], "action": "SCMP_ACT_ALLOW",
@@ -237,11 +299,12 @@ INSTANTIATE_TEST_SUITE_P(
                       "syscalls": [{"names": ["reboot"], "action": "SCMP_ACT_ALLOW",
                                     "includes": {"caps": ["CAP_SYS_BOOT"]}}]})",
                   "syscalls[0].includes: conditional rules (Docker's includes/excludes) are not supported"},
-        ErrorCase{"ConflictingActions",
-                  R"({"defaultAction": "SCMP_ACT_ERRNO",
+        ErrorCase{
+            "ConflictingActions",
+            R"({"defaultAction": "SCMP_ACT_ERRNO",
                       "syscalls": [{"names": ["read", "write"], "action": "SCMP_ACT_ALLOW"},
                                    {"names": ["write"], "action": "SCMP_ACT_KILL"}]})",
-                  "syscalls[1].names[0]: syscall \"write\" already has a different action at syscalls[0].names[1]"},
+            "syscalls[1].names[0]: syscall \"write\" already has a different action at syscalls[0].names[1]"},
         ErrorCase{"BadFlag", R"({"defaultAction": "SCMP_ACT_ALLOW", "flags": ["SECCOMP_FILTER_FLAG_YOLO"]})",
                   "flags[0]: unknown flag \"SECCOMP_FILTER_FLAG_YOLO\""}),
     [](const ::testing::TestParamInfo<ErrorCase>& info) { return std::string(info.param.name); });
@@ -262,13 +325,15 @@ INSTANTIATE_TEST_SUITE_P(
     Table, ProfileAccepted,
     ::testing::Values(
         OkCase{"Minimal", R"({"defaultAction": "SCMP_ACT_ALLOW"})"},
-        OkCase{"NullOptionalFields", R"({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": null, "architectures": null})"},
+        OkCase{"NullOptionalFields",
+               R"({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": null, "architectures": null})"},
         // Known on one listed architecture is enough, as Docker does it.
         OkCase{"UnknownOnSomeArches",
                R"({"defaultAction": "SCMP_ACT_ERRNO", "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"],
                    "syscalls": [{"names": ["mmap2", "arch_prctl", "socketcall"], "action": "SCMP_ACT_ALLOW"}]})"},
-        OkCase{"RuleWithDefaultActionIsHarmless",
-               R"({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["mount"], "action": "SCMP_ACT_ERRNO"}]})"},
+        OkCase{
+            "RuleWithDefaultActionIsHarmless",
+            R"({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["mount"], "action": "SCMP_ACT_ERRNO"}]})"},
         OkCase{"SeveralConditionsOnOneArgument",
                R"({"defaultAction": "SCMP_ACT_ERRNO",
                    "syscalls": [{"names": ["personality"], "action": "SCMP_ACT_ALLOW",
@@ -305,8 +370,8 @@ TEST(OffsetToLineColumn, Table) {
     const char* text;
     size_t byte;
     int line, column;
-  } cases[] = {{"abc", 1, 1, 1}, {"abc", 3, 1, 3}, {"a\nbc", 3, 2, 1}, {"a\nbc", 4, 2, 2},
-               {"a\n\n", 4, 3, 1}, {"", 0, 1, 1},  {"ab", 99, 1, 3}};
+  } cases[] = {{"abc", 1, 1, 1},   {"abc", 3, 1, 3}, {"a\nbc", 3, 2, 1}, {"a\nbc", 4, 2, 2},
+               {"a\n\n", 4, 3, 1}, {"", 0, 1, 1},    {"ab", 99, 1, 3}};
   for (const Case& c : cases) {
     int line = 0, column = 0;
     OffsetToLineColumn(c.text, c.byte, &line, &column);
