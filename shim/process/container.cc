@@ -44,6 +44,16 @@ absl::StatusOr<int> ReadPidFile(const std::string& path) {
 
 }  // namespace
 
+uint64_t ReadOomKillCount(const std::string& path) {
+  std::ifstream in(path);
+  std::string key;
+  uint64_t value = 0;
+  while (in >> key >> value) {
+    if (key == "oom_kill") return value;
+  }
+  return 0;
+}
+
 const char* StatusName(Status s) {
   switch (s) {
     case Status::kCreated:
@@ -367,6 +377,12 @@ void Container::FinishExit(const std::string& exec_id, int exit_code) {
   // Drain the output before the exit is announced, so clients that stop reading at the exit see everything.
   if (p->io) p->io->WaitAndClose(kIoDrainTimeout);
   absl::MutexLock life(&lifecycle_mu_);
+  if (exec_id.empty() && !options_.oom_counter_file.empty() && ReadOomKillCount(options_.oom_counter_file) > 0) {
+    containerd::events::TaskOOM oom;
+    oom.set_container_id(id());
+    deps_.events->Publish(oom);
+    log::Warnf("%s: the kernel OOM-killed in the sandbox's memory cgroup", id());
+  }
   absl::MutexLock lock(&mu_);
   p->status = Status::kStopped;
   p->exit.status = static_cast<uint32_t>(exit_code);

@@ -51,7 +51,13 @@ struct ContainerOptions {
   // True when this container creates the sandbox (a plain container, or a pod's sandbox container); false when it
   // joins an existing sandbox (io.kubernetes.cri.container-type=container).
   bool creates_sandbox = true;
+  // The sandbox's cgroup file with an "oom_kill N" line (cgroup v1 memory.oom_control or v2 memory.events), when
+  // known: if the kernel OOM-killed in it by the time the init exits, TaskOOM is published before TaskExit.
+  std::string oom_counter_file;
 };
+
+// Reads the "oom_kill N" counter of a cgroup v1 memory.oom_control or v2 memory.events file; 0 if unreadable.
+uint64_t ReadOomKillCount(const std::string& path);
 
 class Container {
  public:

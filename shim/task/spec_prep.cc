@@ -1,5 +1,7 @@
 #include "shim/task/spec_prep.h"
 
+#include <sys/stat.h>
+
 #include <fstream>
 #include <sstream>
 
@@ -23,6 +25,18 @@ absl::StatusOr<nlohmann::json> ReadJson(const std::string& path) {
 
 }  // namespace
 
+std::string OomCounterFile(const std::string& cgroup_root, const std::string& cgroups_path) {
+  if (cgroups_path.empty() || cgroups_path[0] != '/' || cgroups_path.find("..") != std::string::npos) return "";
+  struct stat st;
+  if (::stat((cgroup_root + "/memory").c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
+    return cgroup_root + "/memory" + cgroups_path + "/memory.oom_control";
+  }
+  if (::stat((cgroup_root + "/cgroup.controllers").c_str(), &st) == 0) {
+    return cgroup_root + cgroups_path + "/memory.events";
+  }
+  return "";
+}
+
 absl::StatusOr<PreparedSpec> PrepareSpec(const std::string& bundle, const config::Config& cfg) {
   const std::string path = bundle + "/config.json";
   ASSIGN_OR_RETURN(nlohmann::json spec, ReadJson(path));
@@ -36,6 +50,10 @@ absl::StatusOr<PreparedSpec> PrepareSpec(const std::string& bundle, const config
   }
   if (auto lx = spec.find("linux"); lx != spec.end() && lx->is_object() && lx->contains("seccomp")) {
     out.oci_seccomp = true;
+  }
+  if (auto lx = spec.find("linux"); lx != spec.end() && lx->is_object()) {
+    auto cg = lx->find("cgroupsPath");
+    if (cg != lx->end() && cg->is_string()) out.oom_counter_file = OomCounterFile("/sys/fs/cgroup", cg->get<std::string>());
   }
   return out;
 }

@@ -18,7 +18,12 @@ inline constexpr char kDeleteInfoFile[] = "gvshim-runsc.json";
 struct PreparedSpec {
   bool creates_sandbox = true;  // false when the CRI says this container joins an existing pod sandbox
   bool oci_seccomp = false;     // the spec carries a seccomp profile runsc must enforce (--oci-seccomp)
+  std::string oom_counter_file; // see process::ContainerOptions::oom_counter_file
 };
+
+// The file holding the "oom_kill" counter of the cgroup at `cgroups_path` (OCI linux.cgroupsPath, absolute),
+// for cgroup v1 (memory controller mounted at <root>/memory) or v2 (unified at <root>); "" if not found.
+std::string OomCounterFile(const std::string& cgroup_root, const std::string& cgroups_path);
 
 // Reads <bundle>/config.json and decides how the container is created. Errors name the file.
 absl::StatusOr<PreparedSpec> PrepareSpec(const std::string& bundle, const config::Config& cfg);

@@ -130,14 +130,14 @@ class RunscEnforcement : public ::testing::Test {
   }
 
   // Hardens BaseSpec() with the strict profile, runs it, and returns what the container printed.
-  std::string RunHardened(bool oci_seccomp) {
+  std::string RunHardened(bool oci_seccomp, json spec = BaseSpec(), const std::string& profile = "strict") {
     HardeningPolicy policy;
     const char* src = std::getenv("GVSHIM_SOURCE_DIR");
     policy.profiles_dir = std::string(src != nullptr ? src : ".") + "/seccomp-profiles";
-    policy.seccomp_profile = "strict";
+    policy.seccomp_profile = profile;
     policy.force_uid = 1000;
     policy.force_gid = 1000;
-    auto hardened = Harden(BaseSpec(), policy);
+    auto hardened = Harden(spec, policy);
     EXPECT_TRUE(hardened.ok()) << hardened.status();
     if (!hardened.ok()) return "";
     EXPECT_TRUE(hardened->needs_oci_seccomp);
@@ -210,6 +210,47 @@ TEST_F(RunscEnforcement, ProfileIsIgnoredWithoutOciSeccomp) {
   EXPECT_THAT(out, HasSubstr("rootwrite=1"));
   EXPECT_THAT(out, HasSubstr("tmpwrite=0"));
 }
+
+// Python 3.11 and Node 20 must work under both shipped profiles: threads (glibc tries clone3 first),
+// subprocesses, multiprocessing, asyncio, worker threads, sockets on loopback, files in /tmp. The host's root
+// is the container's root, read-only, so the host's interpreters are used as they are.
+class Interpreters : public RunscEnforcement, public ::testing::WithParamInterface<const char*> {};
+
+TEST_P(Interpreters, RunUnderProfile) {
+  if (access("/usr/bin/python3", X_OK) != 0 || access("/usr/bin/node", X_OK) != 0) {
+    GTEST_SKIP() << "needs /usr/bin/python3 and /usr/bin/node";
+  }
+  constexpr char kPython[] =
+      "import threading, subprocess, multiprocessing, tempfile, asyncio, socket\n"
+      "t = threading.Thread(target=lambda: None); t.start(); t.join(); print('py-thread ok')\n"
+      "print('py-subprocess', subprocess.run(['/bin/true']).returncode)\n"
+      "with multiprocessing.Pool(2) as p: print('py-pool', p.map(abs, [-1, -2]))\n"
+      "with tempfile.NamedTemporaryFile(dir='/tmp') as f: f.write(b'x'); print('py-tmp ok')\n"
+      "async def m(): return 1\n"
+      "print('py-asyncio', asyncio.run(m()))\n"
+      "s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(); print('py-socket ok')\n";
+  constexpr char kNode[] =
+      "const cp = require('child_process'); const fs = require('fs');"
+      "console.log('node-exec', cp.execFileSync('/bin/true').length);"
+      "fs.writeFileSync('/tmp/n.txt', 'x'); console.log('node-fs', fs.readFileSync('/tmp/n.txt', 'utf8'));"
+      "const { Worker } = require('worker_threads');"
+      "new Worker('require(\"worker_threads\").parentPort.postMessage(42)', { eval: true })"
+      "  .on('message', m => console.log('node-worker', m));";
+  json spec = BaseSpec();
+  spec["root"]["path"] = "/";
+  spec["process"]["args"] = {"/bin/sh", "-c",
+                             std::string("/usr/bin/python3 -c \"$PY\" 2>&1; /usr/bin/node -e \"$JS\" 2>&1")};
+  spec["process"]["env"] = {"PATH=/usr/bin:/bin", "HOME=/tmp", std::string("PY=") + kPython,
+                            std::string("JS=") + kNode};
+  spec["mounts"][1]["options"] = {"nosuid", "mode=755"};
+  std::string out = RunHardened(true, spec, GetParam());
+  for (const char* line : {"py-thread ok", "py-subprocess 0", "py-pool [1, 2]", "py-tmp ok", "py-asyncio 1",
+                           "py-socket ok", "node-exec 0", "node-fs x", "node-worker 42"}) {
+    EXPECT_THAT(out, HasSubstr(line));
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Profiles, Interpreters, ::testing::Values("strict", "default"));
 
 }  // namespace
 }  // namespace gvshim::oci
