@@ -3,7 +3,7 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-CASES=(events_lifecycle_order exec_exit_before_init_exit)
+CASES=(events_lifecycle_order exec_exit_before_init_exit oom_before_exit)
 e2e_require_root_runsc "${CASES[@]}"
 e2e_setup
 
@@ -63,6 +63,20 @@ exec_exit_before_init_exit() {
   wait_event "$ev" ev2 /tasks/exit:ev2
   "$PY" "$E2E_DIR/tools/event_order.py" "$ev" ev2 /tasks/exec-started:long /tasks/exit:long /tasks/exit:ev2 >&2 ||
     fail "exec exit must precede init exit (see above)"
+}
+
+oom_before_exit() {
+  [[ $E2E_RUNTIME == gvisor ]] || skip_case "gvisor only"
+  local ev=$E2E_WORK/events3.log rc=0
+  start_events "$ev"
+  defer cleanup_container ev3
+  # 64 MiB memory limit; dd allocates a 300 MiB buffer: the kernel OOM-kills the sandbox in its memory cgroup.
+  crun --rm --memory-limit 67108864 "$E2E_IMAGE" ev3 dd if=/dev/zero of=/dev/null bs=300M count=2 \
+    >/dev/null 2>&1 || rc=$?
+  assert_eq 137 "$rc" "exit code of the OOM-killed container"
+  wait_event "$ev" ev3 /tasks/delete
+  "$PY" "$E2E_DIR/tools/event_order.py" "$ev" ev3 /tasks/start /tasks/oom /tasks/exit:ev3 /tasks/delete >&2 ||
+    fail "TaskOOM must come before the init's TaskExit (see above)"
 }
 
 e2e_run_cases "${CASES[@]}"

@@ -33,6 +33,7 @@ CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
 MS_NOSUID, MS_NODEV, MS_NOEXEC = 0x2, 0x4, 0x8
 MS_BIND, MS_REC, MS_PRIVATE = 0x1000, 0x4000, 0x40000
+MNT_DETACH = 0x2
 PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS, PR_SET_CHILD_SUBREAPER = 1, 38, 36
 
 DEFAULT_LIMITS = {
@@ -330,14 +331,18 @@ def _job_setup_and_run(job, ctx, in_pid_ns, unshared):
                 notes.append(str(e))
         # Hide the other jobs' directories: an empty tmpfs over the base, with only our own dir bound back.
         fd = os.open(workdir, os.O_RDONLY | os.O_DIRECTORY)
+        base = ctx["job_base"].encode()
+        covered = False
         try:
-            base = ctx["job_base"].encode()
             _mount(b"tmpfs", base, b"tmpfs", MS_NOSUID | MS_NODEV, b"mode=0711,size=64k")
+            covered = True
             os.mkdir(workdir, 0o700)
             _mount(("/proc/self/fd/%d" % fd).encode(), workdir.encode(), None, MS_BIND, None)
             setup["tmp_hidden"] = True
         except OSError as e:
             notes.append("hide job directories: %s" % e)
+            if covered:  # (gVisor cannot bind from an fd path) uncover our own directory again
+                _check(_libc.umount2(base, ctypes.c_int(MNT_DETACH)), "umount %s" % base.decode())
         finally:
             os.close(fd)
     if notes:
