@@ -144,7 +144,7 @@ absl::StatusOr<std::string> Service::Create(const std::string& payload) {
     log::SetLevel(level);
   }
 
-  ASSIGN_OR_RETURN(PreparedSpec prep, PrepareSpec(req.bundle(), cfg));
+  ASSIGN_OR_RETURN(PreparedSpec prep, PrepareSpec(req.bundle(), cfg, &profiles_));
 
   runsc::GlobalOptions g;
   g.binary = cfg.runsc.binary;

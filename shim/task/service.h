@@ -15,6 +15,7 @@
 #include "shim/events/publisher.h"
 #include "shim/process/container.h"
 #include "shim/runsc/runsc.h"
+#include "shim/task/spec_prep.h"
 #include "shim/ttrpc/server.h"
 
 namespace gvshim::task {
@@ -76,6 +77,7 @@ class Service {
   std::map<std::string, std::shared_ptr<Entry>> containers_ ABSL_GUARDED_BY(mu_);
   // Serialises Create/Delete so a container id is never half-registered.
   absl::Mutex create_mu_;
+  ProfileCache profiles_;
 };
 
 }  // namespace gvshim::task

@@ -8,7 +8,10 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "shim/base/log.h"
 #include "shim/base/status.h"
+#include "shim/oci/hardening.h"
+#include "shim/seccomp/profile.h"
 
 namespace gvshim::task {
 namespace {
@@ -37,9 +40,37 @@ std::string OomCounterFile(const std::string& cgroup_root, const std::string& cg
   return "";
 }
 
-absl::StatusOr<PreparedSpec> PrepareSpec(const std::string& bundle, const config::Config& cfg) {
+absl::StatusOr<nlohmann::json> ProfileCache::Get(const std::string& path) {
+  absl::MutexLock lock(&mu_);
+  auto it = profiles_.find(path);
+  if (it != profiles_.end()) return it->second;
+  ASSIGN_OR_RETURN(seccomp::ValidatedProfile profile, seccomp::LoadProfileFile(path));
+  ASSIGN_OR_RETURN(nlohmann::json oci, seccomp::ToOciSeccomp(profile));
+  profiles_[path] = oci;
+  return oci;
+}
+
+absl::StatusOr<PreparedSpec> PrepareSpec(const std::string& bundle, const config::Config& cfg,
+                                         ProfileCache* profiles) {
   const std::string path = bundle + "/config.json";
-  ASSIGN_OR_RETURN(nlohmann::json spec, ReadJson(path));
+  ASSIGN_OR_RETURN(nlohmann::json spec, oci::LoadSpec(path));
+  oci::HardeningPolicy policy;
+  if (cfg.hardening != nullptr) {
+    ASSIGN_OR_RETURN(policy, oci::ParseHardeningTable(*cfg.hardening, cfg.source));
+  }
+  ASSIGN_OR_RETURN(auto annotations, oci::SpecAnnotations(spec));
+  ASSIGN_OR_RETURN(policy, oci::ApplyAnnotations(policy, annotations));
+  std::optional<nlohmann::json> seccomp_profile;
+  if (policy.enabled) {
+    ASSIGN_OR_RETURN(std::string profile_path, oci::ResolveProfilePath(policy));
+    if (!profile_path.empty()) {
+      ASSIGN_OR_RETURN(seccomp_profile, profiles->Get(profile_path));
+    }
+  }
+  ASSIGN_OR_RETURN(oci::HardeningResult hardened, oci::HardenWithProfile(spec, policy, seccomp_profile));
+  spec = std::move(hardened.spec);
+  RETURN_IF_ERROR(oci::SaveSpec(path, spec));
+  for (const std::string& note : hardened.notes) log::Debugf("harden %s: %s", bundle, note);
   PreparedSpec out;
   auto ann = spec.find("annotations");
   if (ann != spec.end() && ann->is_object()) {
@@ -48,6 +79,9 @@ absl::StatusOr<PreparedSpec> PrepareSpec(const std::string& bundle, const config
       out.creates_sandbox = false;
     }
   }
+  // A profile from the policy, or one the client put in the spec (e.g. a pod's RuntimeDefault), is enforced by
+  // runsc only with --oci-seccomp.
+  out.oci_seccomp = hardened.needs_oci_seccomp;
   if (auto lx = spec.find("linux"); lx != spec.end() && lx->is_object() && lx->contains("seccomp")) {
     out.oci_seccomp = true;
   }

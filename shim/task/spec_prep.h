@@ -1,9 +1,15 @@
 // What Create needs to know from (and do to) the bundle's OCI spec before runsc sees it.
 #pragma once
 
+#include <map>
+#include <optional>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "github.com/containerd/cgroups/stats/v1/metrics.pb.h"
 #include "shim/config/config.h"
 #include "shim/runsc/runsc.h"
@@ -25,8 +31,22 @@ struct PreparedSpec {
 // for cgroup v1 (memory controller mounted at <root>/memory) or v2 (unified at <root>); "" if not found.
 std::string OomCounterFile(const std::string& cgroup_root, const std::string& cgroups_path);
 
-// Reads <bundle>/config.json and decides how the container is created. Errors name the file.
-absl::StatusOr<PreparedSpec> PrepareSpec(const std::string& bundle, const config::Config& cfg);
+// Validated seccomp profiles in OCI form, by path: libseccomp validation costs milliseconds, so each profile is
+// checked once per shim. Thread-safe.
+class ProfileCache {
+ public:
+  absl::StatusOr<nlohmann::json> Get(const std::string& path);
+
+ private:
+  absl::Mutex mu_;
+  std::map<std::string, nlohmann::json> profiles_ ABSL_GUARDED_BY(mu_);
+};
+
+// Reads <bundle>/config.json, decides how the container is created, and hardens the spec in place (policy from the
+// config's [hardening] table, tightened by dev.gvshim.* annotations). Errors name the file, key or annotation;
+// nothing is written when it fails.
+absl::StatusOr<PreparedSpec> PrepareSpec(const std::string& bundle, const config::Config& cfg,
+                                         ProfileCache* profiles);
 
 absl::Status WriteDeleteInfo(const std::string& bundle, const runsc::GlobalOptions& g);
 absl::StatusOr<runsc::GlobalOptions> ReadDeleteInfo(const std::string& bundle);

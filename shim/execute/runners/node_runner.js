@@ -211,7 +211,7 @@ function findTool(name) {
 }
 
 // Finds out which isolation tools exist and work here, by running them once on a trivial node.
-function probeIsolation(opts) {
+function probeIsolation(opts, scratch) {
   const root = process.getuid() === 0;
   const iso = {
     root, pid_ns: false, net_ns: false, mount_ns: false, proc: false, rlimits: false, setuid: false,
@@ -223,7 +223,22 @@ function probeIsolation(opts) {
   if (root && opts.namespaces && t.unshare) {
     iso.pid_ns = ok([t.unshare, '--pid', '--fork', '--kill-child', '--']);
     iso.net_ns = ok([t.unshare, '--net', '--']);
-    iso.mount_ns = ok([t.unshare, '--mount', '--']);
+    // A mount namespace only counts if a mount made in it stays there: gVisor 20221219 accepts
+    // unshare(CLONE_NEWNS) but its mounts land in the container's shared namespace, where --mount-proc
+    // would replace everyone's /proc.
+    t.mount = findTool('mount');
+    t.umount = findTool('umount');
+    if (t.mount) {
+      const probeDir = fs.mkdtempSync(path.join(scratch, 'probe-'));
+      fs.writeFileSync(path.join(probeDir, 'marker'), '');
+      const r = spawnSync(t.unshare, ['--mount', '--', t.mount, '-t', 'tmpfs', '-o', 'size=4k', 'tmpfs', probeDir],
+        { stdio: 'ignore' });
+      iso.mount_ns = r.status === 0 && fs.existsSync(path.join(probeDir, 'marker'));
+      if (!fs.existsSync(path.join(probeDir, 'marker')) && t.umount) {
+        spawnSync(t.umount, ['-l', probeDir], { stdio: 'ignore' });
+      }
+      fs.rmSync(probeDir, { recursive: true, force: true });
+    }
     if (iso.pid_ns && iso.mount_ns) iso.proc = ok([t.unshare, '--pid', '--fork', '--mount', '--mount-proc', '--']);
   }
   if (t.prlimit) iso.rlimits = ok([t.prlimit, '--core=0', '--']);
@@ -242,7 +257,7 @@ class Runner {
     this.jobBase = path.join(opts.tmpBase, `gvshim-js-${process.pid}`);
     fs.mkdirSync(this.jobBase, { recursive: true });
     fs.chmodSync(this.jobBase, 0o711);
-    this.iso = probeIsolation(opts);
+    this.iso = probeIsolation(opts, this.jobBase);
     this.childSource = `(${childMain.toString()})()`;
     this.poolKey = this.profileKey(opts.defaults, false);
     this.stopping = false;
@@ -698,7 +713,9 @@ function uidHasProcesses(uid) {
   for (const e of fs.readdirSync('/proc')) {
     if (!/^[0-9]+$/.test(e)) continue;
     try {
-      const m = /^Uid:\s+(.*)$/m.exec(fs.readFileSync(`/proc/${e}/status`, 'utf8'));
+      const status = fs.readFileSync(`/proc/${e}/status`, 'utf8');
+      if (/^State:\s+[ZX]/m.test(status)) continue;  // a zombie holds nothing and cannot be killed
+      const m = /^Uid:\s+(.*)$/m.exec(status);
       if (m && m[1].split(/\s+/).includes(String(uid))) return true;
     } catch (err) { /* gone */ }
   }

@@ -33,7 +33,6 @@ CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
 MS_NOSUID, MS_NODEV, MS_NOEXEC = 0x2, 0x4, 0x8
 MS_BIND, MS_REC, MS_PRIVATE = 0x1000, 0x4000, 0x40000
-MNT_DETACH = 0x2
 PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS, PR_SET_CHILD_SUBREAPER = 1, 38, 36
 
 DEFAULT_LIMITS = {
@@ -132,11 +131,17 @@ class Options:
                 raise SystemExit("gvshim-python-runner: unknown option %r" % a)
 
 
-def _probe_isolation(opts):
-    """Finds out, in a throw-away child, which namespaces this process may create."""
+def _probe_isolation(opts, scratch):
+    """Finds out, in a throw-away child, which namespaces this process may create and whether they work."""
     iso = {"root": os.geteuid() == 0, "pid_ns": False, "net_ns": False, "mount_ns": False}
     if not opts.namespaces:
         return iso
+    # A mount namespace only counts if a mount made in it stays there: gVisor 20221219 accepts
+    # unshare(CLONE_NEWNS) but its mounts land in the container's shared namespace.
+    probe_dir = os.path.join(scratch, "probe")
+    os.mkdir(probe_dir, 0o700)
+    marker = os.path.join(probe_dir, "marker")
+    open(marker, "w").close()
     pid = os.fork()
     if pid == 0:
         code = 0
@@ -147,6 +152,11 @@ def _probe_isolation(opts):
                     code |= bit
                 except OSError:
                     pass
+            if code & 1:
+                try:
+                    _mount(b"tmpfs", probe_dir.encode(), b"tmpfs", 0, b"size=4k")
+                except OSError:
+                    code &= ~1
             if code & 4:
                 # The first child after unshare(CLONE_NEWPID) becomes the namespace's init; make sure forking
                 # into it works here (some sandboxes accept the flag but fail the fork).
@@ -163,6 +173,11 @@ def _probe_isolation(opts):
             os._exit(code)
     _, st = os.waitpid(pid, 0)
     code = os.WEXITSTATUS(st) if os.WIFEXITED(st) else 0
+    if not os.path.exists(marker):  # the probe's tmpfs leaked into our namespace: take it away again
+        code &= ~1
+        _libc.umount2(probe_dir.encode(), ctypes.c_int(2))  # MNT_DETACH
+    os.unlink(marker)
+    os.rmdir(probe_dir)
     iso["mount_ns"] = bool(code & 1)
     iso["net_ns"] = bool(code & 2)
     iso["pid_ns"] = bool(code & 4)
@@ -319,32 +334,36 @@ def _job_setup_and_run(job, ctx, in_pid_ns, unshared):
     if unshared & CLONE_NEWNS:
         # Mounts made here stay in this job's mount namespace. Each step is best effort (gVisor, for one,
         # refuses propagation changes); what worked is reported in the setup record, not on the job's stderr.
+        private = True
         try:
             _mount(None, b"/", None, MS_REC | MS_PRIVATE, None)
         except OSError as e:
             notes.append(str(e))
-        if in_pid_ns:
+            # Without private propagation a mount here could show up in the runner's namespace: go on
+            # only if no mount is shared at all (as in gVisor, which has no propagation changes).
+            try:
+                with open("/proc/self/mountinfo") as f:
+                    private = " shared:" not in f.read()
+            except FileNotFoundError:
+                private = True  # no mountinfo (gVisor): no propagation either
+            except OSError:
+                private = False
+        if in_pid_ns and private:
             try:
                 _mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
                 setup["proc"] = True
             except OSError as e:
                 notes.append(str(e))
-        # Hide the other jobs' directories: an empty tmpfs over the base, with only our own dir bound back.
-        fd = os.open(workdir, os.O_RDONLY | os.O_DIRECTORY)
-        base = ctx["job_base"].encode()
-        covered = False
+        # Hide the other jobs' directories: bind our own directory over the runner's job directory, so that
+        # path shows only our files. (A path source: gVisor mis-binds from /proc/self/fd paths.)
         try:
-            _mount(b"tmpfs", base, b"tmpfs", MS_NOSUID | MS_NODEV, b"mode=0711,size=64k")
-            covered = True
-            os.mkdir(workdir, 0o700)
-            _mount(("/proc/self/fd/%d" % fd).encode(), workdir.encode(), None, MS_BIND, None)
+            if not private:
+                raise OSError(errno.EPERM, "mount propagation could not be made private")
+            _mount(workdir.encode(), ctx["job_base"].encode(), None, MS_BIND, None)
+            workdir = ctx["job_base"]
             setup["tmp_hidden"] = True
         except OSError as e:
             notes.append("hide job directories: %s" % e)
-            if covered:  # (gVisor cannot bind from an fd path) uncover our own directory again
-                _check(_libc.umount2(base, ctypes.c_int(MNT_DETACH)), "umount %s" % base.decode())
-        finally:
-            os.close(fd)
     if notes:
         setup["notes"] = notes
     os.chdir(workdir)
@@ -463,6 +482,8 @@ def _uid_has_processes(uid):
         try:
             with open("/proc/%s/status" % entry) as f:
                 for line in f:
+                    if line.startswith("State:") and line.split()[1] in ("Z", "X"):
+                        break  # a zombie holds nothing and cannot be killed
                     if line.startswith("Uid:"):
                         if want in line.split()[1:]:
                             return True
@@ -525,7 +546,7 @@ class Runner:
         self.job_base = os.path.join(opts.tmp_base, "gvshim-py-%d" % self.pid)
         os.makedirs(self.job_base, exist_ok=True)
         os.chmod(self.job_base, 0o711)
-        self.isolation = _probe_isolation(opts)
+        self.isolation = _probe_isolation(opts, self.job_base)
         self.ctx = {"runner_pid": self.pid, "isolation": self.isolation, "job_base": self.job_base}
         self.running = True
 

@@ -242,7 +242,11 @@ TEST_P(Interpreters, RunUnderProfile) {
                              std::string("/usr/bin/python3 -c \"$PY\" 2>&1; /usr/bin/node -e \"$JS\" 2>&1")};
   spec["process"]["env"] = {"PATH=/usr/bin:/bin", "HOME=/tmp", std::string("PY=") + kPython,
                             std::string("JS=") + kNode};
-  spec["mounts"][1]["options"] = {"nosuid", "mode=755"};
+  // CRI gives every pod a writable /dev/shm; multiprocessing's semaphores live there.
+  spec["mounts"].push_back({{"destination", "/dev/shm"},
+                            {"type", "tmpfs"},
+                            {"source", "shm"},
+                            {"options", {"nosuid", "nodev", "noexec", "mode=1777", "size=65536k"}}});
   std::string out = RunHardened(true, spec, GetParam());
   for (const char* line : {"py-thread ok", "py-subprocess 0", "py-pool [1, 2]", "py-tmp ok", "py-asyncio 1",
                            "py-socket ok", "node-exec 0", "node-fs x", "node-worker 42"}) {

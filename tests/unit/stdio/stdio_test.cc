@@ -60,16 +60,18 @@ std::string ReadFile(const std::string& path) {
   return ss.str();
 }
 
-// Reads a fifo until EOF on a thread (the role of containerd's reader).
+// Reads a fifo until EOF on a thread (the role of containerd's reader). Like containerd, it opens the read side
+// before returning, so no output can be written while nobody holds the fifo open for reading.
 class FifoReader {
  public:
-  explicit FifoReader(std::string path)
-      : thread_([this, path = std::move(path)] {
-          sys::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-          if (!fd) return;
-          auto data = sys::ReadAll(fd.get());
-          if (data.ok()) data_ = *data;
-        }) {}
+  explicit FifoReader(const std::string& path) : fd_(::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC)) {
+    EXPECT_TRUE(fd_.valid()) << path << ": " << std::strerror(errno);
+    ::fcntl(fd_.get(), F_SETFL, O_RDONLY);  // blocking reads from here on
+    thread_ = std::thread([this] {
+      auto data = sys::ReadAll(fd_.get());
+      if (data.ok()) data_ = *data;
+    });
+  }
   // Joins: returns once the writer side is closed.
   std::string Take() {
     if (thread_.joinable()) thread_.join();
@@ -80,6 +82,7 @@ class FifoReader {
   }
 
  private:
+  sys::UniqueFd fd_;
   std::string data_;
   std::thread thread_;
 };
