@@ -69,6 +69,10 @@ debug = false
 
 [shim]
 log_level = "debug"
+
+# The shim's default profiles_dir (/usr/share/gvshim/seccomp-profiles) is not installed in tests: use the repo's.
+[hardening]
+profiles_dir = "$ROOT/seccomp-profiles"
 TOML
 
 # Keep the CNI bin dir private but usable: the loopback plugin from containernetworking-plugins.

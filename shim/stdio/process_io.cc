@@ -64,6 +64,12 @@ bool WaitReady(int fd, short events, int stop1, int stop2) {
   }
 }
 
+// True when the eventfd has been signalled (non-blocking check).
+bool IsSignaled(int fd) {
+  pollfd p{fd, POLLIN, 0};
+  return ::poll(&p, 1, 0) > 0 && (p.revents & POLLIN) != 0;
+}
+
 enum class WriteResult { kOk, kStopped, kFailed };
 
 WriteResult WriteAllPolling(int dst, const char* data, size_t size, int stop1, int stop2) {
@@ -218,6 +224,7 @@ absl::StatusOr<std::unique_ptr<ProcessIO>> ProcessIO::Open(const StdioConfig& co
 
 absl::Status ProcessIO::Init(const std::string& id, const std::string& ns) {
   ASSIGN_OR_RETURN(stop_, MakeEventFd());
+  ASSIGN_OR_RETURN(stdin_close_, MakeEventFd());
   ASSIGN_OR_RETURN(Target in, ParseTarget(config_.stdin_path));
   ASSIGN_OR_RETURN(Target out, ParseTarget(config_.stdout_path));
   ASSIGN_OR_RETURN(Target err, ParseTarget(config_.stderr_path));
@@ -286,11 +293,10 @@ absl::Status ProcessIO::Init(const std::string& id, const std::string& ns) {
     if (!src) return ErrnoStatus(errno, absl::StrCat("open stdin ", in.path));
     struct stat st;
     if (::fstat(src.get(), &st) != 0) return ErrnoStatus(errno, absl::StrCat("stat stdin ", in.path));
-    if (S_ISFIFO(st.st_mode)) {
-      // Cannot block or fail with ENXIO: we hold a reader.
-      stdin_keepalive_.reset(::open(in.path.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC));
-      if (!stdin_keepalive_) return ErrnoStatus(errno, absl::StrCat("open stdin fifo for writing ", in.path));
-    }
+    // No writer of our own on the fifo: a reader that has never seen a writer does not poll readable, so the copy
+    // waits for containerd's writer, and sees EOF once that writer closes (as runc's shim does). CloseIO ends the
+    // copy earlier through stdin_close_.
+    (void)st;
     if (tty) {
       tty_stdin_src_ = std::move(src);
     } else {
@@ -298,13 +304,31 @@ absl::Status ProcessIO::Init(const std::string& id, const std::string& ns) {
       RETURN_IF_ERROR(SetNonBlocking(p.write.get(), "stdin pipe"));
       child_stdin_ = std::move(p.read);
       auto fds = std::make_shared<std::pair<sys::UniqueFd, sys::UniqueFd>>(std::move(src), std::move(p.write));
-      int stop = stop_.get();
+      int stop = stop_.get(), close_fd = stdin_close_.get();
       std::string what = absl::StrCat("stdin from ", in.path);
-      StartThread(false, [fds, stop, what] {
+      StartThread(false, [fds, stop, close_fd, what] {
         std::array<char, 32 * 1024> buf;
         for (;;) {
           size_t n = 0;
-          if (ReadSome(fds->first.get(), buf.data(), buf.size(), &n, stop, -1, what) != ReadResult::kData) break;
+          ReadResult r = ReadSome(fds->first.get(), buf.data(), buf.size(), &n, stop, close_fd, what);
+          if (r == ReadResult::kStopped) {
+            if (IsSignaled(stop)) break;  // shutdown
+            // CloseIO while containerd's writer is still open: keep delivering while data keeps coming, and end
+            // the stream once it pauses (100 ms) or the writer closes.
+            for (;;) {
+              pollfd p{fds->first.get(), POLLIN, 0};
+              if (::poll(&p, 1, 100) <= 0) break;
+              ssize_t got = ::read(fds->first.get(), buf.data(), buf.size());
+              if (got < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+              if (got <= 0) break;
+              if (WriteAllPolling(fds->second.get(), buf.data(), static_cast<size_t>(got), stop, -1) !=
+                  WriteResult::kOk) {
+                break;
+              }
+            }
+            break;
+          }
+          if (r != ReadResult::kData) break;
           // kFailed: the process closed its stdin; nothing more to deliver.
           if (WriteAllPolling(fds->second.get(), buf.data(), n, stop, -1) != WriteResult::kOk) break;
         }
@@ -388,7 +412,9 @@ void ProcessIO::StdinToConsole(sys::UniqueFd src, SharedFd master) {
   std::array<char, 32 * 1024> buf;
   for (;;) {
     size_t n = 0;
-    ReadResult r = ReadSome(src.get(), buf.data(), buf.size(), &n, stop, -1, "stdin to console");
+    ReadResult r = ReadSome(src.get(), buf.data(), buf.size(), &n, stop, stdin_close_.get(), "stdin to console");
+    // CloseIO ends stdin like an EOF does (hang-up below); a shutdown just stops.
+    if (r == ReadResult::kStopped && !IsSignaled(stop)) break;
     if (r == ReadResult::kStopped) return;
     if (r == ReadResult::kEof) break;
     WriteResult w = WriteAllPolling(master->get(), buf.data(), n, stop, -1);
@@ -419,10 +445,7 @@ absl::Status ProcessIO::Resize(uint32_t width, uint32_t height) {
   return absl::OkStatus();
 }
 
-void ProcessIO::CloseStdin() {
-  absl::MutexLock lock(&mu_);
-  stdin_keepalive_.reset();
-}
+void ProcessIO::CloseStdin() { Signal(stdin_close_.get()); }
 
 void ProcessIO::WaitAndClose(absl::Duration timeout) {
   CloseChildSides();
@@ -450,7 +473,6 @@ void ProcessIO::Shutdown() {
   child_stdout_.reset();
   child_stderr_.reset();
   stderr_is_stdout_ = false;
-  stdin_keepalive_.reset();
   tty_stdin_src_.reset();
   tty_stdout_sink_.reset();
   master_.reset();

@@ -57,14 +57,15 @@ class ProcessIO {
   void CloseChildSides();
 
   // Terminal mode: takes the pty master and starts copying master -> stdout and stdin -> master. When stdin
-  // reaches EOF (after CloseStdin and containerd's writer closed), the console is hung up: the master is
+  // reaches EOF (containerd's writer closed, or CloseStdin), the console is hung up: the master is
   // closed, like containerd's runc shim does. FAILED_PRECONDITION without terminal or when already attached.
   absl::Status AttachConsole(sys::UniqueFd master);
   // TIOCSWINSZ on the master; FAILED_PRECONDITION when there is no console (any more).
   absl::Status Resize(uint32_t width, uint32_t height);
 
-  // CloseIO: drops the shim's own writer on the stdin fifo, so the process sees EOF once containerd's writer is
-  // closed too (bytes already in the fifo are still delivered).
+  // The process sees EOF on stdin when containerd's writer closes the fifo (runc's shim behaves the same). CloseIO
+  // ends stdin even while that writer stays open: data still arriving is delivered until it pauses (100 ms) or
+  // the writer closes, then the process gets EOF.
   void CloseStdin();
 
   // After the process exited: closes the child sides, waits up to `timeout` for the output copies to reach EOF,
@@ -91,6 +92,7 @@ class ProcessIO {
   // any thread starts and closed only after all are joined.
   sys::UniqueFd stop_;
   sys::UniqueFd hangup_;
+  sys::UniqueFd stdin_close_;  // signalled by CloseStdin (CloseIO): the stdin copy drains and closes
 
   mutable absl::Mutex mu_;
   std::vector<std::thread> threads_ ABSL_GUARDED_BY(mu_);
@@ -99,8 +101,6 @@ class ProcessIO {
   sys::UniqueFd child_stdout_ ABSL_GUARDED_BY(mu_);
   sys::UniqueFd child_stderr_ ABSL_GUARDED_BY(mu_);
   bool stderr_is_stdout_ ABSL_GUARDED_BY(mu_) = false;
-  // The shim's own writer on the stdin fifo: keeps a writer-less moment of containerd from reading as EOF.
-  sys::UniqueFd stdin_keepalive_ ABSL_GUARDED_BY(mu_);
   // Terminal mode, until AttachConsole hands them to the copy threads.
   sys::UniqueFd tty_stdin_src_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<sys::UniqueFd> tty_stdout_sink_ ABSL_GUARDED_BY(mu_);
