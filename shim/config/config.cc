@@ -124,6 +124,8 @@ absl::StatusOr<Config> Parse(const std::string& text, const std::string& source)
       st = ParseShim(source, *t, &cfg.shim);
     } else if (key == "hardening") {
       cfg.hardening = std::make_shared<const toml::table>(*t);
+    } else if (key == "execute") {
+      cfg.execute = std::make_shared<const toml::table>(*t);
     } else {
       st = Unknown(source, node, key);
     }

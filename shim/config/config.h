@@ -34,6 +34,8 @@ struct Config {
   ShimConfig shim;
   // The [hardening] table (with its source positions), interpreted by the oci module; null when absent.
   std::shared_ptr<const toml::table> hardening;
+  // The [execute] table, interpreted by the execute module; null when absent.
+  std::shared_ptr<const toml::table> execute;
 };
 
 // Parses TOML text; `source` names the file in error messages.

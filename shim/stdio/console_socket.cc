@@ -90,7 +90,8 @@ ConsoleSocket::~ConsoleSocket() {
 
 absl::StatusOr<sys::UniqueFd> ConsoleSocket::ReceiveMaster(absl::Duration timeout) {
   absl::Time deadline = absl::Now() + timeout;
-  RETURN_IF_ERROR(PollReadable(listener_.get(), deadline, absl::StrCat("waiting for a connection on ", path_)));
+  RETURN_IF_ERROR(
+      PollReadable(listener_.get(), deadline, absl::StrCat("waiting for a connection on ", path_)));
   sys::UniqueFd conn(::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
   if (!conn) return ErrnoStatus(errno, absl::StrCat("accept on console socket ", path_));
   RETURN_IF_ERROR(PollReadable(conn.get(), deadline, absl::StrCat("waiting for the pty master on ", path_)));
@@ -122,10 +123,12 @@ absl::StatusOr<sys::UniqueFd> ConsoleSocket::ReceiveMaster(absl::Duration timeou
     }
   }
   if (fds.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat("console socket ", path_, ": peer sent no file descriptor"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("console socket ", path_, ": peer sent no file descriptor"));
   }
   if (!::isatty(fds[0].get())) {
-    return absl::InvalidArgumentError(absl::StrCat("console socket ", path_, ": received fd is not a terminal"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("console socket ", path_, ": received fd is not a terminal"));
   }
   return std::move(fds[0]);
 }

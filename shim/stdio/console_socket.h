@@ -26,8 +26,8 @@ class ConsoleSocket {
 
   const std::string& path() const { return path_; }
 
-  // Accepts one connection and receives the pty master from it. DEADLINE_EXCEEDED when nothing arrives in time;
-  // INVALID_ARGUMENT when the peer sent no fd or one that is not a terminal.
+  // Accepts one connection and receives the pty master from it. DEADLINE_EXCEEDED when nothing arrives in
+  // time; INVALID_ARGUMENT when the peer sent no fd or one that is not a terminal.
   absl::StatusOr<sys::UniqueFd> ReceiveMaster(absl::Duration timeout);
 
  private:

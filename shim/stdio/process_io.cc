@@ -92,7 +92,8 @@ WriteResult WriteAllPolling(int dst, const char* data, size_t size, int stop1, i
 enum class ReadResult { kData, kEof, kStopped };
 
 // Reads what is available from a non-blocking src. EIO (a pty master whose slave is gone) counts as EOF.
-ReadResult ReadSome(int src, char* buf, size_t cap, size_t* got, int stop1, int stop2, absl::string_view what) {
+ReadResult ReadSome(int src, char* buf, size_t cap, size_t* got, int stop1, int stop2,
+                    absl::string_view what) {
   for (;;) {
     if (!WaitReady(src, POLLIN, stop1, stop2)) return ReadResult::kStopped;
     ssize_t n = ::read(src, buf, cap);
@@ -107,8 +108,8 @@ ReadResult ReadSome(int src, char* buf, size_t cap, size_t* got, int stop1, int 
   }
 }
 
-// Copies src -> dst until EOF on src or a stop. When dst fails (a logger died), the rest is read and dropped so
-// the process never blocks on a full pipe.
+// Copies src -> dst until EOF on src or a stop. When dst fails (a logger died), the rest is read and dropped
+// so the process never blocks on a full pipe.
 void CopyOutput(int src, int dst, int stop1, int stop2, const std::string& what) {
   std::array<char, 32 * 1024> buf;
   bool dropping = false;
@@ -135,7 +136,8 @@ absl::StatusOr<sys::UniqueFd> OpenSink(const Target& t) {
   if (t.kind == Target::Kind::kFile) {
     std::error_code ec;
     std::filesystem::create_directories(std::filesystem::path(t.path).parent_path(), ec);
-    if (ec) return absl::InternalError(absl::StrCat("create parent directories of ", t.path, ": ", ec.message()));
+    if (ec)
+      return absl::InternalError(absl::StrCat("create parent directories of ", t.path, ": ", ec.message()));
     sys::UniqueFd fd(::open(t.path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644));
     if (!fd) return ErrnoStatus(errno, absl::StrCat("open log file ", t.path));
     return fd;
@@ -159,8 +161,9 @@ struct Logger {
   sys::UniqueFd stderr_w;
 };
 
-// Starts a binary:// logger: fd 3/4 read the process's stdout/stderr, fd 5 is closed (binary-v2: after a byte)
-// once the logger is ready. Env is exactly CONTAINER_ID and CONTAINER_NAMESPACE, as containerd's shims do.
+// Starts a binary:// logger: fd 3/4 read the process's stdout/stderr, fd 5 is closed (binary-v2: after a
+// byte) once the logger is ready. Env is exactly CONTAINER_ID and CONTAINER_NAMESPACE, as containerd's shims
+// do.
 absl::StatusOr<Logger> StartLogger(const Target& t, const std::string& id, const std::string& ns) {
   ASSIGN_OR_RETURN(sys::PipePair out, sys::MakePipe());
   ASSIGN_OR_RETURN(sys::PipePair err, sys::MakePipe());
@@ -183,8 +186,9 @@ absl::StatusOr<Logger> StartLogger(const Target& t, const std::string& id, const
   for (;;) {
     int ms = static_cast<int>(absl::ToInt64Milliseconds(deadline - absl::Now()));
     if (ms <= 0) {
-      st = absl::DeadlineExceededError(absl::StrCat("logging binary ", t.path, " did not become ready within ",
-                                                    absl::FormatDuration(ProcessIO::kLoggerReadyTimeout)));
+      st =
+          absl::DeadlineExceededError(absl::StrCat("logging binary ", t.path, " did not become ready within ",
+                                                   absl::FormatDuration(ProcessIO::kLoggerReadyTimeout)));
       break;
     }
     pollfd p{ready.read.get(), POLLIN, 0};
@@ -200,7 +204,8 @@ absl::StatusOr<Logger> StartLogger(const Target& t, const std::string& id, const
     if (r < 0) {
       st = ErrnoStatus(errno, "read logger ready pipe");
     } else if (r == 0 && t.strict_ready) {
-      st = absl::UnavailableError(absl::StrCat("logging binary ", t.path, " exited or closed its ready pipe "
+      st = absl::UnavailableError(absl::StrCat("logging binary ", t.path,
+                                               " exited or closed its ready pipe "
                                                "without signalling readiness"));
     }
     break;
@@ -231,7 +236,8 @@ absl::Status ProcessIO::Init(const std::string& id, const std::string& ns) {
   const bool tty = config_.terminal;
   if (tty) err = Target{};  // a terminal has one output stream
   if (in.kind != Target::Kind::kNone && in.kind != Target::Kind::kPath) {
-    return absl::InvalidArgumentError(absl::StrCat("stdin must be a fifo path, got \"", config_.stdin_path, "\""));
+    return absl::InvalidArgumentError(
+        absl::StrCat("stdin must be a fifo path, got \"", config_.stdin_path, "\""));
   }
 
   // One logger serves both streams.
@@ -239,7 +245,8 @@ absl::Status ProcessIO::Init(const std::string& id, const std::string& ns) {
   const bool out_bin = out.kind == Target::Kind::kBinary, err_bin = err.kind == Target::Kind::kBinary;
   if (out_bin && err_bin && config_.stdout_path != config_.stderr_path) {
     return absl::InvalidArgumentError(absl::StrCat("stdout and stderr name different logging binaries: \"",
-                                                   config_.stdout_path, "\" and \"", config_.stderr_path, "\""));
+                                                   config_.stdout_path, "\" and \"", config_.stderr_path,
+                                                   "\""));
   }
   if (out_bin || err_bin) {
     ASSIGN_OR_RETURN(logger, StartLogger(out_bin ? out : err, id, ns));
@@ -247,7 +254,8 @@ absl::Status ProcessIO::Init(const std::string& id, const std::string& ns) {
     // A stream that does not go to the logger gives it an immediate EOF.
     if (!out_bin) logger->stdout_w.reset();
     if (!err_bin) logger->stderr_w.reset();
-    log::Debugf("stdio %s: started logging binary %s (pid %d)", id, out_bin ? out.path : err.path, logger->pid);
+    log::Debugf("stdio %s: started logging binary %s (pid %d)", id, out_bin ? out.path : err.path,
+                logger->pid);
   }
 
   absl::MutexLock lock(&mu_);
@@ -293,9 +301,9 @@ absl::Status ProcessIO::Init(const std::string& id, const std::string& ns) {
     if (!src) return ErrnoStatus(errno, absl::StrCat("open stdin ", in.path));
     struct stat st;
     if (::fstat(src.get(), &st) != 0) return ErrnoStatus(errno, absl::StrCat("stat stdin ", in.path));
-    // No writer of our own on the fifo: a reader that has never seen a writer does not poll readable, so the copy
-    // waits for containerd's writer, and sees EOF once that writer closes (as runc's shim does). CloseIO ends the
-    // copy earlier through stdin_close_.
+    // No writer of our own on the fifo: a reader that has never seen a writer does not poll readable, so the
+    // copy waits for containerd's writer, and sees EOF once that writer closes (as runc's shim does). CloseIO
+    // ends the copy earlier through stdin_close_.
     (void)st;
     if (tty) {
       tty_stdin_src_ = std::move(src);
@@ -303,7 +311,8 @@ absl::Status ProcessIO::Init(const std::string& id, const std::string& ns) {
       ASSIGN_OR_RETURN(sys::PipePair p, sys::MakePipe());
       RETURN_IF_ERROR(SetNonBlocking(p.write.get(), "stdin pipe"));
       child_stdin_ = std::move(p.read);
-      auto fds = std::make_shared<std::pair<sys::UniqueFd, sys::UniqueFd>>(std::move(src), std::move(p.write));
+      auto fds =
+          std::make_shared<std::pair<sys::UniqueFd, sys::UniqueFd>>(std::move(src), std::move(p.write));
       int stop = stop_.get(), close_fd = stdin_close_.get();
       std::string what = absl::StrCat("stdin from ", in.path);
       StartThread(false, [fds, stop, close_fd, what] {
@@ -313,8 +322,8 @@ absl::Status ProcessIO::Init(const std::string& id, const std::string& ns) {
           ReadResult r = ReadSome(fds->first.get(), buf.data(), buf.size(), &n, stop, close_fd, what);
           if (r == ReadResult::kStopped) {
             if (IsSignaled(stop)) break;  // shutdown
-            // CloseIO while containerd's writer is still open: keep delivering while data keeps coming, and end
-            // the stream once it pauses (100 ms) or the writer closes.
+            // CloseIO while containerd's writer is still open: keep delivering while data keeps coming, and
+            // end the stream once it pauses (100 ms) or the writer closes.
             for (;;) {
               pollfd p{fds->first.get(), POLLIN, 0};
               if (::poll(&p, 1, 100) <= 0) break;
@@ -397,7 +406,8 @@ absl::Status ProcessIO::AttachConsole(sys::UniqueFd master) {
   int stop = stop_.get(), hangup = hangup_.get();
   if (tty_stdout_sink_) {
     SharedFd m = master_, sink = std::move(tty_stdout_sink_);
-    StartThread(true, [m, sink, stop, hangup] { CopyOutput(m->get(), sink->get(), stop, hangup, "console"); });
+    StartThread(true,
+                [m, sink, stop, hangup] { CopyOutput(m->get(), sink->get(), stop, hangup, "console"); });
   }
   if (tty_stdin_src_) {
     auto src = std::make_shared<sys::UniqueFd>(std::move(tty_stdin_src_));
@@ -412,7 +422,8 @@ void ProcessIO::StdinToConsole(sys::UniqueFd src, SharedFd master) {
   std::array<char, 32 * 1024> buf;
   for (;;) {
     size_t n = 0;
-    ReadResult r = ReadSome(src.get(), buf.data(), buf.size(), &n, stop, stdin_close_.get(), "stdin to console");
+    ReadResult r =
+        ReadSome(src.get(), buf.data(), buf.size(), &n, stop, stdin_close_.get(), "stdin to console");
     // CloseIO ends stdin like an EOF does (hang-up below); a shutdown just stops.
     if (r == ReadResult::kStopped && !IsSignaled(stop)) break;
     if (r == ReadResult::kStopped) return;
@@ -421,8 +432,8 @@ void ProcessIO::StdinToConsole(sys::UniqueFd src, SharedFd master) {
     if (w == WriteResult::kStopped) return;
     if (w == WriteResult::kFailed) break;
   }
-  // stdin is over: hang up the console. The output copier lets go of the master on the hangup signal; the last
-  // reference closes it.
+  // stdin is over: hang up the console. The output copier lets go of the master on the hangup signal; the
+  // last reference closes it.
   {
     absl::MutexLock lock(&mu_);
     master_.reset();

@@ -1,13 +1,14 @@
-// Stdio plumbing of one container process (init or exec), from the strings containerd sends to where the bytes
-// go: fifos containerd reads/writes, file:// logs, binary:// logging programs, or a pty (terminal=true).
+// Stdio plumbing of one container process (init or exec), from the strings containerd sends to where the
+// bytes go: fifos containerd reads/writes, file:// logs, binary:// logging programs, or a pty
+// (terminal=true).
 //
-// Without a terminal the process gets pipes (child_stdin/out/err) and copy threads move bytes between them and
-// the fifos/files; a binary:// logger gets the process's pipes directly (no copying). With a terminal the
+// Without a terminal the process gets pipes (child_stdin/out/err) and copy threads move bytes between them
+// and the fifos/files; a binary:// logger gets the process's pipes directly (no copying). With a terminal the
 // caller passes a ConsoleSocket path to runsc, receives the pty master and hands it to AttachConsole, which
 // copies master -> stdout and stdin -> master.
 //
-// Every blocking wait of a copy thread is a poll() that also watches a stop eventfd, so closing never hangs on
-// a fifo nobody reads.
+// Every blocking wait of a copy thread is a poll() that also watches a stop eventfd, so closing never hangs
+// on a fifo nobody reads.
 #pragma once
 
 #include <sys/types.h>
@@ -48,8 +49,8 @@ class ProcessIO {
   // Stops copying at once, joins the threads and closes every fd. Never blocks on a peer.
   ~ProcessIO();
 
-  // The fds to give the child (runsc create/start/exec) as 0, 1, 2 when !terminal; -1 when the stream is absent
-  // (or in terminal mode). child_stdout() == child_stderr() when both go to the same fifo or file.
+  // The fds to give the child (runsc create/start/exec) as 0, 1, 2 when !terminal; -1 when the stream is
+  // absent (or in terminal mode). child_stdout() == child_stderr() when both go to the same fifo or file.
   int child_stdin() const;
   int child_stdout() const;
   int child_stderr() const;
@@ -63,13 +64,13 @@ class ProcessIO {
   // TIOCSWINSZ on the master; FAILED_PRECONDITION when there is no console (any more).
   absl::Status Resize(uint32_t width, uint32_t height);
 
-  // The process sees EOF on stdin when containerd's writer closes the fifo (runc's shim behaves the same). CloseIO
-  // ends stdin even while that writer stays open: data still arriving is delivered until it pauses (100 ms) or
-  // the writer closes, then the process gets EOF.
+  // The process sees EOF on stdin when containerd's writer closes the fifo (runc's shim behaves the same).
+  // CloseIO ends stdin even while that writer stays open: data still arriving is delivered until it pauses
+  // (100 ms) or the writer closes, then the process gets EOF.
   void CloseStdin();
 
-  // After the process exited: closes the child sides, waits up to `timeout` for the output copies to reach EOF,
-  // then stops everything and closes every fd. Idempotent.
+  // After the process exited: closes the child sides, waits up to `timeout` for the output copies to reach
+  // EOF, then stops everything and closes every fd. Idempotent.
   void WaitAndClose(absl::Duration timeout);
 
   // The binary:// logger's pid. The shim's reaper reaps it; ProcessIO never waits for it.

@@ -97,7 +97,8 @@ absl::StatusOr<Target> ParseTarget(absl::string_view spec) {
     }
     return t;
   }
-  return absl::InvalidArgumentError(absl::StrCat("unsupported stdio scheme \"", scheme, "\" in \"", spec, "\""));
+  return absl::InvalidArgumentError(
+      absl::StrCat("unsupported stdio scheme \"", scheme, "\" in \"", spec, "\""));
 }
 
 }  // namespace gvshim::stdio

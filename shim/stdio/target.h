@@ -1,7 +1,7 @@
 // Parsing of the stdio strings containerd hands a shim for a process (stdin/stdout/stderr of CreateTask and
-// ExecProcess): "" (no stream), a plain path (a fifo containerd made), "file:///abs/path" (append to a file) or
-// "binary:///path/to/logger?key=value&..." (a logging binary; "binary-v2" additionally requires the logger to
-// write a byte before it closes its ready pipe).
+// ExecProcess): "" (no stream), a plain path (a fifo containerd made), "file:///abs/path" (append to a file)
+// or "binary:///path/to/logger?key=value&..." (a logging binary; "binary-v2" additionally requires the logger
+// to write a byte before it closes its ready pipe).
 #pragma once
 
 #include <string>

@@ -60,11 +60,12 @@ std::string ReadFile(const std::string& path) {
   return ss.str();
 }
 
-// Reads a fifo until EOF on a thread (the role of containerd's reader). Like containerd, it opens the read side
-// before returning, so no output can be written while nobody holds the fifo open for reading.
+// Reads a fifo until EOF on a thread (the role of containerd's reader). Like containerd, it opens the read
+// side before returning, so no output can be written while nobody holds the fifo open for reading.
 class FifoReader {
  public:
-  explicit FifoReader(const std::string& path) : fd_(::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC)) {
+  explicit FifoReader(const std::string& path)
+      : fd_(::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC)) {
     EXPECT_TRUE(fd_.valid()) << path << ": " << std::strerror(errno);
     ::fcntl(fd_.get(), F_SETFL, O_RDONLY);  // blocking reads from here on
     thread_ = std::thread([this] {
@@ -199,7 +200,10 @@ TEST(ProcessIOTest, CloseStdinBeforeWriterClosesStillDeliversEverything) {
   sys::UniqueFd w(::open(cfg.stdin_path.c_str(), O_WRONLY | O_CLOEXEC));
   ASSERT_TRUE(w.valid());
   std::string big(200000, 'x');  // more than a pipe holds
-  std::thread writer([&] { ASSERT_TRUE(sys::WriteAll(w.get(), big.data(), big.size()).ok()); w.reset(); });
+  std::thread writer([&] {
+    ASSERT_TRUE(sys::WriteAll(w.get(), big.data(), big.size()).ok());
+    w.reset();
+  });
   (*io)->CloseStdin();
   writer.join();
   WaitChild(child);
@@ -262,12 +266,14 @@ TEST(ProcessIOTest, BinaryV2RequiresAReadyByte) {
 TEST(ProcessIOTest, RejectsBadConfigs) {
   EXPECT_EQ(ProcessIO::Open(StdioConfig{"file:///tmp/x", "", "", false}, "c", "ns").status().code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(ProcessIO::Open(StdioConfig{"", "binary:///bin/true?a=1", "binary:///bin/true?a=2", false}, "c", "ns")
-                .status()
-                .code(),
-            absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(ProcessIO::Open(StdioConfig{"", "/nonexistent/gvshim/fifo", "", false}, "c", "ns").status().code(),
-            absl::StatusCode::kNotFound);
+  EXPECT_EQ(
+      ProcessIO::Open(StdioConfig{"", "binary:///bin/true?a=1", "binary:///bin/true?a=2", false}, "c", "ns")
+          .status()
+          .code(),
+      absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      ProcessIO::Open(StdioConfig{"", "/nonexistent/gvshim/fifo", "", false}, "c", "ns").status().code(),
+      absl::StatusCode::kNotFound);
 }
 
 TEST(ProcessIOTest, ConsoleCallsNeedATerminal) {
@@ -389,7 +395,8 @@ TEST(ProcessIOTest, TerminalCopiesBothWaysResizesAndHangsUpOnStdinEof) {
   EXPECT_EQ((*io)->child_stdout(), -1);
   EXPECT_EQ((*io)->Resize(80, 24).code(), absl::StatusCode::kFailedPrecondition);
   ASSERT_TRUE((*io)->AttachConsole(std::move(*master)).ok());
-  EXPECT_EQ((*io)->AttachConsole(sys::UniqueFd(::dup(slave.get()))).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ((*io)->AttachConsole(sys::UniqueFd(::dup(slave.get()))).code(),
+            absl::StatusCode::kFailedPrecondition);
 
   ASSERT_TRUE((*io)->Resize(132, 43).ok());
   winsize ws{};
