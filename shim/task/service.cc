@@ -160,6 +160,15 @@ absl::StatusOr<std::string> Service::Create(const std::string& payload) {
 
   auto entry = std::make_shared<Entry>();
   entry->runsc = options_.runsc_factory(g);
+  entry->info.id = req.id();
+  entry->info.ns = options_.ns;
+  entry->info.bundle = req.bundle();
+  entry->info.rootfs = prep.rootfs;
+  entry->info.sandbox_id = prep.sandbox_id.empty() ? req.id() : prep.sandbox_id;
+  entry->info.creates_sandbox = prep.creates_sandbox;
+  entry->info.annotations = prep.annotations;
+  entry->info.runsc = g;
+  entry->info.config = std::make_shared<const config::Config>(cfg);
 
   process::ContainerOptions co;
   co.id = req.id();
@@ -197,6 +206,7 @@ absl::StatusOr<std::string> Service::Start(const std::string& payload) {
   ASSIGN_OR_RETURN(auto req, Decode<tv2::StartRequest>(payload, "Start"));
   ASSIGN_OR_RETURN(auto e, Get(req.id()));
   ASSIGN_OR_RETURN(uint32_t pid, e->container->Start(req.exec_id()));
+  if (req.exec_id().empty() && options_.on_started) options_.on_started(e->info);
   tv2::StartResponse resp;
   resp.set_pid(pid);
   return resp.SerializeAsString();
@@ -215,6 +225,7 @@ absl::StatusOr<std::string> Service::Delete(const std::string& payload) {
       absl::MutexLock lock(&mu_);
       containers_.erase(req.id());
     }
+    if (options_.on_deleted) options_.on_deleted(req.id());
     containerd::events::TaskDelete ev;
     ev.set_container_id(req.id());
     ev.set_pid(st.pid);

@@ -26,6 +26,19 @@ inline constexpr char kVersion[] = "0.1.0";
 // Builds the runsc client for one container (a fake in unit tests).
 using RunscFactory = std::function<std::unique_ptr<runsc::Runsc>(const runsc::GlobalOptions&)>;
 
+// What the layers above (the Execute service) learn about a container when it starts and when it goes away.
+struct ContainerLifecycle {
+  std::string id;
+  std::string ns;
+  std::string bundle;
+  std::string rootfs;      // absolute host path of the container's root filesystem
+  std::string sandbox_id;  // the pod's sandbox id (CRI), else the container's own id
+  bool creates_sandbox = true;
+  std::map<std::string, std::string> annotations;
+  runsc::GlobalOptions runsc;                           // how runsc is invoked for this container
+  std::shared_ptr<const config::Config> config;         // the shim config the container was created with
+};
+
 struct ServiceOptions {
   std::string ns;
   // Config path from the runtime options given to `start` ("" if none); Create's own options take precedence.
@@ -33,6 +46,10 @@ struct ServiceOptions {
   RunscFactory runsc_factory;
   // Called when the shim should exit (Shutdown with no containers left); the response is sent first.
   std::function<void()> request_shutdown;
+  // Optional hooks: after a container's init started, and after it was deleted. Called without locks held; they
+  // must not block for long (they run on the request's thread).
+  std::function<void(const ContainerLifecycle&)> on_started;
+  std::function<void(const std::string& id)> on_deleted;
 };
 
 class Service {
@@ -47,6 +64,7 @@ class Service {
 
  private:
   struct Entry {
+    ContainerLifecycle info;
     std::unique_ptr<runsc::Runsc> runsc;
     std::unique_ptr<process::Container> container;
   };

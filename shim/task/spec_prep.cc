@@ -85,6 +85,16 @@ absl::StatusOr<PreparedSpec> PrepareSpec(const std::string& bundle, const config
   if (auto lx = spec.find("linux"); lx != spec.end() && lx->is_object() && lx->contains("seccomp")) {
     out.oci_seccomp = true;
   }
+  out.annotations = annotations;
+  if (auto it = annotations.find(kSandboxIdAnnotation); it != annotations.end()) out.sandbox_id = it->second;
+  out.rootfs = bundle + "/rootfs";
+  if (auto root = spec.find("root"); root != spec.end() && root->is_object()) {
+    auto p = root->find("path");
+    if (p != root->end() && p->is_string() && !p->get<std::string>().empty()) {
+      std::string rp = p->get<std::string>();
+      out.rootfs = rp[0] == '/' ? rp : bundle + "/" + rp;
+    }
+  }
   if (auto lx = spec.find("linux"); lx != spec.end() && lx->is_object()) {
     auto cg = lx->find("cgroupsPath");
     if (cg != lx->end() && cg->is_string()) out.oom_counter_file = OomCounterFile("/sys/fs/cgroup", cg->get<std::string>());

@@ -25,6 +25,9 @@ struct PreparedSpec {
   bool creates_sandbox = true;  // false when the CRI says this container joins an existing pod sandbox
   bool oci_seccomp = false;     // the spec carries a seccomp profile runsc must enforce (--oci-seccomp)
   std::string oom_counter_file; // see process::ContainerOptions::oom_counter_file
+  std::string rootfs;           // absolute path of the root filesystem (spec root.path resolved against the bundle)
+  std::string sandbox_id;       // io.kubernetes.cri.sandbox-id, else empty
+  std::map<std::string, std::string> annotations;
 };
 
 // The file holding the "oom_kill" counter of the cgroup at `cgroups_path` (OCI linux.cgroupsPath, absolute),

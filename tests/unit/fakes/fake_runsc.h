@@ -55,7 +55,11 @@ class FakeRunsc : public runsc::Runsc {
   };
 
   FakeRunsc() : state_(std::make_shared<Shared>()) {}
-  ~FakeRunsc() override {
+  ~FakeRunsc() override { KillAll(); }
+
+  // SIGKILLs every live process the fake started and makes pending and later Waits return. For test teardown:
+  // a Container that joined a sandbox joins its `runsc wait` thread when destroyed.
+  void KillAll() {
     std::vector<pid_t> live;
     {
       absl::MutexLock lock(&state_->mu);
