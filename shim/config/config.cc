@@ -100,7 +100,9 @@ absl::Status ParseShim(const std::string& source, const toml::table& t, ShimConf
 }  // namespace
 
 absl::StatusOr<Config> Parse(const std::string& text, const std::string& source) {
-  toml::table root;
+  // Kept alive by the aliasing pointers below: copying a toml++ table loses its source positions.
+  auto owner = std::make_shared<toml::table>();
+  toml::table& root = *owner;
   try {
     root = toml::parse(text, source);
   } catch (const toml::parse_error& e) {
@@ -123,9 +125,9 @@ absl::StatusOr<Config> Parse(const std::string& text, const std::string& source)
     } else if (key == "shim") {
       st = ParseShim(source, *t, &cfg.shim);
     } else if (key == "hardening") {
-      cfg.hardening = std::make_shared<const toml::table>(*t);
+      cfg.hardening = std::shared_ptr<const toml::table>(owner, t);
     } else if (key == "execute") {
-      cfg.execute = std::make_shared<const toml::table>(*t);
+      cfg.execute = std::shared_ptr<const toml::table>(owner, t);
     } else {
       st = Unknown(source, node, key);
     }

@@ -216,13 +216,11 @@ config_unparseable() {
   assert_contains "$out" "$f:3:" "file and line in ctr's message"
   assert_nothing_left cfg1
   # A well-formed file with a wrong type in [hardening]: refused, naming the file and the key.
-  # (Known shim issue: the position is reported as 0:0 because the [hardening] table is copied without its
-  # source regions — see the report; assert the line here once that is fixed.)
   f=$E2E_WORK/badtype.toml
   printf '[runsc]\nplatform = "ptrace"\n[hardening]\nreadonly_rootfs = "yes"\n' >"$f"
   run_rc out rc crun --rm --runtime-config-path "$f" "$E2E_IMAGE" cfg2 true
   [[ $rc -ne 0 ]] || fail "ctr run succeeded with a wrongly typed [hardening] key"
-  assert_contains "$out" "$f:"
+  assert_contains "$out" "$f:4:" "file and line of the bad key"
   assert_contains "$out" "hardening.readonly_rootfs: must be a boolean, not string"
   assert_nothing_left cfg2
   # A missing explicit config file is an error too, not a silent fallback to defaults.

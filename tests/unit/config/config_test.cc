@@ -47,6 +47,8 @@ readonly_rootfs = true
   EXPECT_EQ(c->shim.log_level, "debug");
   ASSERT_NE(c->hardening, nullptr);
   EXPECT_TRUE(c->hardening->contains("readonly_rootfs"));
+  // Source positions survive, so the hardening module can name the line of a bad key.
+  EXPECT_EQ(c->hardening->get("readonly_rootfs")->source().begin.line, 13u);
 }
 
 struct BadCase {

@@ -134,7 +134,7 @@ class FakeRunsc : public runsc::Runsc {
 
   // --- runsc::Runsc ---
   absl::Status Create(const std::string& id, const runsc::CreateOptions& opts) override {
-    Call call{.method = "Create", .id = id};
+    Call call = NewCall("Create", id);
     call.stdio = opts.stdio;
     call.bundle = opts.bundle;
     call.pid_file = opts.pid_file;
@@ -175,7 +175,7 @@ class FakeRunsc : public runsc::Runsc {
   }
 
   absl::Status Start(const std::string& id, const runsc::Stdio& stdio) override {
-    Call call{.method = "Start", .id = id};
+    Call call = NewCall("Start", id);
     call.stdio = stdio;
     if (absl::Status st = Record(call); !st.ok()) return st;
     if (absl::Status k = Known(id); !k.ok()) return k;
@@ -187,7 +187,7 @@ class FakeRunsc : public runsc::Runsc {
   }
 
   absl::StatusOr<pid_t> StartExec(const std::string& id, const runsc::ExecOptions& opts) override {
-    Call call{.method = "StartExec", .id = id};
+    Call call = NewCall("StartExec", id);
     call.stdio = opts.stdio;
     call.process_json = opts.process_json;
     call.pid_file = opts.internal_pid_file;
@@ -231,7 +231,7 @@ class FakeRunsc : public runsc::Runsc {
   }
 
   absl::StatusOr<int> Wait(const std::string& id) override {
-    if (absl::Status st = Record(Call{.method = "Wait", .id = id}); !st.ok()) return st;
+    if (absl::Status st = Record(NewCall("Wait", id)); !st.ok()) return st;
     absl::MutexLock lock(&state_->mu);
     if (!state_->containers.count(id)) return absl::NotFoundError("runsc wait " + id + ": container does not exist");
     auto done = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(state_->mu) {
@@ -243,7 +243,7 @@ class FakeRunsc : public runsc::Runsc {
   }
 
   absl::Status Kill(const std::string& id, int signal, bool all, int pid) override {
-    Call call{.method = "Kill", .id = id};
+    Call call = NewCall("Kill", id);
     call.signal = signal;
     call.all = all;
     call.pid = pid;
@@ -270,7 +270,7 @@ class FakeRunsc : public runsc::Runsc {
   }
 
   absl::Status Delete(const std::string& id, bool force) override {
-    Call call{.method = "Delete", .id = id};
+    Call call = NewCall("Delete", id);
     call.force = force;
     if (absl::Status st = Record(call); !st.ok()) return st;
     std::vector<pid_t> targets;
@@ -294,7 +294,7 @@ class FakeRunsc : public runsc::Runsc {
   }
 
   absl::StatusOr<runsc::State> GetState(const std::string& id) override {
-    if (absl::Status st = Record(Call{.method = "GetState", .id = id}); !st.ok()) return st;
+    if (absl::Status st = Record(NewCall("GetState", id)); !st.ok()) return st;
     absl::MutexLock lock(&state_->mu);
     auto it = state_->containers.find(id);
     if (it == state_->containers.end()) return absl::NotFoundError("runsc state " + id + ": container does not exist");
@@ -306,40 +306,47 @@ class FakeRunsc : public runsc::Runsc {
   }
 
   absl::StatusOr<std::vector<runsc::ProcessInfo>> Ps(const std::string& id) override {
-    if (absl::Status st = Record(Call{.method = "Ps", .id = id}); !st.ok()) return st;
+    if (absl::Status st = Record(NewCall("Ps", id)); !st.ok()) return st;
     absl::MutexLock lock(&state_->mu);
     auto it = state_->containers.find(id);
     if (it == state_->containers.end()) return absl::NotFoundError("runsc ps " + id + ": container does not exist");
     // Inside a sandbox the container's processes have small pids; report 1 for the init and 2.. for execs.
     std::vector<runsc::ProcessInfo> out;
-    out.push_back({.pid = 1, .cmd = "sh"});
-    int next = 2;
-    for (size_t i = 0; i < it->second.execs.size(); ++i) out.push_back({.pid = next++, .ppid = 0, .cmd = "exec"});
+    for (size_t i = 0; i <= it->second.execs.size(); ++i) {
+      runsc::ProcessInfo p;
+      p.pid = static_cast<int>(i) + 1;
+      p.cmd = i == 0 ? "sh" : "exec";
+      out.push_back(p);
+    }
     return out;
   }
 
   absl::Status Pause(const std::string& id) override {
-    if (absl::Status st = Record(Call{.method = "Pause", .id = id}); !st.ok()) return st;
+    if (absl::Status st = Record(NewCall("Pause", id)); !st.ok()) return st;
     if (absl::Status k = Known(id); !k.ok()) return k;
     return absl::OkStatus();
   }
   absl::Status Resume(const std::string& id) override {
-    if (absl::Status st = Record(Call{.method = "Resume", .id = id}); !st.ok()) return st;
+    if (absl::Status st = Record(NewCall("Resume", id)); !st.ok()) return st;
     if (absl::Status k = Known(id); !k.ok()) return k;
     return absl::OkStatus();
   }
   absl::StatusOr<runsc::Stats> GetStats(const std::string& id) override {
-    if (absl::Status st = Record(Call{.method = "GetStats", .id = id}); !st.ok()) return st;
+    if (absl::Status st = Record(NewCall("GetStats", id)); !st.ok()) return st;
     absl::MutexLock lock(&state_->mu);
     if (!state_->containers.count(id)) return absl::NotFoundError("runsc events " + id + ": container does not exist");
     return state_->stats;
   }
   absl::StatusOr<std::vector<runsc::State>> List() override {
-    if (absl::Status st = Record(Call{.method = "List"}); !st.ok()) return st;
+    if (absl::Status st = Record(NewCall("List", "")); !st.ok()) return st;
     absl::MutexLock lock(&state_->mu);
     std::vector<runsc::State> out;
     for (const auto& [id, c] : state_->containers) {
-      out.push_back({.id = id, .status = c.exited ? "stopped" : "running", .pid = c.exited ? -1 : c.pid});
+      runsc::State st;
+      st.id = id;
+      st.status = c.exited ? "stopped" : "running";
+      st.pid = c.exited ? -1 : c.pid;
+      out.push_back(st);
     }
     return out;
   }
@@ -363,6 +370,12 @@ class FakeRunsc : public runsc::Runsc {
     bool shutting_down ABSL_GUARDED_BY(mu) = false;
   };
 
+  static Call NewCall(const std::string& method, const std::string& id) {
+    Call c;
+    c.method = method;
+    c.id = id;
+    return c;
+  }
   // Records the call; returns the injected error for its method, if any.
   absl::Status Record(Call call) {
     absl::MutexLock lock(&state_->mu);

@@ -211,6 +211,44 @@ TEST(ProcessIOTest, CloseStdinBeforeWriterClosesStillDeliversEverything) {
   EXPECT_EQ(out.Take(), "200000\n");
 }
 
+// containerd's writer closing the stdin fifo is EOF for the process, CloseIO or not (ctr never sends
+// CloseIO).
+TEST(ProcessIOTest, StdinEofWhenWriterCloses) {
+  TempDir dir;
+  StdioConfig cfg{dir.Fifo("in"), dir.Fifo("out"), "", false};
+  auto io = ProcessIO::Open(cfg, "c1", "default");
+  ASSERT_TRUE(io.ok()) << io.status();
+  FifoReader out(cfg.stdout_path);
+  pid_t child = StartChild(**io, "cat");
+  {
+    sys::UniqueFd w(::open(cfg.stdin_path.c_str(), O_WRONLY | O_CLOEXEC));
+    ASSERT_TRUE(w.valid());
+    ASSERT_TRUE(sys::WriteAll(w.get(), "abc", 3).ok());
+  }
+  int status = WaitChild(child);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  (*io)->WaitAndClose(absl::Seconds(5));
+  EXPECT_EQ(out.Take(), "abc");
+}
+
+// CloseIO ends stdin even while containerd's writer stays open; what was written before still arrives.
+TEST(ProcessIOTest, CloseStdinWhileWriterStaysOpen) {
+  TempDir dir;
+  StdioConfig cfg{dir.Fifo("in"), dir.Fifo("out"), "", false};
+  auto io = ProcessIO::Open(cfg, "c1", "default");
+  ASSERT_TRUE(io.ok()) << io.status();
+  FifoReader out(cfg.stdout_path);
+  pid_t child = StartChild(**io, "cat");
+  sys::UniqueFd w(::open(cfg.stdin_path.c_str(), O_WRONLY | O_CLOEXEC));
+  ASSERT_TRUE(w.valid());
+  ASSERT_TRUE(sys::WriteAll(w.get(), "xyz", 3).ok());
+  (*io)->CloseStdin();
+  int status = WaitChild(child);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  (*io)->WaitAndClose(absl::Seconds(5));
+  EXPECT_EQ(out.Take(), "xyz");
+}
+
 TEST(ProcessIOTest, FileUriAppendsBothStreamsInOrder) {
   TempDir dir;
   std::string log = absl::StrCat(dir.path(), "/nested/dir/ctr.log");
