@@ -1,0 +1,278 @@
+#!/usr/bin/env bash
+# Execute runners inside a real gVisor sandbox: per-job latency of the warm runners against a cold
+# `runsc exec python3 -c` / `runsc exec node -e` of the same snippet, and runner throughput at concurrency 1/4/8.
+#
+# It builds a bundle whose rootfs bind-mounts the host's /usr and /etc read-only (python3 and node come from
+# the host), starts a sandbox (`runsc --platform=ptrace --network=none`) whose pid 1 is a small reaping init,
+# starts each runner with `runsc exec` exactly as the shim does (source text as the -c / -e argument, frames
+# on stdin/stdout) and drives it from a Python driver on the host. Prints numbers; never asserts timings.
+#
+#   tests/bench/runners_in_gvisor.sh            (as root; needs runsc, python3, node)
+# Env: JOBS (sequential jobs per runner, default 200), COLD (cold runs per language, default 15),
+#      TPUT_JOBS (jobs per throughput point, default 160), RUNNERS_DIR (default shim/execute/runners),
+#      PY_RUNNER_ARGS / JS_RUNNER_ARGS (override the runner options), PLATFORM (default ptrace).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+RUNNERS_DIR=${RUNNERS_DIR:-$ROOT/shim/execute/runners}
+PLATFORM=${PLATFORM:-ptrace}
+PY=/usr/bin/python3
+NODE=$(command -v node || true)
+
+if [[ $(id -u) != 0 ]] || ! command -v runsc >/dev/null || [[ -z $NODE ]]; then
+  echo "runners_in_gvisor: needs root, runsc and node; skipped" >&2
+  exit 0
+fi
+
+DIR=$(mktemp -d /tmp/gvrb.XXXX)
+ID=gvrb-$$
+RUNSC=(runsc --root "$DIR/state" --platform="$PLATFORM" --network=none)
+cleanup() {
+  "${RUNSC[@]}" delete --force "$ID" >/dev/null 2>&1 || true
+  rm -rf "$DIR"
+}
+trap cleanup EXIT INT TERM
+
+mkdir -p "$DIR/state" "$DIR/bundle/rootfs"/{usr,etc,tmp,proc,dev,sys,root}
+for l in bin lib lib64 sbin; do
+  [[ -e /$l ]] && ln -s "usr/$l" "$DIR/bundle/rootfs/$l"
+done
+
+# A reaping init: orphans of jobs must not pile up as zombies under pid 1.
+INIT='import os, signal
+signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGCHLD])
+while True:
+    signal.sigwaitinfo([signal.SIGCHLD])
+    try:
+        while os.waitpid(-1, os.WNOHANG)[0] > 0:
+            pass
+    except ChildProcessError:
+        pass
+'
+INIT="$INIT" DIR="$DIR" "$PY" - <<'EOF'
+import json, os
+caps = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_KILL", "CAP_SETUID", "CAP_SETGID", "CAP_SYS_ADMIN",
+        "CAP_SETPCAP", "CAP_SYS_RESOURCE"]
+spec = {
+    "ociVersion": "1.0.2",
+    "process": {"user": {"uid": 0, "gid": 0}, "args": ["/usr/bin/python3", "-I", "-c", os.environ["INIT"]],
+                "env": ["PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"], "cwd": "/",
+                "capabilities": {k: caps for k in ("bounding", "effective", "permitted", "inheritable")},
+                "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 65536, "soft": 65536}]},
+    "root": {"path": "rootfs", "readonly": True},
+    "hostname": "gvrb",
+    "mounts": [
+        {"destination": "/proc", "type": "proc", "source": "proc"},
+        {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "mode=755"]},
+        {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["ro", "nosuid", "noexec"]},
+        {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "mode=1777"]},
+        {"destination": "/usr", "type": "bind", "source": "/usr", "options": ["rbind", "ro"]},
+        {"destination": "/etc", "type": "bind", "source": "/etc", "options": ["rbind", "ro"]},
+    ],
+    "linux": {"namespaces": [{"type": t} for t in ("pid", "ipc", "uts", "mount", "network")]},
+}
+with open(os.path.join(os.environ["DIR"], "bundle", "config.json"), "w") as f:
+    json.dump(spec, f)
+EOF
+
+"${RUNSC[@]}" run --detach --bundle "$DIR/bundle" "$ID" >/dev/null
+
+cat >"$DIR/driver.py" <<'EOF'
+import base64, json, os, shlex, statistics, struct, subprocess, sys, threading, time
+
+runsc = shlex.split(os.environ["RUNSC"])
+cid = os.environ["ID"]
+runners = os.environ["RUNNERS_DIR"]
+jobs_n = int(os.environ.get("JOBS", "200"))
+cold_n = int(os.environ.get("COLD", "15"))
+tput_n = int(os.environ.get("TPUT_JOBS", "160"))
+py_args = shlex.split(os.environ.get("PY_RUNNER_ARGS") or
+                      "--uid 100000 --uid-count 16 --max-jobs 8 --sandbox-network none --phase-times")
+js_args = shlex.split(os.environ.get("JS_RUNNER_ARGS") or
+                      "--uid 100000 --uid-count 24 --max-jobs 8 --pool-size 8 --sandbox-network none --phase-times")
+
+PY_CODE = "def main(a, b):\n    return {'sum': a + b}\n"
+JS_CODE = "function main(args) {\n  return { sum: args.a + args.b };\n}\n"
+PY_COLD = PY_CODE + "import json\nprint(json.dumps(main(1, 2)))\n"
+JS_COLD = JS_CODE + "console.log(JSON.stringify(main({ a: 1, b: 2 })));\n"
+
+
+def pct(xs, p):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100.0 * (len(xs) - 1))))]
+
+
+class Runner:
+    def __init__(self, argv):
+        self.p = subprocess.Popen(runsc + ["exec", cid] + argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE)
+        self.lock = threading.Condition()
+        self.results = {}
+        self.stderr = []
+        threading.Thread(target=self._err, daemon=True).start()
+        self.ready = self._frame()
+        if self.ready is None or self.ready.get("type") != "ready":
+            raise SystemExit("runner did not start: %r %s" % (self.ready, b"".join(self.stderr[-20:])))
+        threading.Thread(target=self._read, daemon=True).start()
+        self.n = 0
+
+    def _err(self):
+        for line in self.p.stderr:
+            self.stderr.append(line)
+
+    def _frame(self):
+        head = self.p.stdout.read(4)
+        if len(head) < 4:
+            return None
+        return json.loads(self.p.stdout.read(struct.unpack(">I", head)[0]))
+
+    def _read(self):
+        while True:
+            f = self._frame()
+            if f is None:
+                with self.lock:
+                    self.results[None] = None
+                    self.lock.notify_all()
+                return
+            if f.get("type") == "result":
+                f["t_recv"] = time.monotonic()
+                with self.lock:
+                    self.results[f["id"]] = f
+                    self.lock.notify_all()
+
+    def submit(self, code, args):
+        self.n += 1
+        jid = "j%d" % self.n
+        body = json.dumps({"type": "exec", "id": jid, "code": code, "args_json": json.dumps(args)}).encode()
+        self.p.stdin.write(struct.pack(">I", len(body)) + body)
+        self.p.stdin.flush()
+        return jid
+
+    def wait(self, jid):
+        with self.lock:
+            while jid not in self.results:
+                if None in self.results:
+                    raise SystemExit("runner died: %s" % b"".join(self.stderr[-20:]).decode(errors="replace"))
+                self.lock.wait(60)
+            return self.results.pop(jid)
+
+    def close(self):
+        self.p.stdin.close()
+        try:
+            self.p.wait(30)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            self.p.wait()
+
+
+def check(res):
+    if res["status"] != "success":
+        raise SystemExit("job failed: %s %s %s" % (res["status"], res.get("error"),
+                                                   base64.b64decode(res.get("stderr") or "")[-500:]))
+
+
+def sequential(r, code, n):
+    lat, phases = [], {}
+    for i in range(n):
+        t0 = time.monotonic()
+        res = r.wait(r.submit(code, {"a": i, "b": 2}))
+        lat.append((res["t_recv"] - t0) * 1000)
+        check(res)
+        for k, v in (res.get("phases") or {}).items():
+            phases.setdefault(k, []).append(v)
+    return lat, phases
+
+
+def throughput(r, code, conc, n):
+    sem = threading.Semaphore(conc)
+    done = []
+    lock = threading.Lock()
+
+    def one(i):
+        try:
+            res = r.wait(r.submit(code, {"a": i, "b": 1}))
+            check(res)
+            with lock:
+                done.append(res)
+        finally:
+            sem.release()
+
+    submit_lock = threading.Lock()
+    threads = []
+    t0 = time.monotonic()
+    for i in range(n):
+        sem.acquire()
+        # submits are serialised (one writer on the runner's stdin); waits are concurrent
+        with submit_lock:
+            t = threading.Thread(target=one, args=(i,))
+            t.start()
+            threads.append(t)
+    for t in threads:
+        t.join()
+    el = time.monotonic() - t0
+    if len(done) != n:
+        raise SystemExit("throughput run lost jobs: %d of %d" % (len(done), n))
+    return n / el
+
+
+def cold(argv):
+    lat = []
+    for _ in range(cold_n):
+        t0 = time.monotonic()
+        out = subprocess.run(runsc + ["exec", cid] + argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        lat.append((time.monotonic() - t0) * 1000)
+        if out.returncode != 0:
+            raise SystemExit("cold run failed: %r" % out.stderr[-500:])
+    return lat
+
+
+def report_phases(phases):
+    order = sorted(phases, key=lambda k: statistics.median(phases[k]))
+    for k in order:
+        print("      phase %-22s p50 %7.2f ms  p99 %7.2f ms" % (k, statistics.median(phases[k]), pct(phases[k], 99)))
+
+
+def bench(lang, argv, code, cold_argv):
+    print("== %s" % lang)
+    r = Runner(argv)
+    print("   runner isolation: %s" % json.dumps(r.ready.get("isolation")))
+    # a wrong job must not be measured: warm up and check once
+    for i in range(10):
+        check(r.wait(r.submit(code, {"a": i, "b": 2})))
+    lat, phases = sequential(r, code, jobs_n)
+    p50, p99 = statistics.median(lat), pct(lat, 99)
+    print("   warm runner, %d sequential jobs: p50 %.1f ms  p99 %.1f ms  (min %.1f)" % (jobs_n, p50, p99, min(lat)))
+    report_phases(phases)
+    c = cold(cold_argv)
+    cp50 = statistics.median(c)
+    print("   cold `runsc exec %s`, %d runs: p50 %.1f ms  p99 %.1f ms" % (" ".join(cold_argv[:2]), cold_n, cp50,
+                                                                       pct(c, 99)))
+    print("   speed-up (cold p50 / warm p50): %.1fx" % (cp50 / p50))
+    for conc in (1, 4, 8):
+        print("   throughput at concurrency %d: %.1f executions/s" % (conc, throughput(r, code, conc, tput_n)))
+    r.close()
+    return p50, cp50
+
+
+which = os.environ.get("LANGS", "python,javascript").split(",")
+if "python" in which:
+    with open(os.path.join(runners, "python_runner.py")) as f:
+        bench("python", ["/usr/bin/python3", "-I", "-c", f.read()] + py_args, PY_CODE,
+              ["/usr/bin/python3", "-c", PY_COLD])
+if "javascript" in which:
+    with open(os.path.join(runners, "node_runner.js")) as f:
+        bench("javascript", [os.environ["NODE"], "-e", f.read(), "--"] + js_args, JS_CODE,
+              [os.environ["NODE"], "-e", JS_COLD])
+
+# What is left in the sandbox after the runners are gone: only the init (and this probe) should remain.
+probe = ("import os\nfor p in sorted(os.listdir('/proc')):\n    if p.isdigit() and int(p) != os.getpid():\n"
+         "        s = open('/proc/%s/stat' % p).read()\n        print(p, s[s.rfind(')') + 2])\n")
+out = subprocess.run(runsc + ["exec", cid, "/usr/bin/python3", "-c", probe], stdout=subprocess.PIPE).stdout.decode()
+procs = [l.split() for l in out.splitlines() if l.strip()]
+print("== sandbox after the runs: %d processes (%d zombies) besides the probe" %
+      (len(procs), sum(1 for p in procs if p[1] == "Z")))
+EOF
+
+echo "gVisor runner benchmark: runsc $(runsc --version | head -1 | awk '{print $3}'), platform $PLATFORM," \
+  "$(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
+RUNSC="${RUNSC[*]}" ID=$ID RUNNERS_DIR=$RUNNERS_DIR NODE=$NODE "$PY" "$DIR/driver.py"
