@@ -80,7 +80,7 @@ endforeach()
 
 add_library(gvshim_protos STATIC ${_srcs})
 target_include_directories(gvshim_protos SYSTEM PUBLIC ${PROTO_GEN})
-target_link_libraries(gvshim_protos PUBLIC PkgConfig::PROTOBUF)
+target_link_libraries(gvshim_protos PUBLIC gvshim_protobuf)
 target_compile_options(gvshim_protos PRIVATE -w)
 
 if(_grpc_srcs)

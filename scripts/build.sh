@@ -35,7 +35,7 @@ configure() {
 if [[ $do_main -eq 1 ]]; then
   dir=${BUILD_DIR:-$ROOT/build}
   echo "== build: main ($BUILD_TYPE) -> $dir"
-  configure "$dir" -DCMAKE_BUILD_TYPE="$BUILD_TYPE"
+  configure "$dir" -DCMAKE_BUILD_TYPE="$BUILD_TYPE" -DGVSHIM_STATIC=ON
   ninja -C "$dir" -j "$JOBS"
 fi
 

@@ -7,4 +7,4 @@ target_compile_options(seccomp_profile_fuzz PRIVATE ${GVSHIM_WARNINGS} -fsanitiz
                        -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
 target_link_options(seccomp_profile_fuzz PRIVATE -fsanitize=fuzzer,address,undefined)
 target_link_libraries(seccomp_profile_fuzz PRIVATE gvshim_base gvshim_sys nlohmann_json::nlohmann_json
-                      PkgConfig::SECCOMP)
+                      gvshim_seccomp_lib)
