@@ -85,6 +85,6 @@ target_compile_options(gvshim_protos PRIVATE -w)
 
 if(_grpc_srcs)
   add_library(gvshim_grpc_protos STATIC ${_grpc_srcs})
-  target_link_libraries(gvshim_grpc_protos PUBLIC gvshim_protos PkgConfig::GRPCPP)
+  target_link_libraries(gvshim_grpc_protos PUBLIC gvshim_protos gvshim_grpcpp)
   target_compile_options(gvshim_grpc_protos PRIVATE -w)
 endif()

@@ -1,11 +1,13 @@
 // gvshim: the command-line tool of the project.
 //   gvshim version
 //   gvshim profile check FILE...   validate seccomp profiles with libseccomp (exit 1 if any is invalid)
+//   gvshim exec ...                run a snippet through a pod's Execute service
 #include <cstdio>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_join.h"
+#include "shim/main/exec_client.h"
 #include "shim/seccomp/profile.h"
 
 namespace {
@@ -16,7 +18,9 @@ int Usage() {
   std::fprintf(stderr,
                "usage:\n"
                "  gvshim version\n"
-               "  gvshim profile check FILE...   validate seccomp JSON profiles (OCI/Docker format)\n");
+               "  gvshim profile check FILE...   validate seccomp JSON profiles (OCI/Docker format)\n"
+               "  gvshim exec --pod NS/NAME | --id ID [--lang python|javascript] (-c CODE | FILE) [--arg k=v ...]\n"
+               "                                  run a snippet in a pod's sandbox (gvshim exec --help)\n");
   return 2;
 }
 
@@ -53,5 +57,6 @@ int main(int argc, char** argv) {
   if (args[0] == "profile" && args.size() >= 2 && args[1] == "check") {
     return ProfileCheck({args.begin() + 2, args.end()});
   }
+  if (args[0] == "exec") return gvshim::cli::ExecMain({args.begin() + 1, args.end()});
   return Usage();
 }

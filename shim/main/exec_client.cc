@@ -1,0 +1,330 @@
+#include "shim/main/exec_client.h"
+
+#include <dirent.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include <grpcpp/grpcpp.h>
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "gvshim/execute/v1/execute.grpc.pb.h"
+
+namespace gvshim::cli {
+namespace {
+
+namespace ev1 = gvshim::execute::v1;
+constexpr char kDefaultDir[] = "/run/gvshim/execute";
+
+int Usage() {
+  std::fprintf(stderr,
+               "usage: gvshim exec (--pod NS/NAME | --id ID) [--namespace CONTAINERD_NS] [--dir DIR]\n"
+               "                   [--lang python|javascript] (-c CODE | FILE | -) [--arg KEY=VALUE ...]\n"
+               "                   [--args-json JSON] [--stdin TEXT] [--timeout MS] [--memory BYTES]\n"
+               "                   [--output-bytes N] [--allow-network] [--container ID] [--json] [--stream]\n"
+               "Runs a snippet inside the pod's gVisor sandbox through the shim's Execute service. Prints the\n"
+               "snippet's stdout/stderr (and main()'s JSON result), and exits with the snippet's exit code\n"
+               "(124 on timeout, 125 when it could not run).\n"
+               "The discovery directory defaults to $GVSHIM_EXECUTE_DIR, else /run/gvshim/execute.\n");
+  return 2;
+}
+
+std::string StatusName(ev1::Status s) {
+  switch (s) {
+    case ev1::STATUS_SUCCESS:
+      return "success";
+    case ev1::STATUS_PROGRAM_ERROR:
+      return "program_error";
+    case ev1::STATUS_TIMEOUT:
+      return "timeout";
+    case ev1::STATUS_MEMORY_LIMIT:
+      return "memory_limit";
+    case ev1::STATUS_OUTPUT_LIMIT:
+      return "output_limit";
+    case ev1::STATUS_REJECTED:
+      return "rejected";
+    case ev1::STATUS_INTERNAL_ERROR:
+      return "internal_error";
+    default:
+      return "unspecified";
+  }
+}
+
+nlohmann::json ToJson(const ev1::ExecuteResponse& r) {
+  nlohmann::json j = {{"status", StatusName(r.status())},
+                      {"stdout", r.stdout()},
+                      {"stderr", r.stderr()},
+                      {"exit_code", r.exit_code()},
+                      {"signal", r.signal()},
+                      {"duration_ms", r.duration_ms()},
+                      {"stdout_truncated", r.stdout_truncated()},
+                      {"stderr_truncated", r.stderr_truncated()}};
+  if (!r.result_json().empty()) {
+    auto parsed = nlohmann::json::parse(r.result_json(), nullptr, false);
+    j["result"] = parsed.is_discarded() ? nlohmann::json(r.result_json()) : parsed;
+  }
+  if (r.peak_memory_bytes() != 0) j["peak_memory_bytes"] = r.peak_memory_bytes();
+  if (!r.error().empty()) j["error"] = r.error();
+  if (r.artifacts_size() > 0) {
+    j["artifacts"] = nlohmann::json::array();
+    for (const auto& a : r.artifacts()) j["artifacts"].push_back({{"name", a.name()}, {"size", a.size()}});
+  }
+  return j;
+}
+
+int ExitCodeFor(const ev1::ExecuteResponse& r) {
+  switch (r.status()) {
+    case ev1::STATUS_SUCCESS:
+    case ev1::STATUS_PROGRAM_ERROR:
+      return r.exit_code() != 0 ? r.exit_code() : (r.status() == ev1::STATUS_SUCCESS ? 0 : 1);
+    case ev1::STATUS_TIMEOUT:
+      return 124;
+    case ev1::STATUS_MEMORY_LIMIT:
+    case ev1::STATUS_OUTPUT_LIMIT:
+      return r.exit_code() != 0 ? r.exit_code() : 1;
+    default:
+      return 125;
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<SandboxRecord>> ReadRecords(const std::string& dir) {
+  std::vector<SandboxRecord> out;
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) {
+    return absl::NotFoundError(absl::StrCat("no Execute service found: cannot read ", dir, ": ", std::strerror(errno)));
+  }
+  while (dirent* e = ::readdir(d)) {
+    std::string name = e->d_name;
+    if (name.size() < 6 || name.substr(name.size() - 5) != ".json") continue;
+    std::string path = dir + "/" + name;
+    std::ifstream in(path);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    auto j = nlohmann::json::parse(ss.str(), nullptr, false);
+    if (j.is_discarded() || !j.is_object()) continue;  // being rewritten, or not ours
+    SandboxRecord r;
+    r.file = path;
+    r.ns = j.value("namespace", "");
+    r.sandbox_id = j.value("sandbox_id", "");
+    r.pod_namespace = j.value("pod_namespace", "");
+    r.pod_name = j.value("pod_name", "");
+    r.socket = j.value("socket", "");
+    if (auto c = j.find("containers"); c != j.end() && c->is_array()) {
+      for (const auto& el : *c) {
+        if (el.is_string()) r.containers.push_back(el.get<std::string>());
+        if (el.is_object() && el.contains("id") && el["id"].is_string()) r.containers.push_back(el["id"].get<std::string>());
+      }
+    }
+    out.push_back(std::move(r));
+  }
+  ::closedir(d);
+  return out;
+}
+
+absl::StatusOr<SandboxRecord> FindRecord(const std::vector<SandboxRecord>& records, const std::string& id,
+                                         const std::string& pod, const std::string& ns) {
+  std::vector<const SandboxRecord*> hits;
+  std::string pod_ns, pod_name;
+  if (!pod.empty()) {
+    auto slash = pod.find('/');
+    if (slash == std::string::npos) return absl::InvalidArgumentError("--pod wants NAMESPACE/NAME, got " + pod);
+    pod_ns = pod.substr(0, slash);
+    pod_name = pod.substr(slash + 1);
+  }
+  for (const auto& r : records) {
+    if (!ns.empty() && r.ns != ns) continue;
+    bool match = false;
+    if (!id.empty()) {
+      match = r.sandbox_id == id;
+      for (const auto& c : r.containers) match = match || c == id;
+    } else {
+      match = r.pod_namespace == pod_ns && r.pod_name == pod_name;
+    }
+    if (match) hits.push_back(&r);
+  }
+  std::string what = id.empty() ? "pod " + pod : "id " + id;
+  if (hits.empty()) return absl::NotFoundError(absl::StrCat("no Execute service for ", what));
+  if (hits.size() > 1) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(what, " matches ", hits.size(), " sandboxes (in several containerd namespaces?): use --namespace"));
+  }
+  return *hits[0];
+}
+
+absl::StatusOr<std::string> ArgsJson(const std::vector<std::string>& pairs, const std::string& base_json) {
+  nlohmann::json obj = nlohmann::json::object();
+  if (!base_json.empty()) {
+    obj = nlohmann::json::parse(base_json, nullptr, false);
+    if (obj.is_discarded()) return absl::InvalidArgumentError("--args-json is not valid JSON");
+    if (!pairs.empty() && !obj.is_object()) {
+      return absl::InvalidArgumentError("--arg needs --args-json to be an object");
+    }
+  }
+  for (const std::string& p : pairs) {
+    auto eq = p.find('=');
+    if (eq == std::string::npos || eq == 0) return absl::InvalidArgumentError("--arg wants KEY=VALUE, got " + p);
+    std::string value = p.substr(eq + 1);
+    auto parsed = nlohmann::json::parse(value, nullptr, false);
+    obj[p.substr(0, eq)] = parsed.is_discarded() ? nlohmann::json(value) : parsed;
+  }
+  return obj.dump();
+}
+
+int ExecMain(const std::vector<std::string>& args) {
+  std::string id, pod, ns, dir, lang, code, file, args_json, stdin_text, container;
+  std::vector<std::string> pairs;
+  bool json_out = false, stream = false, allow_network = false, have_code = false;
+  uint64_t timeout_ms = 0, memory = 0, output_bytes = 0;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    auto value = [&](std::string* out) {
+      if (i + 1 >= args.size()) return false;
+      *out = args[++i];
+      return true;
+    };
+    auto number = [&](uint64_t* out) {
+      std::string v;
+      return value(&v) && absl::SimpleAtoi(v, out);
+    };
+    bool ok = true;
+    if (a == "--id") ok = value(&id);
+    else if (a == "--pod") ok = value(&pod);
+    else if (a == "--namespace" || a == "-n") ok = value(&ns);
+    else if (a == "--dir") ok = value(&dir);
+    else if (a == "--lang" || a == "-l") ok = value(&lang);
+    else if (a == "-c" || a == "--code") ok = have_code = value(&code);
+    else if (a == "--arg") {
+      std::string v;
+      ok = value(&v);
+      pairs.push_back(v);
+    } else if (a == "--args-json") ok = value(&args_json);
+    else if (a == "--stdin") ok = value(&stdin_text);
+    else if (a == "--timeout") ok = number(&timeout_ms);
+    else if (a == "--memory") ok = number(&memory);
+    else if (a == "--output-bytes") ok = number(&output_bytes);
+    else if (a == "--container") ok = value(&container);
+    else if (a == "--allow-network") allow_network = true;
+    else if (a == "--json") json_out = true;
+    else if (a == "--stream") stream = true;
+    else if (a == "-h" || a == "--help") return Usage();
+    else if (!a.empty() && a[0] == '-' && a != "-") {
+      std::fprintf(stderr, "gvshim exec: unknown option %s\n", a.c_str());
+      return Usage();
+    } else if (file.empty()) file = a;
+    else ok = false;
+    if (!ok) {
+      std::fprintf(stderr, "gvshim exec: bad or missing value for %s\n", a.c_str());
+      return 2;
+    }
+  }
+  if ((id.empty() == pod.empty()) || (have_code == !file.empty())) return Usage();
+  if (!have_code) {
+    std::stringstream ss;
+    if (file == "-") {
+      ss << std::cin.rdbuf();
+    } else {
+      std::ifstream in(file);
+      if (!in) {
+        std::fprintf(stderr, "gvshim exec: cannot read %s: %s\n", file.c_str(), std::strerror(errno));
+        return 2;
+      }
+      ss << in.rdbuf();
+    }
+    code = ss.str();
+    if (lang.empty() && file.size() > 3 && (file.substr(file.size() - 3) == ".js" || file.substr(file.size() - 4) == ".mjs")) {
+      lang = "javascript";
+    }
+  }
+  if (lang.empty()) lang = "python";
+  ev1::ExecuteRequest req;
+  if (lang == "python" || lang == "py") {
+    req.set_language(ev1::LANGUAGE_PYTHON);
+  } else if (lang == "javascript" || lang == "js" || lang == "node") {
+    req.set_language(ev1::LANGUAGE_JAVASCRIPT);
+  } else {
+    std::fprintf(stderr, "gvshim exec: unknown language %s (python or javascript)\n", lang.c_str());
+    return 2;
+  }
+  auto aj = ArgsJson(pairs, args_json);
+  if (!aj.ok()) {
+    std::fprintf(stderr, "gvshim exec: %s\n", std::string(aj.status().message()).c_str());
+    return 2;
+  }
+  req.set_code(code);
+  if (!pairs.empty() || !args_json.empty()) req.set_arguments_json(*aj);
+  req.set_stdin(stdin_text);
+  req.set_allow_network(allow_network);
+  req.set_target_container(container);
+  if (timeout_ms) req.mutable_limits()->set_wall_timeout_ms(timeout_ms);
+  if (memory) req.mutable_limits()->set_memory_bytes(memory);
+  if (output_bytes) req.mutable_limits()->set_output_bytes(output_bytes);
+
+  if (dir.empty()) {
+    const char* env = std::getenv("GVSHIM_EXECUTE_DIR");
+    dir = env != nullptr && *env != '\0' ? env : kDefaultDir;
+  }
+  auto records = ReadRecords(dir);
+  if (!records.ok()) {
+    std::fprintf(stderr, "gvshim exec: %s\n", std::string(records.status().message()).c_str());
+    return 125;
+  }
+  auto rec = FindRecord(*records, id, pod, ns);
+  if (!rec.ok()) {
+    std::fprintf(stderr, "gvshim exec: %s (records in %s)\n", std::string(rec.status().message()).c_str(), dir.c_str());
+    return 125;
+  }
+  auto channel = grpc::CreateChannel("unix:" + rec->socket, grpc::InsecureChannelCredentials());
+  auto stub = ev1::Execute::NewStub(channel);
+  grpc::ClientContext ctx;
+  uint64_t deadline_ms = (timeout_ms ? timeout_ms : 60000) + 30000;  // the snippet's limit plus queueing slack
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(deadline_ms));
+  ev1::ExecuteResponse resp;
+  grpc::Status st;
+  if (stream) {
+    auto reader = stub->ExecuteStream(&ctx, req);
+    ev1::ExecuteEvent ev;
+    while (reader->Read(&ev)) {
+      if (ev.has_stdout() && !json_out) {
+        std::fwrite(ev.stdout().data(), 1, ev.stdout().size(), stdout);
+        std::fflush(stdout);
+      } else if (ev.has_stderr() && !json_out) {
+        std::fwrite(ev.stderr().data(), 1, ev.stderr().size(), stderr);
+      } else if (ev.has_result()) {
+        resp = ev.result();
+      }
+    }
+    st = reader->Finish();
+  } else {
+    st = stub->Execute(&ctx, req, &resp);
+  }
+  if (!st.ok()) {
+    std::fprintf(stderr, "gvshim exec: %s: %s\n", st.error_code() == grpc::StatusCode::INVALID_ARGUMENT ? "invalid request" : "Execute failed",
+                 st.error_message().c_str());
+    return 125;
+  }
+  if (json_out) {
+    std::printf("%s\n", ToJson(resp).dump().c_str());
+    return ExitCodeFor(resp);
+  }
+  if (!stream) {
+    std::fwrite(resp.stdout().data(), 1, resp.stdout().size(), stdout);
+    std::fwrite(resp.stderr().data(), 1, resp.stderr().size(), stderr);
+  }
+  if (!resp.result_json().empty()) std::printf("%s\n", resp.result_json().c_str());
+  if (resp.status() != ev1::STATUS_SUCCESS) {
+    std::fprintf(stderr, "gvshim exec: %s%s%s\n", StatusName(resp.status()).c_str(), resp.error().empty() ? "" : ": ",
+                 resp.error().c_str());
+  }
+  return ExitCodeFor(resp);
+}
+
+}  // namespace gvshim::cli
