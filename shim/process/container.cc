@@ -377,13 +377,26 @@ void Container::FinishExit(const std::string& exec_id, int exit_code) {
   // Drain the output before the exit is announced, so clients that stop reading at the exit see everything.
   if (p->io) p->io->WaitAndClose(kIoDrainTimeout);
   absl::MutexLock life(&lifecycle_mu_);
-  if (exec_id.empty() && !options_.oom_counter_file.empty() && ReadOomKillCount(options_.oom_counter_file) > 0) {
+  bool deleted;
+  {
+    absl::MutexLock lock(&mu_);
+    deleted = p->status == Status::kDeleted;
+  }
+  if (!deleted && exec_id.empty() && !options_.oom_counter_file.empty() &&
+      ReadOomKillCount(options_.oom_counter_file) > 0) {
     containerd::events::TaskOOM oom;
     oom.set_container_id(id());
     deps_.events->Publish(oom);
     log::Warnf("%s: the kernel OOM-killed in the sandbox's memory cgroup", id());
   }
   absl::MutexLock lock(&mu_);
+  if (p->status == Status::kDeleted) {
+    // Deleted before it ever ran (runsc delete --force ended the sandbox): containerd already has its answer.
+    p->exit.status = static_cast<uint32_t>(exit_code);
+    p->exit.at = absl::Now();
+    p->exit_published = true;
+    return;
+  }
   p->status = Status::kStopped;
   p->exit.status = static_cast<uint32_t>(exit_code);
   p->exit.at = absl::Now();

@@ -146,6 +146,16 @@ def processes_with_marker(marker):
     return found
 
 
+def wait_gone(marker, limit=5.0):
+    """processes_with_marker, polled (bounded) until empty: a SIGKILLed process leaves /proc asynchronously."""
+    deadline = time.monotonic() + limit
+    found = processes_with_marker(marker)
+    while found and time.monotonic() < deadline:
+        time.sleep(0.01)
+        found = processes_with_marker(marker)
+    return found
+
+
 class RunnerTests:
     """Scenarios shared by both runners; subclasses supply the snippets (SNIPPETS) and how to start."""
 
@@ -275,9 +285,9 @@ class RunnerTests:
         res = self.runner.run(self.snippet("background").replace("MARKER", marker))
         self.assertStatus(res, "success")
         self.assertEqual(json.loads(res["result_json"]), "child running")
-        # With a pid namespace the child is gone when the job's result is sent; without one, the runner
-        # killed the job's process group, which a setsid() child could escape (the snippet does not try).
-        self.assertEqual(processes_with_marker(marker), [])
+        # The child has been sent SIGKILL when the result is sent (pid namespace, process group, or the
+        # worker's kill of its uid); it disappears from /proc asynchronously, so allow a bounded moment.
+        self.assertEqual(wait_gone(marker), [])
 
     # --- isolation between jobs ---------------------------------------------------------------------
     def test_jobs_do_not_see_each_others_files(self):
@@ -559,14 +569,127 @@ class NodeRunnerWithoutNamespacesTest(NodeRunnerTest):
         self.skipTest("measured in NodeRunnerTest")
 
 
+class PythonRunnerPreforkTest(PythonRunnerTest):
+    """Prefork mode as the shim runs it in a sandbox without network: zygote, a uid per worker, phase times."""
+
+    EXTRA_ARGS = ((["--uid", "210000", "--uid-count", "16"] if IS_ROOT else []) +
+                  ["--job-mode", "prefork", "--prefork", "2", "--max-jobs", "8", "--sandbox-network", "none",
+                   "--phase-times"])
+
+    def test_ready_reports_mode_and_network(self):
+        self.assertEqual(self.iso["mode"], "prefork")
+        self.assertEqual(self.iso["sandbox_network"], "none")
+        self.assertTrue(self.iso["network_isolated"])
+
+    def test_network_off_by_default(self):
+        # With --sandbox-network none the runner makes no namespace: isolation is the sandbox's own
+        # (runsc --network=none). On the host that means a job reaches 127.0.0.1, which is the point.
+        res = self.runner.run(self.snippet("main_sum"), args={"a": 1, "b": 2})
+        self.assertStatus(res, "success")
+        self.assertFalse(res["isolation"]["net_ns"])
+        self.assertTrue(res["isolation"]["network_isolated"])
+
+    def test_phase_times(self):
+        res = self.runner.run(self.snippet("main_sum"), args={"a": 1, "b": 2})
+        self.assertStatus(res, "success")
+        ph = res["phases"]
+        for name in ("handoff", "w_got_job", "w_setup", "code_done", "end", "sent", "total", "prefork_fork"):
+            self.assertIn(name, ph)
+        self.assertGreaterEqual(ph["total"], ph["code_done"])
+
+    def test_each_job_gets_fresh_random_state(self):
+        code = "import random\ndef main():\n    return random.random()\n"
+        a = self.runner.run(code)
+        b = self.runner.run(code)
+        self.assertStatus(a, "success")
+        self.assertNotEqual(a["result_json"], b["result_json"], "workers must not share the zygote's seed")
+
+    def test_escaped_daemon_killed_before_result(self):
+        if not IS_ROOT:
+            self.skipTest("needs a uid per worker (root)")
+        marker = "gvx-daemon-" + uuid.uuid4().hex
+        code = ("import os, sys\n"
+                "def main():\n"
+                "    if os.fork() == 0:\n"
+                "        os.setsid()\n"
+                "        if os.fork() == 0:\n"
+                "            os.execv(sys.executable, [sys.executable, '-c', 'import time; time.sleep(60)', 'MARKER'])\n"
+                "        os._exit(0)\n"
+                "    os.wait()\n"
+                "    return 'daemon started'\n").replace("MARKER", marker)
+        res = self.runner.run(code)
+        self.assertStatus(res, "success")
+        # The worker kills every other process of its uid before it reports its end.
+        self.assertEqual(wait_gone(marker), [])
+        # The uid is reused only when nothing of it is left: many more jobs than uids still run.
+        for _ in range(20):
+            self.assertStatus(self.runner.run(self.snippet("script_print")), "success")
+
+    def test_job_killing_itself_still_gets_a_result(self):
+        res = self.runner.run("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n")
+        self.assertStatus(res, "program_error")
+        self.assertEqual(res["signal"], 9)
+
+    def test_zz_latency(self):
+        self.skipTest("measured in gVisor by tests/bench/runners_in_gvisor.sh")
+
+
+class PythonRunnerPreforkNetnsTest(PythonRunnerTest):
+    """Prefork mode when the sandbox has a network: default workers get their own network namespace."""
+
+    EXTRA_ARGS = ["--uid", "220000", "--uid-count", "16", "--job-mode", "prefork", "--prefork", "2"]
+
+    @classmethod
+    def setUpClass(cls):
+        if not IS_ROOT:
+            raise unittest.SkipTest("network namespaces need root")
+        super().setUpClass()
+
+    def test_zz_latency(self):
+        self.skipTest("measured in gVisor by tests/bench/runners_in_gvisor.sh")
+
+
+@unittest.skipIf(NODE is None, "node is not installed")
+class NodeRunnerUidModeTest(NodeRunnerTest):
+    """Node without pid namespaces (a uid per child) and without network namespaces (sandbox offline)."""
+
+    EXTRA_ARGS = NodeRunnerTest.EXTRA_ARGS + ["--sandbox-network", "none", "--phase-times", "--pool-size", "2"]
+
+    def test_ready_reports_mode(self):
+        if IS_ROOT:
+            self.assertEqual(self.iso["mode"], "uid")
+        self.assertTrue(self.iso["network_isolated"])
+
+    def test_network_off_by_default(self):
+        res = self.runner.run(self.snippet("main_sum"), args={"a": 1, "b": 2})
+        self.assertStatus(res, "success")
+        self.assertFalse(res["isolation"]["net_ns"])
+
+    def test_phase_times(self):
+        res = self.runner.run(self.snippet("main_sum"), args={"a": 1, "b": 2})
+        self.assertStatus(res, "success")
+        self.assertIn("total", res["phases"])
+        self.assertIn("c_done", res["phases"])
+
+    def test_zz_latency(self):
+        self.skipTest("measured in gVisor by tests/bench/runners_in_gvisor.sh")
+
+
 class RunnerDeathTest(unittest.TestCase):
     """If the runner itself dies, its jobs die with it (the shim then starts a new runner)."""
 
     def test_jobs_die_with_the_python_runner(self):
+        self._jobs_die_with_runner([])
+
+    def test_jobs_die_with_the_python_runner_prefork(self):
+        self._jobs_die_with_runner(["--job-mode", "prefork", "--sandbox-network", "none"] +
+                                   (["--uid", "230000", "--uid-count", "16"] if IS_ROOT else []))
+
+    def _jobs_die_with_runner(self, extra):
         tmp = tempfile.mkdtemp(prefix="gvx-")
         try:
             with open(os.path.join(RUNNERS, "python_runner.py")) as f:
-                r = RunnerProcess([PYTHON, "-I", "-c", f.read(), "--tmp-base", tmp], tmp)
+                r = RunnerProcess([PYTHON, "-I", "-c", f.read(), "--tmp-base", tmp] + extra, tmp)
             marker = "gvx-orphan-" + uuid.uuid4().hex
             jid = r.submit("import os, sys, time\n"
                            "print('up', flush=True)\n"

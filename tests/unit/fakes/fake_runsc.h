@@ -1,25 +1,32 @@
-// An in-process stand-in for runsc, for unit tests of the process and task layers. It behaves like runsc where
-// those layers can tell (pid files, exits, error codes) using real host processes:
+// An in-process stand-in for runsc, for unit tests of the process and task layers. It behaves like runsc
+// where those layers can tell (pid files, exits, error codes) using real host processes:
 //
-//  - Create spawns one "container" process per id: `sh -c 'read code; echo exit $code; exit $code'`, whose stdin
-//    is a pipe the fake holds (ExitInit writes the code) and whose stdout/stderr are CreateOptions.stdio. Its pid
-//    goes to the pid file, as runsc writes the sandbox pid. Being a child of the test binary, the process-wide
-//    sys::Reaper collects its exit like the shim collects the sandbox's.
+//  - Create spawns one "container" process per id: `sh -c 'read code; echo exit $code; exit $code'`, whose
+//  stdin
+//    is a pipe the fake holds (ExitInit writes the code) and whose stdout/stderr are CreateOptions.stdio. Its
+//    pid goes to the pid file, as runsc writes the sandbox pid. Being a child of the test binary, the
+//    process-wide sys::Reaper collects its exit like the shim collects the sandbox's.
 //  - Start records the stdio it gets and, when stdio.out is given (a container joining a sandbox takes its
 //    stdio at start), writes "started <id>\n" to it.
-//  - StartExec runs the "args" of the OCI process JSON as a real child with the given stdio, writes its pid to the
+//  - StartExec runs the "args" of the OCI process JSON as a real child with the given stdio, writes its pid
+//  to the
 //    internal pid file and returns it, as a non-detached `runsc exec` does.
-//  - Kill with pid 0 signals the container process; with SIGKILL (or all) the container's execs die too, as they
+//  - Exec processes are tracked by pidfd, not by a reaper watch (the Container's Watch must get the exit).
+//  - Kill with pid 0 signals the container process; with SIGKILL (or all) the container's execs die too, as
+//  they
 //    do when a sandbox goes away. Kill with a pid signals that exec.
 //  - Wait blocks until the container process exited and returns its shell-style exit code.
 //  - Delete(force) kills whatever is left of the container; NOT_FOUND for an unknown id.
 //
-// Every call is recorded; SetError makes a method fail. All live children are SIGKILLed when the fake goes away.
-// The test binary must have started sys::Reaper (see test_main.cc).
+// Every call is recorded; SetError makes a method fail. All live children are SIGKILLed when the fake goes
+// away. The test binary must have started sys::Reaper (see test_main.cc).
 #pragma once
 
+#include <poll.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 #include <fstream>
 #include <map>
@@ -47,10 +54,10 @@ class FakeRunsc : public runsc::Runsc {
   struct Call {
     std::string method;
     std::string id;
-    bool force = false;                       // Delete
-    int signal = 0, pid = 0;                  // Kill
-    bool all = false;                         // Kill
-    runsc::Stdio stdio;                       // Create / Start / StartExec, as received (fds not owned)
+    bool force = false;       // Delete
+    int signal = 0, pid = 0;  // Kill
+    bool all = false;         // Kill
+    runsc::Stdio stdio;       // Create / Start / StartExec, as received (fds not owned)
     std::string bundle, pid_file, console_socket, process_json;
   };
 
@@ -60,17 +67,17 @@ class FakeRunsc : public runsc::Runsc {
   // SIGKILLs every live process the fake started and makes pending and later Waits return. For test teardown:
   // a Container that joined a sandbox joins its `runsc wait` thread when destroyed.
   void KillAll() {
-    std::vector<pid_t> live;
+    Targets t;
     {
       absl::MutexLock lock(&state_->mu);
       state_->shutting_down = true;
       for (auto& [id, c] : state_->containers) {
-        if (!c.exited) live.push_back(c.pid);
-        for (pid_t p : c.execs) live.push_back(p);
+        if (!c.exited) t.pids.push_back(c.pid);
+        for (auto& [_, fd] : c.execs) t.pidfds.push_back(fd);
         c.control.reset();
       }
     }
-    for (pid_t p : live) (void)sys::Reaper::Get().Signal(p, SIGKILL);
+    t.Signal(SIGKILL);
   }
 
   // --- Test controls ---
@@ -91,7 +98,8 @@ class FakeRunsc : public runsc::Runsc {
   absl::Status ExitInit(const std::string& id, int code) {
     absl::MutexLock lock(&state_->mu);
     auto it = state_->containers.find(id);
-    if (it == state_->containers.end() || !it->second.control) return absl::NotFoundError("no container " + id);
+    if (it == state_->containers.end() || !it->second.control)
+      return absl::NotFoundError("no container " + id);
     std::string line = absl::StrCat(code, "\n");
     absl::Status st = sys::WriteAll(it->second.control.get(), line.data(), line.size());
     it->second.control.reset();
@@ -212,17 +220,15 @@ class FakeRunsc : public runsc::Runsc {
     so.pdeathsig = 0;
     auto pid = sys::Spawn(so);
     if (!pid.ok()) return pid.status();
+    // No reaper watch here: an exit collected before anyone watches is handed to the first Watch only, and
+    // the Container must get it (nobody but the shim watches a real `runsc exec`). A pidfd tracks the
+    // process.
+    sys::UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, *pid, 0)));
+    const pid_t p = *pid;
     {
       absl::MutexLock lock(&state_->mu);
-      state_->containers[id].execs.insert(*pid);
+      if (pidfd) state_->containers[id].execs[p] = std::make_shared<sys::UniqueFd>(std::move(pidfd));
     }
-    std::shared_ptr<Shared> state = state_;
-    pid_t p = *pid;
-    sys::Reaper::Get().Watch(p, [state, id, p](int) {
-      absl::MutexLock lock(&state->mu);
-      auto it = state->containers.find(id);
-      if (it != state->containers.end()) it->second.execs.erase(p);
-    });
     if (!opts.internal_pid_file.empty()) {
       std::ofstream out(opts.internal_pid_file, std::ios::trunc);
       out << p;
@@ -233,7 +239,8 @@ class FakeRunsc : public runsc::Runsc {
   absl::StatusOr<int> Wait(const std::string& id) override {
     if (absl::Status st = Record(NewCall("Wait", id)); !st.ok()) return st;
     absl::MutexLock lock(&state_->mu);
-    if (!state_->containers.count(id)) return absl::NotFoundError("runsc wait " + id + ": container does not exist");
+    if (!state_->containers.count(id))
+      return absl::NotFoundError("runsc wait " + id + ": container does not exist");
     auto done = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(state_->mu) {
       return state_->shutting_down || state_->containers[id].exited;
     };
@@ -248,7 +255,7 @@ class FakeRunsc : public runsc::Runsc {
     call.all = all;
     call.pid = pid;
     if (absl::Status st = Record(call); !st.ok()) return st;
-    std::vector<pid_t> targets;
+    Targets t;
     {
       absl::MutexLock lock(&state_->mu);
       auto it = state_->containers.find(id);
@@ -257,15 +264,20 @@ class FakeRunsc : public runsc::Runsc {
       }
       Container& c = it->second;
       if (pid != 0) {
-        if (!c.execs.count(pid)) return absl::NotFoundError(absl::StrCat("runsc kill ", id, ": no process ", pid));
-        targets.push_back(pid);
+        auto e = c.execs.find(pid);
+        if (e == c.execs.end() || Exited(*e->second)) {
+          return absl::NotFoundError(absl::StrCat("runsc kill ", id, ": no process ", pid));
+        }
+        t.pidfds.push_back(e->second);
       } else {
         if (c.exited) return absl::FailedPreconditionError("runsc kill " + id + ": container is not running");
-        targets.push_back(c.pid);
-        if (signal == SIGKILL || all) targets.insert(targets.end(), c.execs.begin(), c.execs.end());
+        t.pids.push_back(c.pid);
+        if (signal == SIGKILL || all) {
+          for (auto& [_, fd] : c.execs) t.pidfds.push_back(fd);
+        }
       }
     }
-    for (pid_t t : targets) (void)sys::Reaper::Get().Signal(t, signal);
+    t.Signal(signal);
     return absl::OkStatus();
   }
 
@@ -273,7 +285,7 @@ class FakeRunsc : public runsc::Runsc {
     Call call = NewCall("Delete", id);
     call.force = force;
     if (absl::Status st = Record(call); !st.ok()) return st;
-    std::vector<pid_t> targets;
+    Targets t;
     {
       absl::MutexLock lock(&state_->mu);
       auto it = state_->containers.find(id);
@@ -283,13 +295,13 @@ class FakeRunsc : public runsc::Runsc {
       Container& c = it->second;
       if (!c.exited) {
         if (!force) return absl::FailedPreconditionError("runsc delete " + id + ": container is running");
-        targets.push_back(c.pid);
+        t.pids.push_back(c.pid);
       }
-      targets.insert(targets.end(), c.execs.begin(), c.execs.end());
+      for (auto& [_, fd] : c.execs) t.pidfds.push_back(fd);
       c.control.reset();
       c.deleted = true;
     }
-    for (pid_t t : targets) (void)sys::Reaper::Get().Signal(t, SIGKILL);
+    t.Signal(SIGKILL);
     return absl::OkStatus();
   }
 
@@ -297,7 +309,8 @@ class FakeRunsc : public runsc::Runsc {
     if (absl::Status st = Record(NewCall("GetState", id)); !st.ok()) return st;
     absl::MutexLock lock(&state_->mu);
     auto it = state_->containers.find(id);
-    if (it == state_->containers.end()) return absl::NotFoundError("runsc state " + id + ": container does not exist");
+    if (it == state_->containers.end())
+      return absl::NotFoundError("runsc state " + id + ": container does not exist");
     runsc::State s;
     s.id = id;
     s.status = it->second.exited ? "stopped" : "running";
@@ -309,13 +322,19 @@ class FakeRunsc : public runsc::Runsc {
     if (absl::Status st = Record(NewCall("Ps", id)); !st.ok()) return st;
     absl::MutexLock lock(&state_->mu);
     auto it = state_->containers.find(id);
-    if (it == state_->containers.end()) return absl::NotFoundError("runsc ps " + id + ": container does not exist");
+    if (it == state_->containers.end())
+      return absl::NotFoundError("runsc ps " + id + ": container does not exist");
     // Inside a sandbox the container's processes have small pids; report 1 for the init and 2.. for execs.
     std::vector<runsc::ProcessInfo> out;
-    for (size_t i = 0; i <= it->second.execs.size(); ++i) {
+    runsc::ProcessInfo init;
+    init.pid = 1;
+    init.cmd = "sh";
+    out.push_back(init);
+    for (const auto& [_, fd] : it->second.execs) {
+      if (Exited(*fd)) continue;
       runsc::ProcessInfo p;
-      p.pid = static_cast<int>(i) + 1;
-      p.cmd = i == 0 ? "sh" : "exec";
+      p.pid = static_cast<int>(out.size()) + 1;
+      p.cmd = "exec";
       out.push_back(p);
     }
     return out;
@@ -334,7 +353,8 @@ class FakeRunsc : public runsc::Runsc {
   absl::StatusOr<runsc::Stats> GetStats(const std::string& id) override {
     if (absl::Status st = Record(NewCall("GetStats", id)); !st.ok()) return st;
     absl::MutexLock lock(&state_->mu);
-    if (!state_->containers.count(id)) return absl::NotFoundError("runsc events " + id + ": container does not exist");
+    if (!state_->containers.count(id))
+      return absl::NotFoundError("runsc events " + id + ": container does not exist");
     return state_->stats;
   }
   absl::StatusOr<std::vector<runsc::State>> List() override {
@@ -356,9 +376,9 @@ class FakeRunsc : public runsc::Runsc {
     pid_t pid = 0;
     sys::UniqueFd control;  // write end of the container process's stdin
     bool exited = false;
-    bool deleted = false;   // runsc delete ran: later calls see NOT_FOUND
+    bool deleted = false;  // runsc delete ran: later calls see NOT_FOUND
     int exit_code = 0;
-    std::set<pid_t> execs;  // live exec processes
+    std::map<pid_t, std::shared_ptr<sys::UniqueFd>> execs;  // exec processes (pidfds), exited ones included
   };
   // Shared with reaper callbacks, which may run after the fake is gone.
   struct Shared {
@@ -370,6 +390,21 @@ class FakeRunsc : public runsc::Runsc {
     bool shutting_down ABSL_GUARDED_BY(mu) = false;
   };
 
+  // Processes to signal, collected under the lock and signalled after it: the container process by pid
+  // (through the reaper, which never signals a pid whose exit it already collected), execs by pidfd.
+  struct Targets {
+    std::vector<pid_t> pids;
+    std::vector<std::shared_ptr<sys::UniqueFd>> pidfds;
+    void Signal(int sig) {
+      for (pid_t p : pids) (void)sys::Reaper::Get().Signal(p, sig);
+      for (auto& fd : pidfds) (void)::syscall(SYS_pidfd_send_signal, fd->get(), sig, nullptr, 0);
+    }
+  };
+  // A pidfd is readable once its process has exited.
+  static bool Exited(const sys::UniqueFd& pidfd) {
+    struct pollfd p = {pidfd.get(), POLLIN, 0};
+    return ::poll(&p, 1, 0) == 1;
+  }
   static Call NewCall(const std::string& method, const std::string& id) {
     Call c;
     c.method = method;
@@ -401,7 +436,9 @@ class FakeRunsc : public runsc::Runsc {
 class FakeRunscView : public runsc::Runsc {
  public:
   explicit FakeRunscView(FakeRunsc* fake) : fake_(fake) {}
-  absl::Status Create(const std::string& id, const runsc::CreateOptions& o) override { return fake_->Create(id, o); }
+  absl::Status Create(const std::string& id, const runsc::CreateOptions& o) override {
+    return fake_->Create(id, o);
+  }
   absl::Status Start(const std::string& id, const runsc::Stdio& s) override { return fake_->Start(id, s); }
   absl::StatusOr<pid_t> StartExec(const std::string& id, const runsc::ExecOptions& o) override {
     return fake_->StartExec(id, o);

@@ -71,7 +71,9 @@ class RecordingPublisher : public events::Publisher {
     return found;
   }
   // Index of the first event of `type` matching, or nullopt; does not wait.
-  std::optional<size_t> Find(const std::string& type, Match match = nullptr) { return WaitFor(type, absl::ZeroDuration(), match); }
+  std::optional<size_t> Find(const std::string& type, Match match = nullptr) {
+    return WaitFor(type, absl::ZeroDuration(), match);
+  }
   size_t Count(const std::string& type) {
     absl::MutexLock lock(&mu_);
     size_t n = 0;

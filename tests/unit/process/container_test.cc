@@ -75,7 +75,8 @@ class ContainerTest : public ::testing::Test {
     bundle_ = tmpl;
   }
   void TearDown() override {
-    // Let every child go (a joining container's destructor waits for its `runsc wait`), then drop the container.
+    // Let every child go (a joining container's destructor waits for its `runsc wait`), then drop the
+    // container.
     fake_.KillAll();
     container_.reset();
     std::error_code ec;
@@ -665,6 +666,7 @@ TEST_F(ContainerTest, ManyShortExecsEachPublishOneExitAfterTheirStart) {
 
 // Deleting a never-started init force-deletes the sandbox; the sandbox's death is reported afterwards by the
 // reaper. A deleted process must stay deleted (deleted -> stopped is not a legal transition).
+// FinishExit only records such an exit: no TaskExit after the delete.
 TEST_F(ContainerTest, DeletedInitStaysDeletedWhenTheSandboxExitArrives) {
   ASSERT_TRUE(Create(Options()).ok());
   auto del = container_->Delete("");

@@ -1,11 +1,11 @@
 // Mount option parsing (pure) and, where the test may mount, Rootfs mount/unmount.
 #include "shim/process/rootfs.h"
 
+#include <linux/magic.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/statvfs.h>
-#include <linux/magic.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -34,7 +34,12 @@ TEST(ParseMountOptionsTest, Table) {
       {"ro", "ext4", {"ro"}, MS_RDONLY, "", false},
       {"rw clears an earlier ro", "ext4", {"ro", "rw"}, 0, "", false},
       {"ro after rw wins", "ext4", {"rw", "ro"}, MS_RDONLY, "", false},
-      {"nosuid nodev noexec", "tmpfs", {"nosuid", "nodev", "noexec"}, MS_NOSUID | MS_NODEV | MS_NOEXEC, "", false},
+      {"nosuid nodev noexec",
+       "tmpfs",
+       {"nosuid", "nodev", "noexec"},
+       MS_NOSUID | MS_NODEV | MS_NOEXEC,
+       "",
+       false},
       {"suid/dev/exec clear", "tmpfs", {"nosuid", "suid", "nodev", "dev", "noexec", "exec"}, 0, "", false},
       {"bind option", "none", {"bind"}, MS_BIND, "", true},
       {"rbind option", "none", {"rbind", "ro"}, MS_BIND | MS_REC | MS_RDONLY, "", true},

@@ -14,7 +14,8 @@ namespace {
 
 using ::testing::HasSubstr;
 
-constexpr Status kAll[] = {Status::kCreated, Status::kRunning, Status::kPaused, Status::kStopped, Status::kDeleted};
+constexpr Status kAll[] = {Status::kCreated, Status::kRunning, Status::kPaused, Status::kStopped,
+                           Status::kDeleted};
 
 // The documented machine (containerd's task lifecycle): created -> running | stopped (killed before start) |
 // deleted (deleted before start); running <-> paused; running | paused -> stopped; stopped -> deleted.
@@ -60,8 +61,8 @@ TEST(CheckTransitionTest, StatusNames) {
 class OomCountTest : public ::testing::Test {
  protected:
   std::string Write(const std::string& text) {
-    std::string path = absl::StrCat(::testing::TempDir(), "/oom-", ::testing::UnitTest::GetInstance()->random_seed(),
-                                     "-", counter_++);
+    std::string path = absl::StrCat(::testing::TempDir(), "/oom-",
+                                    ::testing::UnitTest::GetInstance()->random_seed(), "-", counter_++);
     std::ofstream(path, std::ios::trunc) << text;
     return path;
   }
