@@ -58,7 +58,9 @@ absl::StatusOr<PreparedSpec> PrepareSpec(const std::string& bundle, const config
   if (cfg.hardening != nullptr) {
     ASSIGN_OR_RETURN(policy, oci::ParseHardeningTable(*cfg.hardening, cfg.source));
   }
-  ASSIGN_OR_RETURN(auto annotations, oci::SpecAnnotations(spec));
+  auto annotations_or = oci::SpecAnnotations(spec);
+  if (!annotations_or.ok()) return Annotate(annotations_or.status(), path);
+  auto annotations = std::move(*annotations_or);
   ASSIGN_OR_RETURN(policy, oci::ApplyAnnotations(policy, annotations));
   std::optional<nlohmann::json> seccomp_profile;
   if (policy.enabled) {
@@ -67,7 +69,9 @@ absl::StatusOr<PreparedSpec> PrepareSpec(const std::string& bundle, const config
       ASSIGN_OR_RETURN(seccomp_profile, profiles->Get(profile_path));
     }
   }
-  ASSIGN_OR_RETURN(oci::HardeningResult hardened, oci::HardenWithProfile(spec, policy, seccomp_profile));
+  auto hardened_or = oci::HardenWithProfile(spec, policy, seccomp_profile);
+  if (!hardened_or.ok()) return Annotate(hardened_or.status(), path);
+  oci::HardeningResult hardened = std::move(*hardened_or);
   spec = std::move(hardened.spec);
   RETURN_IF_ERROR(oci::SaveSpec(path, spec));
   for (const std::string& note : hardened.notes) log::Debugf("harden %s: %s", bundle, note);
