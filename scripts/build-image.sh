@@ -57,7 +57,7 @@ key=$( {
   sha256sum "${BASH_SOURCE[0]}" "$BUSYBOX" | cut -d' ' -f1
   echo "$NAME"
   if [[ $WITH_PY_NODE -eq 1 ]]; then
-    sha256sum "$py_bin" "$node_bin" | cut -d' ' -f1
+    sha256sum "$py_bin" "$node_bin" /usr/bin/setpriv /usr/bin/unshare /usr/bin/prlimit 2>/dev/null | cut -d' ' -f1
     dpkg-query -W -f='${Package} ${Version}\n' "libpython$py_ver-stdlib" 2>/dev/null || true
   fi
 } | sha256sum | cut -d' ' -f1)
@@ -104,12 +104,23 @@ GROUP
     ln -sf "$(basename "$py_bin")" "$rootfs/usr/bin/python3"
     install -m 0755 "$node_bin" "$rootfs/usr/bin/node"
     ln -sf node "$rootfs/usr/bin/nodejs"
+    # util-linux's setpriv/unshare/prlimit (what a Debian-based python or node image has), in place of the
+    # busybox applets of the same names, which lack the options the Execute runners use.
+    ul_tools=()
+    for t in setpriv unshare prlimit; do
+      if [[ -x /usr/bin/$t ]]; then
+        rm -f "$rootfs/bin/$t" "$rootfs/usr/bin/$t"
+        install -m 0755 "/usr/bin/$t" "$rootfs/usr/bin/$t"
+        ul_tools+=("/usr/bin/$t")
+      fi
+    done
     # The stdlib without its test suites and GUI modules.
     tar -C / --exclude="${py_stdlib#/}/test" --exclude="${py_stdlib#/}/idlelib" \
       --exclude="${py_stdlib#/}/tkinter" --exclude="${py_stdlib#/}/turtledemo" \
       --exclude="${py_stdlib#/}/ensurepip" -cf - "${py_stdlib#/}" | tar -C "$rootfs" -xf -
     # Shared libraries of the interpreters and of every extension module.
-    mapfile -t objs < <(echo "$py_bin"; echo "$node_bin"; find "$py_stdlib" -name '*.so' -type f)
+    mapfile -t objs < <(echo "$py_bin"; echo "$node_bin"; printf '%s\n' "${ul_tools[@]}"
+      find "$py_stdlib" -name '*.so' -type f)
     mapfile -t libs < <(for o in "${objs[@]}"; do ldd "$o" 2>/dev/null || true; done |
       awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' | sort -u)
     for l in "${libs[@]}"; do copy_host "$l"; done

@@ -70,6 +70,11 @@ debug = false
 [shim]
 log_level = "debug"
 
+# The Execute service, for pods (containers) annotated dev.gvshim.execute=true; sockets stay in this dir.
+[execute]
+enabled = true
+socket_dir = "$DIR/execute"
+
 # The shim's default profiles_dir (/usr/share/gvshim/seccomp-profiles) is not installed in tests: use the repo's.
 [hardening]
 profiles_dir = "$ROOT/seccomp-profiles"
@@ -134,6 +139,7 @@ GVS_LOG=$DIR/containerd.log
 GVS_CONFIG=$DIR/config.toml
 GVS_SHIM_CONFIG=$DIR/gvshim.toml
 GVS_RUNSC_ROOT=$DIR/runsc
+GVS_EXECUTE_DIR=$DIR/execute
 GVS_RUNC_WRAPPER=$DIR/runsc-runc
 GVS_RUNC_ROOT=$DIR/runc-root
 GVS_BIN_DIR=$BIN_DIR

@@ -28,6 +28,7 @@
 #include "shim/base/status.h"
 #include "shim/config/config.h"
 #include "shim/events/publisher.h"
+#include "shim/execute/manager.h"
 #include "shim/main/flags.h"
 #include "shim/process/rootfs.h"
 #include "shim/runsc/runsc.h"
@@ -231,10 +232,15 @@ int Serve(const Flags& f) {
   events::Forwarder forwarder(std::move(sink), f.ns);
 
   absl::Notification shutdown;
+  auto runsc_factory = [](const runsc::GlobalOptions& g) { return runsc::NewRunscCli(g); };
+  // The Execute service: nothing of it runs until a sandbox opts in (see shim/execute/manager.h).
+  execute::Manager execute_manager(runsc_factory);
   task::ServiceOptions so;
   so.ns = f.ns;
   so.config_path = f.config_path;
-  so.runsc_factory = [](const runsc::GlobalOptions& g) { return runsc::NewRunscCli(g); };
+  so.runsc_factory = runsc_factory;
+  so.on_started = [&execute_manager](const task::ContainerLifecycle& info) { execute_manager.OnContainerStarted(info); };
+  so.on_deleted = [&execute_manager](const std::string& id) { execute_manager.OnContainerDeleted(id); };
   so.request_shutdown = [&shutdown] {
     if (!shutdown.HasBeenNotified()) shutdown.Notify();
   };
@@ -254,6 +260,7 @@ int Serve(const Flags& f) {
   // Let the Shutdown response reach containerd, then stop.
   if (!f.socket.empty()) ::unlink(f.socket.c_str());
   server.Shutdown();
+  execute_manager.Shutdown();
   forwarder.Drain(absl::Seconds(5));
   log::Infof("gvshim exiting");
   return 0;

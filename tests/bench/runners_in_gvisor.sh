@@ -32,6 +32,11 @@ cleanup() {
   rm -rf "$DIR"
 }
 trap cleanup EXIT INT TERM
+if [[ -n ${GVRB_REUSE_ROOT:-} ]]; then  # debugging: drive an already running sandbox, leave it alone
+  ID=$GVRB_REUSE_ID
+  RUNSC=(runsc --root "$GVRB_REUSE_ROOT" --platform="$PLATFORM" --network=none)
+  trap 'rm -rf "$DIR"' EXIT INT TERM
+fi
 
 mkdir -p "$DIR/state" "$DIR/bundle/rootfs"/{usr,etc,tmp,proc,dev,sys,root}
 for l in bin lib lib64 sbin; do
@@ -75,7 +80,19 @@ with open(os.path.join(os.environ["DIR"], "bundle", "config.json"), "w") as f:
     json.dump(spec, f)
 EOF
 
-"${RUNSC[@]}" run --detach --bundle "$DIR/bundle" "$ID" >/dev/null
+# runsc's sandbox start fails now and then on a loaded machine ("waiting for sandbox to start: EOF"): retry.
+for attempt in 1 2 3 4 5; do
+  [[ -n ${GVRB_REUSE_ROOT:-} ]] && break
+  if "${RUNSC[@]}" run --detach --bundle "$DIR/bundle" "$ID" >/dev/null 2>"$DIR/run.err"; then
+    break
+  fi
+  "${RUNSC[@]}" delete --force "$ID" >/dev/null 2>&1 || true
+  if [[ $attempt == 5 ]]; then
+    echo "runsc run failed: $(cat "$DIR/run.err")" >&2
+    exit 1
+  fi
+  sleep 1
+done
 
 cat >"$DIR/driver.py" <<'EOF'
 import base64, json, os, shlex, statistics, struct, subprocess, sys, threading, time
@@ -87,7 +104,7 @@ jobs_n = int(os.environ.get("JOBS", "200"))
 cold_n = int(os.environ.get("COLD", "15"))
 tput_n = int(os.environ.get("TPUT_JOBS", "160"))
 py_args = shlex.split(os.environ.get("PY_RUNNER_ARGS") or
-                      "--uid 100000 --uid-count 16 --max-jobs 8 --sandbox-network none --phase-times")
+                      "--uid 100000 --uid-count 32 --max-jobs 8 --prefork 8 --sandbox-network none --phase-times")
 js_args = shlex.split(os.environ.get("JS_RUNNER_ARGS") or
                       "--uid 100000 --uid-count 24 --max-jobs 8 --pool-size 8 --sandbox-network none --phase-times")
 

@@ -65,6 +65,7 @@ function childMain() {
     return e instanceof RangeError && /allocation failed|out of memory/i.test(String(e.message));
   }
 
+  const now = () => Number(process.hrtime.bigint()) / 1e6;
   const chunks = [];
   const jobIn = new net.Socket({ fd: 3, readable: true, writable: false });
   jobIn.on('data', (c) => chunks.push(c));
@@ -81,6 +82,7 @@ function childMain() {
   });
 
   function run(job) {
+    const stamps = job.phase_times ? { c_got_job: now() } : null;
     try {
       process.chdir(job.workdir);
       if (job.drop_in_child && process.getuid() === 0) {
@@ -106,10 +108,29 @@ function childMain() {
         tmp_hidden: false, uid: process.getuid(),
       },
     });
-    process.on('exit', () => {
+    if (stamps) stamps.c_setup = now();
+    process.on('exit', (code) => {
       try {
         record({ kind: 'usage', maxrss: process.resourceUsage().maxRSS * 1024 });
       } catch (e) { /* best effort */ }
+      // With a uid of its own, everything else of this uid is the job's leftovers: kill them now, so
+      // nothing runs on once the result is out (the runner verifies before reusing the uid).
+      if (job.own_uid) {
+        try {
+          process.kill(-1, 'SIGKILL');
+        } catch (e) { /* nothing left */ }
+      }
+      if (stamps) {
+        stamps.c_done = now();
+        record({ kind: 'stamps', stamps });
+      }
+      // Our output is complete (pipe writes are synchronous on Linux); closing it lets the runner see the
+      // end of both streams without waiting for this process to be torn down.
+      try {
+        fs.closeSync(1);
+        fs.closeSync(2);
+      } catch (e) { /* already closed */ }
+      record({ kind: 'exit', code: typeof code === 'number' ? code : 0 });
     });
     const filename = path.join(job.workdir, 'snippet.js');
     const mod = { exports: {}, filename, id: '.', loaded: false };
@@ -172,7 +193,8 @@ function parseOptions(argv) {
   const o = {
     uid: 65534, gid: 65534, uidCount: 1, tmpBase: os.tmpdir(), maxJobs: 8, poolSize: 2, namespaces: true,
     maxArtifacts: 16, maxArtifactBytes: 4 << 20, asSlackBytes: 1024 * 1024 * 1024,
-    defaults: Object.assign({}, DEFAULT_LIMITS), node: process.execPath,
+    defaults: Object.assign({}, DEFAULT_LIMITS), node: process.execPath, sandboxNetwork: '', pidNamespace: 'auto',
+    phaseTimes: false,
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -192,6 +214,12 @@ function parseOptions(argv) {
     else if (a === '--max-artifact-bytes') o.maxArtifactBytes = Number(next());
     else if (a === '--as-slack-bytes') o.asSlackBytes = Number(next());
     else if (a === '--node') o.node = next();
+    else if (a === '--sandbox-network') o.sandboxNetwork = next();
+    else if (a === '--phase-times') o.phaseTimes = true;
+    else if (a === '--pid-namespace') {
+      o.pidNamespace = next();
+      if (!['auto', 'on', 'off'].includes(o.pidNamespace)) throw new Error('--pid-namespace must be auto, on or off');
+    }
     else if (a.startsWith('--default-') && a.slice(10).replace(/-/g, '_') in DEFAULT_LIMITS) {
       o.defaults[a.slice(10).replace(/-/g, '_')] = Number(next());
     } else throw new Error(`unknown option ${a}`);
@@ -258,6 +286,16 @@ class Runner {
     fs.mkdirSync(this.jobBase, { recursive: true });
     fs.chmodSync(this.jobBase, 0o711);
     this.iso = probeIsolation(opts, this.jobBase);
+    // A uid per child lets the runner clean up after a job by uid, so the pid namespace (an extra exec and
+    // fork per child, and zombies under the container's init in gVisor) is not needed.
+    this.ownUids = this.iso.root && opts.uidCount > 1;
+    this.usePidNs = this.iso.pid_ns && (opts.pidNamespace === 'on' || (opts.pidNamespace === 'auto' && !this.ownUids));
+    // With runsc --network=none the sandbox has only its own loopback: no network namespace per job needed.
+    this.isolateNet = this.iso.net_ns && opts.sandboxNetwork !== 'none';
+    Object.assign(this.iso, {
+      mode: this.usePidNs ? 'pid-namespace' : 'uid', sandbox_network: opts.sandboxNetwork || 'unknown',
+      network_isolated: this.isolateNet || opts.sandboxNetwork === 'none',
+    });
     this.childSource = `(${childMain.toString()})()`;
     this.poolKey = this.profileKey(opts.defaults, false);
     this.stopping = false;
@@ -334,13 +372,14 @@ class Runner {
     const t = this.iso.tools;
     const argv = [];
     const ns = { pid: false, net: false, mount: false, proc: false };
-    if (this.iso.pid_ns || (this.iso.net_ns && !allowNetwork) || this.iso.mount_ns) {
+    const wantNet = this.isolateNet && !allowNetwork;
+    if (this.usePidNs || wantNet || (this.usePidNs && this.iso.mount_ns)) {
       argv.push(t.unshare);
-      if (this.iso.pid_ns) {
+      if (this.usePidNs) {
         argv.push('--pid', '--fork', '--kill-child');
         ns.pid = true;
       }
-      if (this.iso.mount_ns) {
+      if (this.usePidNs && this.iso.mount_ns) {
         argv.push('--mount');
         ns.mount = true;
         if (this.iso.proc) {
@@ -348,7 +387,7 @@ class Runner {
           ns.proc = true;
         }
       }
-      if (this.iso.net_ns && !allowNetwork) {
+      if (wantNet) {
         argv.push('--net');
         ns.net = true;
       }
@@ -468,7 +507,8 @@ class Runner {
     } catch (e) {
       return this.reject(id, `bad request: ${e.message}`);
     }
-    const key = this.profileKey(spec.limits, spec.allowNetwork);
+    const tRecv = Number(process.hrtime.bigint()) / 1e6;
+    const key = this.profileKey(spec.limits, spec.allowNetwork && this.isolateNet);
     let entry = null;
     let warm = false;
     if (key === this.poolKey) {
@@ -482,11 +522,14 @@ class Runner {
       if (this.opts.uidCount > 1 && this.freeUids.length === 0) return this.reject(id, 'runner busy: no free uid');
       entry = this.spawnChild(spec.limits, spec.allowNetwork);
     }
-    setImmediate(() => this.refill());
+    // The replacement is started after this job's result is out (finish), so that starting a node process
+    // does not compete with the job for the CPU; a job that found no warm child needs one now.
+    if (!warm) setImmediate(() => this.refill());
     const job = {
       id, spec, entry, warm, start: process.hrtime.bigint(), out: { stdout: [], stderr: [] },
       outLen: { stdout: 0, stderr: 0 }, truncated: { stdout: false, stderr: false }, records: [], recordsLen: 0,
       killReason: null, exitCode: null, signal: null, workdir: null, closed: false, finished: false,
+      stamps: this.opts.phaseTimes ? { recv: tRecv } : null, selfExit: null, ended: 0, recScan: 0,
     };
     entry.job = job;
     this.jobs.set(id, job);
@@ -512,8 +555,25 @@ class Runner {
         job.records.push(c);
         job.recordsLen += c.length;
       }
+      if (job.selfExit === null && c.includes('"exit"')) {
+        const m = /\{"kind":"exit","code":(-?\d+)\}/.exec(Buffer.concat(job.records).toString('utf8'));
+        if (m) {
+          job.selfExit = Number(m[1]);
+          this.maybeSelfFinish(job);
+        }
+      }
     });
+    // The child's own "exit" record and the end of both output streams finish the job; the process
+    // itself may still be tearing down (slow for a V8 process inside gVisor).
+    for (const role of ['stdout', 'stderr']) {
+      child[role].on('end', () => {
+        job.ended++;
+        this.maybeSelfFinish(job);
+      });
+    }
     const onExit = (code, sig) => {
+      if (job.finished) return;
+      if (job.stamps) job.stamps.end = Number(process.hrtime.bigint()) / 1e6;
       job.exitCode = code;
       job.signal = sig ? os.constants.signals[sig] : null;
       // Stragglers outside a pid namespace die with the job's process group.
@@ -532,11 +592,24 @@ class Runner {
     if (!job.setupError) {
       const payload = {
         code: spec.code, args: spec.args, env: spec.env, workdir: job.workdir, uid: entry.uid, gid: this.opts.gid,
-        drop_in_child: entry.dropInChild, drop: this.iso.root, ns: entry.ns,
+        drop_in_child: entry.dropInChild, drop: this.iso.root, ns: entry.ns, own_uid: this.ownUids,
+        phase_times: this.opts.phaseTimes,
       };
       child.stdin.end(spec.stdin);
       child.stdio[3].end(JSON.stringify(payload));
+      if (job.stamps) job.stamps.handoff = Number(process.hrtime.bigint()) / 1e6;
     }
+  }
+
+  maybeSelfFinish(job) {
+    if (job.finished || job.selfExit === null || job.ended < 2 || job.killReason) return;
+    if (job.stamps) job.stamps.end = Number(process.hrtime.bigint()) / 1e6;
+    job.exitCode = job.selfExit;
+    job.signal = null;
+    try {
+      process.kill(-job.entry.child.pid, 'SIGKILL');
+    } catch (e) { /* already gone */ }
+    this.finish(job);
   }
 
   takeOutput(job, role, chunk) {
@@ -567,6 +640,7 @@ class Runner {
   finish(job) {
     if (job.finished || job.exitCode === null && job.signal === null && !job.entry.exited) return;
     job.finished = true;
+    setImmediate(() => this.refill());
     clearTimeout(job.timer);
     clearTimeout(job.closeTimer);
     this.jobs.delete(job.id);
@@ -575,7 +649,9 @@ class Runner {
       this.send(this.resultFrame(job, durationMs));
     } finally {
       if (job.workdir) fs.rmSync(job.workdir, { recursive: true, force: true });
-      this.sweepThenRelease(job.entry.uid);
+      const entry = job.entry;
+      if (entry.exited) this.sweepThenRelease(entry.uid);
+      else entry.child.once('exit', () => this.sweepThenRelease(entry.uid));
     }
   }
 
@@ -640,6 +716,9 @@ class Runner {
       else if (rec.kind === 'memory') memory = true;
       else if (rec.kind === 'bad_result') badResult = rec.message;
       else if (rec.kind === 'usage') peak = rec.maxrss;
+      else if (rec.kind === 'stamps' && job.stamps && rec.stamps && typeof rec.stamps === 'object') {
+        for (const [k, v] of Object.entries(rec.stamps)) if (typeof v === 'number' && !(k in job.stamps)) job.stamps[k] = v;
+      }
     }
     const stdout = Buffer.concat(job.out.stdout);
     let stderr = Buffer.concat(job.out.stderr);
@@ -674,7 +753,7 @@ class Runner {
       error = badResult || (sig !== null ? `killed by signal ${sig}` : `exit status ${code}`);
     }
     const art = job.workdir ? this.collectArtifacts(job) : { out: [], truncated: false };
-    return {
+    const frame = {
       type: 'result', id: job.id, status, exit_code: code, signal: sig,
       stdout: stdout.toString('base64'), stderr: stderr.toString('base64'),
       stdout_truncated: job.truncated.stdout, stderr_truncated: job.truncated.stderr,
@@ -682,6 +761,8 @@ class Runner {
       peak_memory_bytes: peak, artifacts: art.out, artifacts_truncated: art.truncated, error,
       isolation: Object.assign({ warm: job.warm }, iso || {}),
     };
+    if (job.stamps) frame.phases = phasesOf(job.stamps);
+    return frame;
   }
 
   shutdown() {
@@ -720,6 +801,16 @@ function uidHasProcesses(uid) {
     } catch (err) { /* gone */ }
   }
   return false;
+}
+
+// Milliseconds between consecutive timestamps of the job's path, each named by the later one.
+function phasesOf(stamps) {
+  const st = Object.assign({}, stamps, { sent: Number(process.hrtime.bigint()) / 1e6 });
+  const order = Object.entries(st).filter(([, t]) => t >= st.recv).sort((a, b) => a[1] - b[1]);
+  const out = {};
+  for (let i = 1; i < order.length; i++) out[order[i][0]] = Math.round((order[i][1] - order[i - 1][1]) * 1000) / 1000;
+  out.total = Math.round((st.sent - st.recv) * 1000) / 1000;
+  return out;
 }
 
 function emptyResult(id) {

@@ -105,6 +105,11 @@ class Options:
         self.max_artifacts = 16
         self.max_artifact_bytes = 4 << 20
         self.defaults = dict(DEFAULT_LIMITS)
+        # "none": the sandbox itself has no network (runsc --network=none), so jobs need no network namespace.
+        self.sandbox_network = ""
+        self.job_mode = "auto"  # auto | prefork | fork (see PROTOCOL.md, "What a job gets")
+        self.prefork = 4  # idle pre-forked workers kept ready (prefork mode)
+        self.phase_times = False
         it = iter(argv)
         for a in it:
             if a == "--uid":
@@ -125,6 +130,16 @@ class Options:
                 self.max_artifacts = int(next(it))
             elif a == "--max-artifact-bytes":
                 self.max_artifact_bytes = int(next(it))
+            elif a == "--sandbox-network":
+                self.sandbox_network = next(it)
+            elif a == "--job-mode":
+                self.job_mode = next(it)
+                if self.job_mode not in ("auto", "prefork", "fork"):
+                    raise SystemExit("gvshim-python-runner: --job-mode must be auto, prefork or fork")
+            elif a == "--prefork":
+                self.prefork = max(1, int(next(it)))
+            elif a == "--phase-times":
+                self.phase_times = True
             elif a.startswith("--default-") and a[10:].replace("-", "_") in DEFAULT_LIMITS:
                 self.defaults[a[10:].replace("-", "_")] = int(next(it))
             else:
@@ -322,6 +337,9 @@ def _job_body(job, res_fd):
         except OSError:
             pass
         code = 1
+    stamps = job.get("stamps")
+    if stamps is not None:
+        stamps["code_done"] = time.monotonic()
     return code
 
 
@@ -368,36 +386,68 @@ def _job_setup_and_run(job, ctx, in_pid_ns, unshared):
         setup["notes"] = notes
     os.chdir(workdir)
     lim = job["limits"]
-    cpu_s = max(1, -(-lim["cpu_time_ms"] // 1000))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 1))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (lim["file_size_bytes"], lim["file_size_bytes"]))
+    _set_job_rlimits(lim)
     if os.geteuid() == 0:
-        os.setgroups([])
-        os.setgid(job["gid"])
-        os.setuid(job["uid"])
-        if os.getuid() == 0 or os.geteuid() == 0:
-            raise OSError(errno.EPERM, "privilege drop did not take effect")
+        _drop_privileges(job["uid"], job["gid"])
         setup["uid"] = os.getuid()
+    _stamp(job, "setuid")
     # NPROC counts the processes of the (now unprivileged) uid; set it after the drop so root is not limited.
     resource.setrlimit(resource.RLIMIT_NPROC, (lim["max_processes"], lim["max_processes"]))
     _prctl(PR_SET_NO_NEW_PRIVS, 1)
     # The credential change cleared any parent-death signal; the job dies with its parent.
     _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    _set_job_env(job, workdir)
+    os.write(3, (json.dumps({"kind": "setup", "isolation": setup}) + "\n").encode())
+    # Address-space limit last: everything above may still allocate.
+    resource.setrlimit(resource.RLIMIT_AS, (lim["memory_bytes"], lim["memory_bytes"]))
+    _stamp(job, "rlimits")
+    code = _job_body(job, 3)
+    _write_stamps(job, 3)
+    return code
+
+
+def _stamp(job, name):
+    stamps = job.get("stamps")
+    if stamps is not None:
+        stamps[name] = time.monotonic()
+
+
+def _write_stamps(job, fd):
+    if job.get("stamps") is not None:
+        try:
+            os.write(fd, (json.dumps({"kind": "stamps", "stamps": job["stamps"]}) + "\n").encode())
+        except OSError:
+            pass
+
+
+def _set_job_rlimits(lim):
+    """CORE, CPU and FSIZE; NPROC and AS are set by the callers at the right moment."""
+    cpu_s = max(1, -(-lim["cpu_time_ms"] // 1000))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 1))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (lim["file_size_bytes"], lim["file_size_bytes"]))
+
+
+def _drop_privileges(uid, gid):
+    os.setgroups([])
+    os.setgid(gid)
+    os.setuid(uid)
+    if os.getuid() == 0 or os.geteuid() == 0:
+        raise OSError(errno.EPERM, "privilege drop did not take effect")
+
+
+def _set_job_env(job, workdir):
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8",
            "PYTHONDONTWRITEBYTECODE": "1"}
     env.update(job["env"])
     os.environ.clear()
     os.environ.update(env)
-    os.write(3, (json.dumps({"kind": "setup", "isolation": setup}) + "\n").encode())
-    # Address-space limit last: everything above may still allocate.
-    resource.setrlimit(resource.RLIMIT_AS, (lim["memory_bytes"], lim["memory_bytes"]))
-    return _job_body(job, 3)
 
 
 def _child_entry(job, ctx, fds):
     """First process of a job (forked from the runner). Never returns."""
     code = SETUP_FAILED_EXIT
+    _stamp(job, "forked")
     try:
         runner_pid = ctx["runner_pid"]
         _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -417,7 +467,7 @@ def _child_entry(job, ctx, fds):
         iso = ctx["isolation"]
         if iso["mount_ns"]:
             flags |= CLONE_NEWNS
-        if iso["net_ns"] and not job["allow_network"]:
+        if ctx["isolate_net"] and not job["allow_network"]:
             flags |= CLONE_NEWNET
         if iso["pid_ns"]:
             flags |= CLONE_NEWPID
@@ -428,14 +478,16 @@ def _child_entry(job, ctx, fds):
                 unshared = flags
             except OSError as e:
                 job["notes"] = [str(e)]
-        if not job["allow_network"] and not (unshared & CLONE_NEWNET) and iso["net_ns"]:
+        if not job["allow_network"] and not (unshared & CLONE_NEWNET) and ctx["isolate_net"]:
             raise OSError(errno.EPERM, "could not create the network namespace")
+        _stamp(job, "unshared")
         if unshared & CLONE_NEWPID:
             # We stay outside the new pid namespace; our child is its init. When that child exits the kernel
             # kills everything else in the namespace, so nothing the snippet started can outlive it.
             pid = os.fork()
             if pid == 0:
                 rc = SETUP_FAILED_EXIT
+                _stamp(job, "pidns_forked")
                 try:
                     os.close(4)
                     try:
@@ -468,6 +520,232 @@ def _child_entry(job, ctx, fds):
     finally:
         os._exit(code)
 
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Prefork mode: a zygote process forks workers ahead of time; each worker is already in its own session,
+# under its own uid, and waits for exactly one job. A fork costs 15-20 ms inside gVisor (ptrace), almost all
+# of it in the forking process, so the runner's loop never forks: the zygote does, concurrently.
+#
+# Runner -> zygote (SOCK_SEQPACKET, one JSON message each):
+#   {"op":"spawn","seq":N,"uid":U,"gid":G,"net":bool}   fork a worker (net: give it its own network namespace)
+#   {"op":"sweep","seq":N,"uid":U,"gid":G}               kill(-1, SIGKILL) as U from a throw-away child
+# Zygote -> runner:
+#   {"op":"spawned","seq":N,"pid":P} + fds [job_w, stdout_r, stderr_r, records_r]   (or "error")
+#   {"op":"exited","pid":P,"status":S,"maxrss":B}         a worker (or sweeper) was reaped
+#   {"op":"swept","seq":N,"uid":U}
+
+
+def _zygote_main(ctl, runner_pid, isolation):
+    """The zygote's loop. Never returns."""
+    import socket
+
+    code = 0
+    try:
+        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != runner_pid:
+            os._exit(0)
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+        # Workers' orphans are the runner's business (it is their subreaper); the zygote reaps its children.
+        wake_r, wake_w = os.pipe()
+        _set_nonblock(wake_r)
+        _set_nonblock(wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        signal.set_wakeup_fd(wake_w)
+        sel = selectors.DefaultSelector()
+        sel.register(ctl.fileno(), selectors.EVENT_READ, "ctl")
+        sel.register(wake_r, selectors.EVENT_READ, "wake")
+        sweepers = {}  # pid -> (seq, uid)
+        # The interpreter's objects are shared with every worker; keep the collector from touching (and so
+        # copying) them in each worker.
+        import gc
+
+        gc.collect()
+        gc.freeze()
+
+        def send(obj, fds=()):
+            data = json.dumps(obj).encode()
+            if fds:
+                socket.send_fds(ctl, [data], list(fds))
+            else:
+                ctl.send(data)
+
+        def reap():
+            while True:
+                try:
+                    pid, st, ru = os.wait4(-1, os.WNOHANG)
+                except ChildProcessError:
+                    return
+                if pid == 0:
+                    return
+                if pid in sweepers:
+                    seq, uid = sweepers.pop(pid)
+                    send({"op": "swept", "seq": seq, "uid": uid})
+                else:
+                    send({"op": "exited", "pid": pid, "status": st, "maxrss": ru.ru_maxrss * 1024})
+
+        while True:
+            for key, _ in sel.select():
+                if key.data == "wake":
+                    try:
+                        while os.read(wake_r, 4096):
+                            pass
+                    except BlockingIOError:
+                        pass
+                    continue
+                try:
+                    data = ctl.recv(1 << 16)
+                except InterruptedError:
+                    continue
+                except OSError:
+                    data = b""
+                if not data:
+                    os._exit(0)  # the runner closed its end: shutting down
+                req = json.loads(data)
+                if req["op"] == "spawn":
+                    try:
+                        pid, fds = _spawn_worker(req, ctl, wake_r, wake_w, runner_pid, isolation)
+                    except OSError as e:
+                        send({"op": "error", "seq": req["seq"], "message": "spawn worker: %s" % e})
+                        continue
+                    try:
+                        send({"op": "spawned", "seq": req["seq"], "pid": pid, "t": time.monotonic()}, fds)
+                    finally:
+                        for fd in fds:
+                            os.close(fd)
+                elif req["op"] == "sweep":
+                    pid = os.fork()
+                    if pid == 0:
+                        try:
+                            os.setgid(req["gid"])
+                            os.setuid(req["uid"])
+                            os.kill(-1, signal.SIGKILL)  # every process this uid may signal, i.e. its own
+                        finally:
+                            os._exit(0)
+                    sweepers[pid] = (req["seq"], req["uid"])
+            reap()
+    except (BrokenPipeError, ConnectionResetError):
+        code = 0  # the runner is gone or shutting down
+    except BaseException as e:  # noqa: BLE001
+        _diag("zygote: %s" % e)
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def _spawn_worker(req, ctl, wake_r, wake_w, runner_pid, isolation):
+    """Forks one worker. Returns (pid, [job_w, stdout_r, stderr_r, records_r]) to hand to the runner."""
+    job_r, job_w = os.pipe()
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    rec_r, rec_w = os.pipe()
+    t0 = time.monotonic()
+    pid = os.fork()
+    if pid == 0:
+        code = SETUP_FAILED_EXIT
+        try:
+            code = _worker_main(req, [job_r, out_w, err_w, rec_w], t0)
+        except BaseException as e:  # noqa: BLE001
+            try:
+                os.write(2, ("gvshim: worker setup failed: %s\n" % e).encode())
+            except BaseException:
+                pass
+        finally:
+            os._exit(code)
+    for fd in (job_r, out_w, err_w, rec_w):
+        os.close(fd)
+    return pid, [job_w, out_r, err_r, rec_r]
+
+
+def _worker_main(req, fds, t_fork):
+    """A pre-forked worker: set up everything that does not depend on the job, wait for it, run it."""
+    t_start = time.monotonic()
+    zygote = os.getppid()
+    signal.set_wakeup_fd(-1)
+    for s in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
+        signal.signal(s, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    os.setsid()
+    # stdin (/dev/null until the job's bytes arrive), stdout, stderr, records, job channel; nothing else.
+    high = [fcntl.fcntl(f, fcntl.F_DUPFD, 64) for f in fds]
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.dup2(high[1], 1)
+    os.dup2(high[2], 2)
+    os.dup2(high[3], 3)
+    os.dup2(high[0], 4)
+    os.closerange(5, os.sysconf("SC_OPEN_MAX") if os.sysconf("SC_OPEN_MAX") < 1 << 16 else 1 << 16)
+    setup = {"pid_ns": False, "net_ns": False, "mount_ns": False, "proc": False, "tmp_hidden": False,
+             "uid": os.getuid(), "mode": "prefork", "network_isolated": False}
+    if req.get("net"):
+        _unshare(CLONE_NEWNET)
+        setup["net_ns"] = setup["network_isolated"] = True
+    elif req.get("sandbox_no_network"):
+        setup["network_isolated"] = True
+    os.chdir(req["workdir"])  # as root: the path's parents need not be searchable by the job's uid
+    if os.geteuid() == 0:
+        _drop_privileges(req["uid"], req["gid"])
+        setup["uid"] = os.getuid()
+    _prctl(PR_SET_NO_NEW_PRIVS, 1)
+    # Dies with the zygote, which dies with the runner. (Set after the uid change, which clears it.)
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != zygote:
+        return SETUP_FAILED_EXIT
+    # Run a dummy job through the same code (result records to /dev/null): after a fork, every first write
+    # to a page costs a trip through gVisor's sentry, so take those faults now rather than on the job's time.
+    sink = os.open(os.devnull, os.O_WRONLY)
+    try:
+        warm = {"code": "def main(a, b):\n    return {'sum': a + b}\n", "args": {"a": 1, "b": 2},
+                "limits": {"max_processes": 0}}
+        _job_body(json.loads(json.dumps(warm)), sink)
+        resource.setrlimit(resource.RLIMIT_CORE, resource.getrlimit(resource.RLIMIT_CORE))
+        base64.b64decode("")
+    finally:
+        os.close(sink)
+    t_ready = time.monotonic()
+    data = bytearray()
+    while True:
+        chunk = os.read(4, 1 << 20)
+        if not chunk:
+            break
+        data += chunk
+    os.close(4)
+    if not data:
+        return 0  # retired by the runner
+    t_got = time.monotonic()
+    job = json.loads(data)
+    kill = _libc.kill  # taken before the snippet runs: a snippet can only break it for itself
+    if job.get("phase_times"):
+        job["stamps"] = {"w_fork": t_fork, "w_start": t_start, "w_ready": t_ready, "w_got_job": t_got}
+    stdin = base64.b64decode(job.get("stdin") or "")
+    if stdin:
+        mfd = os.memfd_create("stdin", 0)
+        os.write(mfd, stdin)
+        os.lseek(mfd, 0, os.SEEK_SET)
+        os.dup2(mfd, 0)
+        os.close(mfd)
+    workdir = job["workdir"]
+    lim = job["limits"]
+    _set_job_rlimits(lim)
+    resource.setrlimit(resource.RLIMIT_NPROC, (lim["max_processes"], lim["max_processes"]))
+    _set_job_env(job, workdir)
+    os.write(3, (json.dumps({"kind": "setup", "isolation": setup}) + "\n").encode())
+    resource.setrlimit(resource.RLIMIT_AS, (lim["memory_bytes"], lim["memory_bytes"]))
+    _stamp(job, "w_setup")
+    code = _job_body(job, 3)
+    # Everything else of this uid is the job's leftovers (background children, setsid daemons): kill them
+    # before reporting the end, so nothing runs on once the result is out. (The runner verifies later.)
+    if req.get("own_uid"):
+        kill(-1, signal.SIGKILL)
+    _stamp(job, "w_swept")
+    _write_stamps(job, 3)
+    try:
+        maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    except BaseException:
+        maxrss = 0
+    os.write(3, (json.dumps({"kind": "exit", "code": code, "maxrss": maxrss}) + "\n").encode())
+    return code
 
 # ----------------------------------------------------------------------------------------------------------
 # Runner side.
@@ -512,6 +790,24 @@ class Job:
         self.kill_reason = None
         self.workdir = None
         self.uid = None
+        self.worker = None  # prefork mode: the Worker running this job
+        self.net = False  # prefork mode: needs a worker with its own network namespace
+        self.setup_error = None
+        self.stamps = {}  # phase name -> monotonic time (with --phase-times)
+        self.rec_scanned = 0  # records bytes already searched for the worker's "exit" record
+
+
+class Worker:
+    """A pre-forked process (child of the zygote) that waits for one job."""
+
+    def __init__(self, pid, uid, net, fds, workdir):
+        self.pid = pid
+        self.uid = uid
+        self.net = net
+        self.workdir = workdir  # made (empty, owned by uid) before the worker was forked
+        self.job_w, self.out_r, self.err_r, self.rec_r = fds
+        self.job = None
+        self.exited = False
 
 
 class Runner:
@@ -547,8 +843,305 @@ class Runner:
         os.makedirs(self.job_base, exist_ok=True)
         os.chmod(self.job_base, 0o711)
         self.isolation = _probe_isolation(opts, self.job_base)
-        self.ctx = {"runner_pid": self.pid, "isolation": self.isolation, "job_base": self.job_base}
+        root = os.geteuid() == 0
+        sandbox_offline = opts.sandbox_network == "none"
+        # With runsc --network=none the sandbox has only its own loopback: a job cannot reach the host or
+        # anything outside, so the per-job network namespace (and its cost) is not needed.
+        self.isolate_net = self.isolation["net_ns"] and not sandbox_offline
+        mode = opts.job_mode
+        if mode == "auto":
+            # Prefork needs a uid per worker to clean up after a job without a pid namespace.
+            mode = "prefork" if not root or opts.uid_count >= opts.max_jobs + opts.prefork else "fork"
+        self.mode = mode
+        self.own_uids = root and opts.uid_count > 1
+        self.isolation.update({"mode": mode, "sandbox_network": opts.sandbox_network or "unknown",
+                               "network_isolated": bool(self.isolate_net or sandbox_offline)})
+        self.ctx = {"runner_pid": self.pid, "isolation": self.isolation, "job_base": self.job_base,
+                    "isolate_net": self.isolate_net}
         self.running = True
+        # Prefork mode state.
+        self.zygote_pid = None
+        self.zsock = None
+        self.seq = 0
+        self.spawning = {}  # seq -> (uid, net, workdir)
+        self.idle = {False: [], True: []}  # net -> [Worker]
+        self.workers = {}  # pid -> Worker
+        self.pending = []  # jobs waiting for a worker
+        self.sweeping = {}  # seq -> uid
+        self.sweep_tries = {}  # uid -> sweeps done for its current release
+        if mode == "prefork":
+            self.start_zygote()
+            self.refill()
+
+    # --- prefork: zygote and workers -----------------------------------------------------------------------
+    def start_zygote(self):
+        import socket
+
+        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        pid = os.fork()
+        if pid == 0:
+            # Keep only stdio and the channel: no copies of the protocol or of any job's pipes.
+            keep = b.fileno()
+            os.closerange(3, keep)
+            os.closerange(keep + 1, 1 << 16)
+            _zygote_main(b, self.pid, self.isolation)  # never returns
+        b.close()
+        a.setblocking(False)
+        self.zygote_pid = pid
+        self.zsock = a
+        self.sel.register(a.fileno(), selectors.EVENT_READ, "zygote")
+
+    def zsend(self, obj):
+        self.zsock.setblocking(True)
+        try:
+            self.zsock.send(json.dumps(obj).encode())
+        finally:
+            self.zsock.setblocking(False)
+
+    def refill(self):
+        """Keeps `prefork` idle workers of the default kind, plus one on the way per waiting job."""
+        if self.mode != "prefork" or not self.running or self.zsock is None:
+            return
+        want = {self.isolate_net: self.opts.prefork, (not self.isolate_net): 0}
+        for job in self.pending:
+            want[job.net] = want.get(job.net, 0) + 1
+        for net in (self.isolate_net, not self.isolate_net):
+            if net and not self.isolate_net:
+                continue
+            have = len(self.idle[net]) + sum(1 for _, n, _ in self.spawning.values() if n == net)
+            while have < want[net]:
+                if self.own_uids:
+                    if not self.free_uids:
+                        return
+                    uid = self.free_uids.pop(0)
+                else:
+                    uid = self.opts.uid
+                try:
+                    workdir = self.make_workdir(uid)
+                except OSError as e:
+                    _diag("job directory: %s" % e)
+                    self.release_uid(uid)
+                    return
+                self.seq += 1
+                self.spawning[self.seq] = (uid, net, workdir)
+                self.zsend({"op": "spawn", "seq": self.seq, "uid": uid, "gid": self.opts.gid, "net": net,
+                            "own_uid": self.own_uids, "sandbox_no_network": self.opts.sandbox_network == "none",
+                            "workdir": workdir})
+                have += 1
+
+    def make_workdir(self, uid):
+        workdir = os.path.join(self.job_base, secrets.token_hex(16))
+        os.mkdir(workdir, 0o700)
+        os.mkdir(os.path.join(workdir, "artifacts"), 0o700)
+        if os.geteuid() == 0:
+            os.chown(workdir, uid, self.opts.gid)
+            os.chown(os.path.join(workdir, "artifacts"), uid, self.opts.gid)
+        return workdir
+
+    def on_zygote_readable(self):
+        import socket
+
+        while True:
+            try:
+                data, fds, _, _ = socket.recv_fds(self.zsock, 1 << 16, 8)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:
+                _diag("zygote channel: %s" % e)
+                data, fds = b"", []
+            if not data:
+                self.zygote_lost()
+                return
+            msg = json.loads(data)
+            op = msg.get("op")
+            if op == "spawned":
+                uid, net, workdir = self.spawning.pop(msg["seq"])
+                w = Worker(msg["pid"], uid, net, fds, workdir)
+                for fd in fds[1:]:
+                    _set_nonblock(fd)
+                self.workers[w.pid] = w
+                waiting = next((j for j in self.pending if j.net == net), None)
+                if waiting is not None:
+                    self.pending.remove(waiting)
+                    self.dispatch_job(waiting, w)
+                else:
+                    self.idle[net].append(w)
+            elif op == "error":
+                uid, _, workdir = self.spawning.pop(msg["seq"])
+                shutil.rmtree(workdir, ignore_errors=True)
+                _diag(msg.get("message"))
+                for fd in fds:
+                    os.close(fd)
+                self.release_uid(uid)
+                # Jobs waiting for a worker of that kind would wait forever: fail them.
+                for job in list(self.pending):
+                    self.pending.remove(job)
+                    job.kill_reason = "setup"
+                    job.setup_error = "could not start a worker: %s" % msg.get("message")
+                    job.exited = True
+                    self.maybe_finish(job)
+            elif op == "exited":
+                self.on_worker_exit(msg["pid"], msg["status"], msg["maxrss"])
+            elif op == "swept":
+                uid = self.sweeping.pop(msg["seq"])
+                self.release_uid_when_clean(uid)
+
+    def on_worker_exit(self, pid, status, maxrss):
+        w = self.workers.pop(pid, None)
+        if w is None:
+            return
+        w.exited = True
+        job = w.job
+        if job is None:
+            if w in self.idle[w.net]:
+                self.idle[w.net].remove(w)
+            for fd in (w.job_w, w.out_r, w.err_r, w.rec_r):
+                os.close(fd)
+            shutil.rmtree(w.workdir, ignore_errors=True)
+            self.release_uid_when_clean(w.uid)
+            self.refill()
+            return
+        if not job.exited:
+            job.exited = True
+            job.wait_status = status
+            job.maxrss = maxrss
+            self.end_job_processes(job)
+        self.release_uid_when_clean(w.uid)
+
+    def release_uid_when_clean(self, uid):
+        """Returns a worker's uid to the pool once no process of it is alive; sweeps (as that uid) if needed."""
+        if not self.own_uids:
+            return
+        if not _uid_has_processes(uid):
+            self.sweep_tries.pop(uid, None)
+            self.free_uids.append(uid)
+            self.refill()
+            return
+        tries = self.sweep_tries.get(uid, 0)
+        if tries >= 20 or self.zsock is None:
+            _diag("uid %d still has processes after %d sweeps; not reusing it" % (uid, tries))
+            return
+        self.sweep_tries[uid] = tries + 1
+        self.seq += 1
+        self.sweeping[self.seq] = uid
+        self.zsend({"op": "sweep", "seq": self.seq, "uid": uid, "gid": self.opts.gid})
+
+    def zygote_lost(self):
+        """The zygote died: its workers died with it (parent-death signal). Fail their jobs, start anew."""
+        _diag("zygote exited; restarting it")
+        if self.zsock is not None:
+            self.sel.unregister(self.zsock.fileno())
+            self.zsock.close()
+            self.zsock = None
+        for uid, _, workdir in self.spawning.values():
+            shutil.rmtree(workdir, ignore_errors=True)
+            self.release_uid(uid)
+        self.spawning.clear()
+        for uid in self.sweeping.values():
+            self.release_uid(uid)
+        self.sweeping.clear()
+        for w in list(self.workers.values()):
+            self.workers.pop(w.pid, None)
+            try:
+                os.kill(-w.pid, signal.SIGKILL)
+            except OSError:
+                pass
+            if w.job is not None and not w.job.exited:
+                if w.job.kill_reason is None:
+                    w.job.kill_reason = "lost"
+                w.job.exited = True
+                self.end_job_processes(w.job)
+            elif w.job is None:
+                for fd in (w.job_w, w.out_r, w.err_r, w.rec_r):
+                    os.close(fd)
+                shutil.rmtree(w.workdir, ignore_errors=True)
+            self.release_uid(w.uid)
+        self.idle = {False: [], True: []}
+        if self.running:
+            self.start_zygote()
+            self.refill()
+
+    def dispatch_job(self, job, w):
+        """Hands a job to an idle worker: working directory for its uid, then the job over its channel."""
+        w.job = job
+        job.worker = w
+        job.uid = w.uid
+        job.pid = w.pid
+        spec = job.spec
+        job.workdir = w.workdir
+        if self.opts.phase_times:
+            job.stamps["dir"] = time.monotonic()
+        for fd, role in ((w.out_r, "stdout"), (w.err_r, "stderr"), (w.rec_r, "records")):
+            job.fds[fd] = role
+            self.by_fd[fd] = job
+            self.sel.register(fd, selectors.EVENT_READ, "job")
+        job.start = time.monotonic()
+        job.deadline = job.start + spec["limits"]["wall_timeout_ms"] / 1000.0
+        if getattr(job, "setup_error", None):
+            os.close(w.job_w)  # the worker retires without running anything
+            self.kill(job, "setup")
+            return
+        payload = {"code": spec["code"], "args": spec["args"], "env": spec["env"], "limits": spec["limits"],
+                   "stdin": spec["stdin_b64"], "workdir": job.workdir, "id": job.id,
+                   "phase_times": self.opts.phase_times}
+        try:
+            data = json.dumps(payload).encode()
+            view = memoryview(data)
+            while view:
+                view = view[os.write(w.job_w, view):]
+        except OSError as e:
+            job.setup_error = "could not hand the job to its worker: %s" % e
+            self.kill(job, "setup")
+        finally:
+            os.close(w.job_w)
+        if self.opts.phase_times:
+            job.stamps["handoff"] = time.monotonic()
+
+    def check_exit_record(self, job):
+        """Prefork: the worker's own "exit" record ends the job without waiting for the process to be reaped."""
+        end = job.records.rfind(b"\n")
+        if end < job.rec_scanned:
+            return
+        lines = bytes(job.records[job.rec_scanned:end]).split(b"\n")
+        job.rec_scanned = end + 1
+        for line in lines:
+            if b'"exit"' not in line:
+                continue
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(rec, dict) and rec.get("kind") == "exit" and isinstance(rec.get("code"), int):
+                job.exited = True
+                job.wait_status = (rec["code"] & 0xFF) << 8
+                job.maxrss = rec.get("maxrss") if isinstance(rec.get("maxrss"), int) else 0
+                return
+
+    def end_job_processes(self, job):
+        """The job's main process is done (or gone): kill its group, take what its pipes hold, finish."""
+        if self.opts.phase_times:
+            job.stamps.setdefault("end", time.monotonic())
+        try:
+            os.kill(-job.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        for fd in list(job.fds):
+            role = job.fds[fd]
+            while True:
+                try:
+                    chunk = os.read(fd, 1 << 16)
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                self.take(job, role, chunk)
+            self.sel.unregister(fd)
+            os.close(fd)
+            del job.fds[fd]
+            del self.by_fd[fd]
+        self.maybe_finish(job)
 
     # --- protocol -------------------------------------------------------------------------------------
     def send(self, obj):
@@ -641,8 +1234,9 @@ class Runner:
                 raise ValueError("limit %s must be a non-negative integer" % k)
             if v:
                 limits[k] = v
-        stdin = base64.b64decode(msg.get("stdin") or "", validate=True)
-        return {"code": code, "args": args, "env": env, "limits": limits, "stdin": stdin,
+        stdin_b64 = msg.get("stdin") or ""
+        stdin = base64.b64decode(stdin_b64, validate=True)
+        return {"code": code, "args": args, "env": env, "limits": limits, "stdin": stdin, "stdin_b64": stdin_b64,
                 "allow_network": bool(msg.get("allow_network")), "stream": bool(msg.get("stream"))}
 
     # --- jobs ---------------------------------------------------------------------------------------------
@@ -654,7 +1248,9 @@ class Runner:
         if jid in self.jobs:
             self.reject(jid, "a job with id %r is already running" % jid)
             return
-        if len(self.jobs) >= self.opts.max_jobs or (self.opts.uid_count > 1 and not self.free_uids):
+        t_recv = time.monotonic()
+        if len(self.jobs) >= self.opts.max_jobs or (self.mode == "fork" and self.opts.uid_count > 1
+                                                     and not self.free_uids):
             self.reject(jid, "runner busy: %d jobs running" % len(self.jobs))
             return
         try:
@@ -663,6 +1259,23 @@ class Runner:
             self.reject(jid, "bad request: %s" % e)
             return
         job = Job(jid, spec)
+        if self.opts.phase_times:
+            job.stamps["recv"] = t_recv
+        if self.mode == "prefork":
+            job.net = bool(self.isolate_net and not spec["allow_network"])
+            # Until a worker takes it, the wall clock runs from arrival (reset at hand-over).
+            job.deadline = t_recv + spec["limits"]["wall_timeout_ms"] / 1000.0
+            self.jobs[jid] = job
+            if self.idle[job.net]:
+                # The replacement worker is asked for after this job's result is out (maybe_finish), so its
+                # fork does not compete with the job for the CPU.
+                self.dispatch_job(job, self.idle[job.net].pop(0))
+            else:
+                self.pending.append(job)
+                self.refill()
+            return
+        if self.opts.phase_times:
+            spec["stamps"] = {}
         spec["id"] = jid
         job.uid = self.free_uids.pop(0) if self.opts.uid_count > 1 else self.opts.uid
         spec["uid"] = job.uid
@@ -677,6 +1290,8 @@ class Runner:
                 os.chown(job.workdir, job.uid, self.opts.gid)
                 os.chown(os.path.join(job.workdir, "artifacts"), job.uid, self.opts.gid)
             spec["workdir"] = job.workdir
+            if self.opts.phase_times:
+                job.stamps["dir"] = time.monotonic()
             stdin_fd = os.memfd_create("stdin", 0)
             child_fds.append(stdin_fd)
             if spec["stdin"]:
@@ -725,6 +1340,12 @@ class Runner:
     def kill(self, job, reason):
         if job.kill_reason is None:
             job.kill_reason = reason
+        if job.pid is None:  # prefork: still waiting for a worker
+            if job in self.pending:
+                self.pending.remove(job)
+            job.exited = True
+            self.maybe_finish(job)
+            return
         for target in (-job.pid, job.pid):
             try:
                 os.kill(target, signal.SIGKILL)
@@ -758,6 +1379,10 @@ class Runner:
         elif role == "records":
             if len(job.records) < RESULT_CAP + 4096:
                 job.records += chunk
+            if job.worker is not None and not job.exited:
+                self.check_exit_record(job)
+                if job.exited:
+                    self.end_job_processes(job)
         else:
             job.status_raw += chunk
 
@@ -776,12 +1401,19 @@ class Runner:
                 return
             if pid == 0:
                 return
+            if pid == self.zygote_pid:
+                self.zygote_pid = None
+                if self.zsock is not None:
+                    self.zygote_lost()
+                continue
             job = self.by_pid.pop(pid, None)
             if job is None:
                 continue  # an orphan handed to us as subreaper
             job.exited = True
             job.wait_status = st
             job.maxrss = ru.ru_maxrss * 1024
+            if self.opts.phase_times:
+                job.stamps["end"] = time.monotonic()
             # Stragglers of a job without a pid namespace: the group dies with the job.
             try:
                 os.kill(-job.pid, signal.SIGKILL)
@@ -810,7 +1442,9 @@ class Runner:
         The pid namespace normally takes care of that, but not every kernel does (gVisor 20221219 leaves a
         namespace's processes alive when its init exits), and without one a setsid() escapes the group.
         Only done when no other live job shares the uid, and only if such a process exists."""
-        if uid == 0 or any(j.uid == uid for j in self.jobs.values()):
+        # Only a uid from the runner's own pool: a single shared uid (65534, nobody, by default) is used by other
+        # software too (runsc's own sandbox processes run as nobody on a host) and must never be swept.
+        if uid == 0 or self.opts.uid_count <= 1 or any(j.uid == uid for j in self.jobs.values()):
             return
         if not _uid_has_processes(uid):
             return
@@ -828,14 +1462,17 @@ class Runner:
         if not job.exited or job.fds or job.id not in self.jobs:
             return
         del self.jobs[job.id]
-        if os.geteuid() == 0:
-            self.sweep_uid(job.uid)
-        duration = (time.monotonic() - job.start) * 1000.0
+        if job.worker is None and os.geteuid() == 0 and job.uid is not None:
+            self.sweep_uid(job.uid)  # fork mode; in prefork mode the uid is checked when the worker is reaped
+        duration = (time.monotonic() - job.start) * 1000.0 if job.start else 0.0
         try:
             self.send(self.result_frame(job, duration))
         finally:
-            shutil.rmtree(job.workdir, ignore_errors=True)
-            self.release_uid(job.uid)
+            if job.workdir:
+                shutil.rmtree(job.workdir, ignore_errors=True)
+            if job.worker is None and job.uid is not None:
+                self.release_uid(job.uid)
+            self.refill()
 
     def collect_artifacts(self, job):
         out, total, truncated = [], 0, False
@@ -893,6 +1530,10 @@ class Runner:
                 kind = "memory"
             elif k == "bad_result":
                 bad_result = rec.get("message")
+            elif k == "stamps" and isinstance(rec.get("stamps"), dict):
+                for name, t in rec["stamps"].items():
+                    if isinstance(t, (int, float)):
+                        job.stamps.setdefault(name, t)
         peak = job.maxrss
         if job.double_fork:
             try:
@@ -911,7 +1552,11 @@ class Runner:
             sig = signal.SIGKILL
         stderr_tail = bytes(job.out["stderr"][-512:])
         error = ""
-        if job.kill_reason == "timeout":
+        if getattr(job, "setup_error", None):
+            status, error = STATUS_INTERNAL, job.setup_error
+        elif job.kill_reason == "lost":
+            status, error = STATUS_INTERNAL, "the job's worker was lost (the runner's zygote died)"
+        elif job.kill_reason == "timeout":
             status, error = STATUS_TIMEOUT, "wall timeout of %d ms exceeded" % lim["wall_timeout_ms"]
         elif job.kill_reason == "output":
             status, error = STATUS_OUTPUT, "output limit of %d bytes exceeded" % lim["output_bytes"]
@@ -935,13 +1580,36 @@ class Runner:
                 error = "killed by signal %d" % sig
             else:
                 error = "exit status %d" % exit_code
-        artifacts, art_trunc = self.collect_artifacts(job)
-        return {"type": "result", "id": job.id, "status": status, "exit_code": exit_code, "signal": sig,
+        artifacts, art_trunc = self.collect_artifacts(job) if job.workdir else ([], False)
+        frame = {"type": "result", "id": job.id, "status": status, "exit_code": exit_code, "signal": sig,
                 "stdout": _b64(bytes(job.out["stdout"])), "stderr": _b64(bytes(job.out["stderr"])),
                 "stdout_truncated": job.truncated["stdout"], "stderr_truncated": job.truncated["stderr"],
                 "result_json": result_json if status == STATUS_SUCCESS else None,
                 "duration_ms": round(duration, 3), "peak_memory_bytes": peak, "artifacts": artifacts,
                 "artifacts_truncated": art_trunc, "error": error, "isolation": iso or {}}
+        if self.opts.phase_times:
+            frame["phases"] = self.phases(job)
+        return frame
+
+    @staticmethod
+    def phases(job):
+        """Milliseconds between consecutive timestamps of the job's path, named by the later one.
+
+        Worker stamps taken before the job arrived (prefork) are reported as prefork_*: not on the path."""
+        st = dict(job.stamps)
+        st["sent"] = time.monotonic()
+        out = {}
+        t0 = st.get("recv")
+        if "w_fork" in st and "w_start" in st and "w_ready" in st:
+            wf, ws, wr = st.pop("w_fork"), st.pop("w_start"), st.pop("w_ready")
+            out["prefork_fork"] = round((ws - wf) * 1000, 3)
+            out["prefork_setup"] = round((wr - ws) * 1000, 3)
+        order = sorted((t, n) for n, t in st.items() if t0 is None or t >= t0)
+        for (ta, _), (tb, name) in zip(order, order[1:]):
+            out[name] = round((tb - ta) * 1000, 3)
+        if t0 is not None:
+            out["total"] = round((st["sent"] - t0) * 1000, 3)
+        return out
 
     @staticmethod
     def _cpu_exhausted(job, duration_ms):
@@ -956,48 +1624,67 @@ class Runner:
         while self.running:
             now = time.monotonic()
             timeout = None
-            for job in self.jobs.values():
+            for job in list(self.jobs.values()):
                 if job.kill_reason is None:
                     left = job.deadline - now
                     if left <= 0:
                         self.kill(job, "timeout")
                     elif timeout is None or left < timeout:
                         timeout = left
-            try:
-                events = self.sel.select(timeout)
-            except InterruptedError:
-                continue
-            for key, _ in events:
-                if key.data == "proto":
-                    self.on_proto_readable()
-                elif key.data == "wake":
-                    try:
-                        while os.read(self.wake_r, 4096):
-                            pass
-                    except BlockingIOError:
-                        pass
-                    self.reap()
-                elif key.fd in self.by_fd:
-                    self.on_job_readable(key.fd)
-            self.reap()  # a wakeup byte can be consumed before the signal is delivered; reaping is cheap
+            self.poll(timeout)
         self.shutdown()
 
+    def poll(self, timeout, protocol=True):
+        try:
+            events = self.sel.select(timeout)
+        except InterruptedError:
+            return
+        for key, _ in events:
+            if key.data == "proto":
+                if protocol:
+                    self.on_proto_readable()
+            elif key.data == "wake":
+                try:
+                    while os.read(self.wake_r, 4096):
+                        pass
+                except BlockingIOError:
+                    pass
+                self.reap()
+            elif key.data == "zygote":
+                if self.zsock is not None:
+                    self.on_zygote_readable()
+            elif key.fd in self.by_fd:
+                self.on_job_readable(key.fd)
+        self.reap()  # a wakeup byte can be consumed before the signal is delivered; reaping is cheap
+
     def shutdown(self):
+        self.running = False
         for job in list(self.jobs.values()):
             self.kill(job, "shutdown")
         deadline = time.monotonic() + 5
         while self.jobs and time.monotonic() < deadline:
-            self.sel.select(0.05)
-            self.reap()
+            self.poll(0.05, protocol=False)
+        if self.zsock is not None:
+            # Closing the channel ends the zygote; idle workers die with it (parent-death signal).
+            self.sel.unregister(self.zsock.fileno())
+            self.zsock.close()
+            self.zsock = None
+            for w in list(self.workers.values()):
+                try:
+                    os.kill(-w.pid, signal.SIGKILL)
+                except OSError:
+                    pass
         shutil.rmtree(self.job_base, ignore_errors=True)
 
 
 def _preload(mods):
     import importlib
 
+    # Kept small on purpose: every preloaded page makes each fork (a worker per job) more expensive inside
+    # gVisor. Heavier modules (asyncio, decimal, numpy...) can be added with --preload.
     for m in ["json", "math", "re", "random", "datetime", "collections", "itertools", "functools", "string",
-              "decimal", "fractions", "statistics", "base64", "hashlib", "io", "time", "typing", "dataclasses",
-              "inspect", "traceback", "asyncio", "csv", "textwrap", "uuid", "copy", "heapq", "bisect"] + mods:
+              "base64", "hashlib", "io", "time", "typing", "inspect", "traceback", "copy", "heapq",
+              "bisect"] + mods:
         try:
             importlib.import_module(m)
         except Exception as e:  # noqa: BLE001 - a missing optional module is not fatal

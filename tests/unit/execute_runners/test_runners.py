@@ -523,6 +523,8 @@ JS_SNIPPETS = {
 class PythonRunnerTest(RunnerTests, unittest.TestCase):
     LANG = "python"
     SNIPPETS = PY_SNIPPETS
+    # A uid of the tests' own, never 65534: other software on the host (runsc's sandboxes) runs as nobody.
+    EXTRA_ARGS = ["--uid", "240000", "--gid", "65534"] if IS_ROOT else []
 
     @classmethod
     def runner_argv(cls):
@@ -679,7 +681,7 @@ class RunnerDeathTest(unittest.TestCase):
     """If the runner itself dies, its jobs die with it (the shim then starts a new runner)."""
 
     def test_jobs_die_with_the_python_runner(self):
-        self._jobs_die_with_runner([])
+        self._jobs_die_with_runner(["--uid", "250000"] if IS_ROOT else [])
 
     def test_jobs_die_with_the_python_runner_prefork(self):
         self._jobs_die_with_runner(["--job-mode", "prefork", "--sandbox-network", "none"] +

@@ -1,0 +1,56 @@
+// The [execute] table of the shim's TOML config: whether sandboxes get the Execute service, where its sockets
+// live, queueing, and the default and maximum per-snippet limits.
+#pragma once
+
+#include <toml++/toml.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace gvshim::execute {
+
+// Per-snippet limits (same fields as the proto's Limits). In requests, 0 means "use the default".
+struct Limits {
+  uint64_t wall_timeout_ms = 0;
+  uint64_t cpu_time_ms = 0;
+  uint64_t memory_bytes = 0;
+  uint64_t output_bytes = 0;
+  uint64_t max_processes = 0;
+  uint64_t file_size_bytes = 0;
+  bool operator==(const Limits&) const = default;
+};
+
+enum class StartMode { kLazy, kEager };
+
+struct ExecuteConfig {
+  bool enabled = false;            // master switch
+  bool require_annotation = true;  // a pod opts in with dev.gvshim.execute=true
+  std::string socket_dir = "/run/gvshim/execute";
+  StartMode start =
+      StartMode::kLazy;         // eager: start runners as soon as a container with the interpreter starts
+  uint32_t max_concurrent = 4;  // running snippets per sandbox
+  uint32_t max_queue = 32;      // snippets waiting for a slot per sandbox
+  uint64_t queue_timeout_ms = 10000;
+  uint64_t max_code_bytes = 1 << 20;
+  std::string python = "python3";  // name (looked up in /usr/bin, /usr/local/bin, /bin) or absolute path
+  std::string node = "node";
+  std::vector<std::string> runner_args;  // extra options for both runners (see runners/PROTOCOL.md)
+  std::vector<std::string> python_args;  // extra options for the Python runner only (e.g. --preload numpy)
+  std::vector<std::string> node_args;    // extra options for the Node runner only (e.g. --pool-size 4)
+  Limits default_limits{10000, 10000, 512ull << 20, 1 << 20, 64, 16 << 20};
+  Limits max_limits{300000, 300000, 8ull << 30, 64 << 20, 4096, 1ull << 30};
+};
+
+inline constexpr char kOptInAnnotation[] = "dev.gvshim.execute";
+
+// Parses the [execute] table; `t` null means the table is absent (defaults: disabled). Errors name
+// "<file>:<line>: execute.<key>: ...". Defaults above their maximum are errors.
+absl::StatusOr<ExecuteConfig> ParseExecuteTable(const toml::table* t, const std::string& file);
+
+// Effective limits of a request: 0 takes the default, anything above the maximum is lowered to it.
+Limits EffectiveLimits(const Limits& requested, const ExecuteConfig& cfg);
+
+}  // namespace gvshim::execute

@@ -1,0 +1,123 @@
+#!/usr/bin/python3
+"""Driver of tests/bench/execute.sh: talks gRPC to one shim's Execute socket; prints medians and ratios."""
+import argparse
+import concurrent.futures
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import grpc
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+
+PY_MAIN = "def main(a, b):\n    return a + b\n"
+JS_MAIN = "function main(args) { return args.a + args.b; }"
+PY_BASELINE = "import json; print(json.dumps(2 + 3))"
+JS_BASELINE = "console.log(JSON.stringify(2 + 3))"
+
+
+def load_pb2(tmp):
+    subprocess.run([sys.executable, "-m", "grpc_tools.protoc", f"-I{REPO}/proto", f"--python_out={tmp}",
+                    "gvshim/execute/v1/execute.proto"], check=True)
+    sys.path.insert(0, tmp)
+    from gvshim.execute.v1 import execute_pb2
+    return execute_pb2
+
+
+def pct(values, p):
+    v = sorted(values)
+    return v[min(len(v) - 1, int(p / 100.0 * len(v)))]
+
+
+def shim_footprint(pid):
+    rss = 0
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                rss = int(line.split()[1])
+    return rss, len(os.listdir(f"/proc/{pid}/fd")), len(os.listdir(f"/proc/{pid}/task"))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--socket", required=True)
+    ap.add_argument("--shim-pid", type=int, required=True)
+    ap.add_argument("--ctr", required=True)
+    ap.add_argument("--pod", required=True)
+    ap.add_argument("--n", type=int, default=200)
+    ap.add_argument("--baseline-n", type=int, default=20)
+    ap.add_argument("--soak", type=int, default=10000)
+    ap.add_argument("--tp-seconds", type=float, default=10)
+    a = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        pb = load_pb2(tmp)
+        ch = grpc.insecure_channel("unix://" + a.socket)
+        call = ch.unary_unary("/gvshim.execute.v1.Execute/Execute",
+                              request_serializer=pb.ExecuteRequest.SerializeToString,
+                              response_deserializer=pb.ExecuteResponse.FromString)
+        py = pb.ExecuteRequest(language=pb.LANGUAGE_PYTHON, code=PY_MAIN, arguments_json='{"a": 2, "b": 3}')
+        js = pb.ExecuteRequest(language=pb.LANGUAGE_JAVASCRIPT, code=JS_MAIN, arguments_json='{"a": 2, "b": 3}')
+
+        def run(req):
+            t0 = time.perf_counter()
+            r = call(req, timeout=120)
+            dt = (time.perf_counter() - t0) * 1000
+            if r.status != pb.STATUS_SUCCESS or r.result_json.strip() != "5":
+                raise RuntimeError(f"unexpected result: {pb.Status.Name(r.status)} {r.result_json!r} {r.stderr[-300:]!r}")
+            return dt
+
+        for _ in range(5):  # warm the runners
+            run(py)
+            run(js)
+        ctr = shlex.split(a.ctr)
+
+        def baseline(argv):
+            times = []
+            for i in range(a.baseline_n):
+                t0 = time.perf_counter()
+                out = subprocess.run(ctr + ["task", "exec", "--exec-id", f"b{os.getpid()}x{i}", a.pod] + argv,
+                                     capture_output=True, text=True, timeout=120)
+                times.append((time.perf_counter() - t0) * 1000)
+                if out.stdout.strip() != "5":
+                    raise RuntimeError(f"baseline output {out.stdout!r} {out.stderr!r}")
+            return times
+
+        print(f"Execute latency through the shim ({a.n} warm runs each) vs runsc exec per snippet "
+              f"(ctr task exec, {a.baseline_n} runs), same sandbox, same run")
+        for name, req, base_argv in (("python main(a, b)", py, ["python3", "-c", PY_BASELINE]),
+                                     ("javascript main", js, ["node", "-e", JS_BASELINE])):
+            lat = [run(req) for _ in range(a.n)]
+            base = baseline(base_argv)
+            p50, p99, b50 = statistics.median(lat), pct(lat, 99), statistics.median(base)
+            print(f"  {name:18s} Execute p50 {p50:7.1f} ms  p99 {p99:7.1f} ms | runsc exec p50 {b50:7.1f} ms"
+                  f" | speed-up {b50 / p50:5.1f}x")
+
+        print(f"Throughput (python main(a, b), {a.tp_seconds:.0f} s per level)")
+        for conc in (1, 4, 8):
+            done = 0
+            end = time.perf_counter() + a.tp_seconds
+            with concurrent.futures.ThreadPoolExecutor(conc) as ex:
+                def worker():
+                    n = 0
+                    while time.perf_counter() < end:
+                        run(py)
+                        n += 1
+                    return n
+                done = sum(f.result() for f in [ex.submit(worker) for _ in range(conc)])
+            print(f"  concurrency {conc}: {done / a.tp_seconds:6.1f} executions/s")
+
+        rss0, fds0, thr0 = shim_footprint(a.shim_pid)
+        t0 = time.perf_counter()
+        with concurrent.futures.ThreadPoolExecutor(4) as ex:
+            list(ex.map(lambda i: run(py if i % 2 else js), range(a.soak)))
+        rss1, fds1, thr1 = shim_footprint(a.shim_pid)
+        print(f"Shim footprint over {a.soak} executions ({time.perf_counter() - t0:.0f} s): "
+              f"VmRSS {rss0} -> {rss1} KiB, fds {fds0} -> {fds1}, threads {thr0} -> {thr1}")
+
+
+if __name__ == "__main__":
+    main()
