@@ -336,7 +336,8 @@ class Sandbox : public Backend {
     // The fast, isolated path of the runners (PROTOCOL.md): a pool of uids, one per job at a time, so a job's
     // leftovers are found and killed by uid; workers made ahead of time. Configured args come after and win.
     const uint32_t pool = std::max<uint32_t>(8, cfg_.max_concurrent * 2);
-    a.insert(a.end(), {"--uid", "100000", "--uid-count", absl::StrCat(pool)});
+    // Disjoint pools per language: a runner kills whatever runs under a uid of its pool before reusing it.
+    a.insert(a.end(), {"--uid", lang == Language::kPython ? "100000" : "200000", "--uid-count", absl::StrCat(pool)});
     if (lang == Language::kPython) {
       a.insert(a.end(), {"--prefork", absl::StrCat(std::max<uint32_t>(1, cfg_.max_concurrent))});
     } else {
