@@ -49,7 +49,28 @@ else
   tail -n 30 "$GVS_LOG"
 fi
 
-# TODO(execute): once the Execute service lands, start a python-node image container here
-# (scripts/build-image.sh --with-python-node) and run a Python snippet through `gvshim` against it.
+if [[ $rc -eq 0 ]]; then
+  step "a pod-like container that opted into Execute (annotation dev.gvshim.execute=true), python3 + node inside"
+  PY_IMAGE=$(bash scripts/build-image.sh --with-python-node -a "$GVS_SOCK" -n "$NS" | tail -n 1)
+  ctr -a "$GVS_SOCK" -n "$NS" run -d --runtime io.containerd.gvisor.v1 --annotation dev.gvshim.execute=true \
+    "$PY_IMAGE" agent sh -c 'while :; do sleep 3600 & wait; done' >/dev/null
+  for _ in $(seq 100); do ls "$GVS_EXECUTE_DIR"/*.sock >/dev/null 2>&1 && break; sleep 0.1; done
+  GVSHIM="$BIN_DIR/gvshim exec --dir $GVS_EXECUTE_DIR --namespace $NS --id agent"
+
+  step "gvshim exec --id agent -c 'def main(a, b): ...' --arg a=2 --arg b=40   (Python, inside the sandbox)"
+  $GVSHIM -c 'import platform
+def main(a, b):
+    return {"sum": a + b, "kernel": platform.release()}' --arg a=2 --arg b=40 || rc=$?
+
+  step "gvshim exec --lang javascript ...   (Node, inside the same sandbox)"
+  $GVSHIM --lang javascript -c 'function main(args) { return {greeting: `hello ${args.name}`}; }' \
+    --arg name=gvisor || rc=$?
+
+  step "a snippet that never ends is stopped by its limit (exit 124 = timeout)"
+  erc=0
+  $GVSHIM --timeout 1000 -c 'while True: pass' || erc=$?
+  echo "gvshim exec exited with $erc"
+  [[ $erc -eq 124 ]] || rc=1
+fi
 
 exit "$rc"
