@@ -2,8 +2,10 @@
 // order, and lets a test wait, without sleeping, until some event has been published.
 #pragma once
 
+#include <fstream>
 #include <functional>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -89,5 +91,26 @@ class RecordingPublisher : public events::Publisher {
   absl::Mutex mu_;
   std::vector<RecordedEvent> events_ ABSL_GUARDED_BY(mu_);
 };
+
+// Type names of the task events, as RecordedEvent reports them.
+namespace event_types {
+inline constexpr char kTaskCreate[] = "containerd.events.TaskCreate";
+inline constexpr char kTaskStart[] = "containerd.events.TaskStart";
+inline constexpr char kTaskExit[] = "containerd.events.TaskExit";
+inline constexpr char kTaskDelete[] = "containerd.events.TaskDelete";
+inline constexpr char kTaskOOM[] = "containerd.events.TaskOOM";
+inline constexpr char kExecAdded[] = "containerd.events.TaskExecAdded";
+inline constexpr char kExecStarted[] = "containerd.events.TaskExecStarted";
+inline constexpr char kPaused[] = "containerd.events.TaskPaused";
+inline constexpr char kResumed[] = "containerd.events.TaskResumed";
+}  // namespace event_types
+
+// The whole file, or "" if it cannot be read.
+inline std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
 
 }  // namespace gvshim::testing

@@ -25,29 +25,17 @@ namespace {
 
 using ::gvshim::testing::FakeRunsc;
 using ::gvshim::testing::RecordedEvent;
+using ::gvshim::testing::ReadFile;
 using ::gvshim::testing::RecordingPublisher;
+using namespace ::gvshim::testing::event_types;  // NOLINT
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 
-constexpr char kTaskCreate[] = "containerd.events.TaskCreate";
-constexpr char kTaskStart[] = "containerd.events.TaskStart";
-constexpr char kTaskExit[] = "containerd.events.TaskExit";
-constexpr char kTaskOOM[] = "containerd.events.TaskOOM";
-constexpr char kExecAdded[] = "containerd.events.TaskExecAdded";
-constexpr char kExecStarted[] = "containerd.events.TaskExecStarted";
-constexpr char kPaused[] = "containerd.events.TaskPaused";
-constexpr char kResumed[] = "containerd.events.TaskResumed";
 
 // Generous: these only bound a wait for something that normally happens in milliseconds.
 constexpr absl::Duration kTimeout = absl::Seconds(20);
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 std::string ProcessJson(const std::string& shell) {
   nlohmann::json j = {{"args", {"/bin/sh", "-c", shell}}, {"cwd", "/"}};

@@ -33,25 +33,15 @@ namespace tv2 = containerd::task::v2;
 using ::gvshim::testing::FakeRunsc;
 using ::gvshim::testing::FakeRunscView;
 using ::gvshim::testing::RecordedEvent;
+using ::gvshim::testing::ReadFile;
 using ::gvshim::testing::RecordingPublisher;
+using namespace ::gvshim::testing::event_types;  // NOLINT
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 
-constexpr char kTaskCreate[] = "containerd.events.TaskCreate";
-constexpr char kTaskStart[] = "containerd.events.TaskStart";
-constexpr char kTaskExit[] = "containerd.events.TaskExit";
-constexpr char kTaskDelete[] = "containerd.events.TaskDelete";
-constexpr char kExecAdded[] = "containerd.events.TaskExecAdded";
-constexpr char kExecStarted[] = "containerd.events.TaskExecStarted";
 constexpr absl::Duration kTimeout = absl::Seconds(20);
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 std::string MakeTempDir() {
   char tmpl[] = "/tmp/gvtt-XXXXXX";
