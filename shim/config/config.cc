@@ -1,12 +1,13 @@
 #include "shim/config/config.h"
 
+#include <toml++/toml.h>
+
 #include <fstream>
 #include <sstream>
 
-#include <toml++/toml.h>
-
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "shim/sys/file.h"
 
 namespace gvshim::config {
 namespace {
@@ -20,7 +21,8 @@ absl::Status Unknown(const std::string& source, const toml::node& node, const st
   return absl::InvalidArgumentError(absl::StrCat(Where(source, node, key), ": unknown key"));
 }
 
-absl::Status GetString(const std::string& source, const toml::node& node, const std::string& key, std::string* out) {
+absl::Status GetString(const std::string& source, const toml::node& node, const std::string& key,
+                       std::string* out) {
   if (auto v = node.value<std::string>(); v && node.is_string()) {
     *out = *v;
     return absl::OkStatus();
@@ -62,7 +64,8 @@ absl::Status ParseRunsc(const std::string& source, const toml::table& t, RunscCo
     } else if (k == "extra_flags") {
       const toml::array* arr = node.as_array();
       if (arr == nullptr) {
-        st = absl::InvalidArgumentError(absl::StrCat(Where(source, node, key), ": expected an array of strings"));
+        st = absl::InvalidArgumentError(
+            absl::StrCat(Where(source, node, key), ": expected an array of strings"));
       } else {
         rc->extra_flags.clear();
         for (const auto& el : *arr) {
@@ -137,17 +140,12 @@ absl::StatusOr<Config> Parse(const std::string& text, const std::string& source)
 }
 
 absl::StatusOr<Config> Load(const std::string& path, bool explicit_path) {
-  std::ifstream in(path);
-  if (!in) {
-    if (!explicit_path && errno == ENOENT) {
-      Config cfg;
-      return cfg;
-    }
-    return absl::InvalidArgumentError(absl::StrCat("config ", path, ": cannot open: ", std::strerror(errno)));
+  auto text = sys::ReadFileToString(path);
+  if (!text.ok()) {
+    if (!explicit_path && absl::IsNotFound(text.status())) return Config{};
+    return absl::InvalidArgumentError(absl::StrCat("config ", text.status().message()));
   }
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return Parse(ss.str(), path);
+  return Parse(*text, path);
 }
 
 }  // namespace gvshim::config

@@ -21,6 +21,7 @@
 #include "shim/execute/interpreter.h"
 #include "shim/execute/runner.h"
 #include "shim/execute/service.h"
+#include "shim/sys/file.h"
 
 namespace gvshim::execute {
 namespace {
@@ -43,21 +44,6 @@ absl::Status MakePrivateDir(const std::string& dir) {
     if (::mkdir(part.c_str(), 0755) != 0 && errno != EEXIST) return ErrnoStatus(errno, "mkdir " + part);
   }
   if (::chmod(dir.c_str(), 0700) != 0) return ErrnoStatus(errno, "chmod " + dir);
-  return absl::OkStatus();
-}
-
-absl::Status WriteFileAtomic(const std::string& path, const std::string& data) {
-  const std::string tmp = path + ".tmp";
-  {
-    sys::UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-    if (!fd) return ErrnoStatus(errno, "create " + tmp);
-    RETURN_IF_ERROR(sys::WriteAll(fd.get(), data.data(), data.size()));
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    int err = errno;
-    ::unlink(tmp.c_str());
-    return ErrnoStatus(err, "rename " + tmp);
-  }
   return absl::OkStatus();
 }
 
@@ -183,7 +169,7 @@ class Sandbox : public Backend {
       if (!pod_namespace_.empty()) j["pod_namespace"] = pod_namespace_;
       if (!pod_name_.empty()) j["pod_name"] = pod_name_;
     }
-    return WriteFileAtomic(json_path_, j.dump(2) + "\n");
+    return sys::WriteFileAtomic(json_path_, j.dump(2) + "\n", 0600);
   }
 
   absl::Status RefreshJson() {

@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "gvshim/execute/v1/execute.grpc.pb.h"
+#include "shim/sys/file.h"
 
 namespace gvshim::cli {
 namespace {
@@ -106,11 +107,10 @@ absl::StatusOr<std::vector<SandboxRecord>> ReadRecords(const std::string& dir) {
     std::string name = e->d_name;
     if (name.size() < 6 || name.substr(name.size() - 5) != ".json") continue;
     std::string path = dir + "/" + name;
-    std::ifstream in(path);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    auto j = nlohmann::json::parse(ss.str(), nullptr, false);
-    if (j.is_discarded() || !j.is_object()) continue;  // being rewritten, or not ours
+    auto text = sys::ReadFileToString(path);
+    if (!text.ok()) continue;  // removed since readdir
+    auto j = nlohmann::json::parse(*text, nullptr, false);
+    if (j.is_discarded() || !j.is_object()) continue;  // not ours
     SandboxRecord r;
     r.file = path;
     r.ns = j.value("namespace", "");

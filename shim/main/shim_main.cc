@@ -1,7 +1,8 @@
 // containerd-shim-gvisor-v1: the containerd runtime v2 shim binary.
 //   start  — find or start the shim daemon for this container's group, print its address, exit.
-//   delete — clean up after a shim that died: force-delete the runsc container, unmount, print DeleteResponse.
-//   (none) — the daemon: serve containerd.task.v2.Task over ttrpc on the socket inherited as fd 3.
+//   delete — clean up after a shim that died: force-delete the runsc container, unmount, print
+//   DeleteResponse. (none) — the daemon: serve containerd.task.v2.Task over ttrpc on the socket inherited as
+//   fd 3.
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -13,12 +14,11 @@
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
-#include <nlohmann/json.hpp>
-
-#include "absl/strings/str_cat.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "github.com/containerd/containerd/runtime/v2/task/shim.pb.h"
 #include "google/protobuf/any.pb.h"
@@ -33,6 +33,7 @@
 #include "shim/process/rootfs.h"
 #include "shim/runsc/runsc.h"
 #include "shim/sys/fd.h"
+#include "shim/sys/file.h"
 #include "shim/sys/reaper.h"
 #include "shim/sys/spawn.h"
 #include "shim/task/service.h"
@@ -44,28 +45,9 @@ namespace {
 
 constexpr char kVersion[] = "0.1.0";
 
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return absl::NotFoundError(absl::StrCat("open ", path, ": ", std::strerror(errno)));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-absl::Status WriteFileAtomic(const std::string& path, const std::string& data) {
-  std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << data;
-    if (!out.good()) return absl::InternalError("write " + tmp);
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) return ErrnoStatus(errno, "rename " + tmp);
-  return absl::OkStatus();
-}
-
 // The grouping id: the pod's sandbox id for CRI containers, else the container id.
 std::string GroupId(const Flags& f) {
-  auto spec = ReadFile("config.json");
+  auto spec = sys::ReadFileToString("config.json");
   if (!spec.ok()) return f.id;
   auto j = nlohmann::json::parse(*spec, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object()) return f.id;
@@ -86,9 +68,11 @@ bool SocketServes(const std::string& path) {
 }
 
 absl::StatusOr<sys::UniqueFd> Listen(const std::string& path) {
-  if (path.size() >= sizeof(sockaddr_un::sun_path)) return absl::InvalidArgumentError("socket path too long: " + path);
+  if (path.size() >= sizeof(sockaddr_un::sun_path))
+    return absl::InvalidArgumentError("socket path too long: " + path);
   std::string dir = path.substr(0, path.rfind('/'));
-  if (::mkdir("/run/containerd", 0711) != 0 && errno != EEXIST) return ErrnoStatus(errno, "mkdir /run/containerd");
+  if (::mkdir("/run/containerd", 0711) != 0 && errno != EEXIST)
+    return ErrnoStatus(errno, "mkdir /run/containerd");
   if (::mkdir(dir.c_str(), 0711) != 0 && errno != EEXIST) return ErrnoStatus(errno, "mkdir " + dir);
   sys::UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!fd) return ErrnoStatus(errno, "socket");
@@ -125,7 +109,7 @@ int Start(const Flags& f, char** argv) {
   std::string address = "unix://" + path;
 
   auto print_address = [&]() {
-    if (absl::Status st = WriteFileAtomic("address", address); !st.ok()) {
+    if (absl::Status st = sys::WriteFileAtomic("address", address); !st.ok()) {
       std::fprintf(stderr, "%s\n", std::string(st.message()).c_str());
       return 1;
     }
@@ -141,10 +125,11 @@ int Start(const Flags& f, char** argv) {
   };
 
   if (SocketServes(path)) return print_address();  // another container of the pod already started the shim
-  ::unlink(path.c_str());                           // stale socket of a dead shim
+  ::unlink(path.c_str());                          // stale socket of a dead shim
   auto listener = Listen(path);
   if (!listener.ok()) {
-    if (absl::IsAlreadyExists(listener.status()) || SocketServes(path)) return print_address();  // lost a race
+    if (absl::IsAlreadyExists(listener.status()) || SocketServes(path))
+      return print_address();  // lost a race
     std::fprintf(stderr, "start: %s\n", std::string(listener.status().message()).c_str());
     return 1;
   }
@@ -158,8 +143,17 @@ int Start(const Flags& f, char** argv) {
   }
   self[n] = '\0';
   sys::SpawnOptions so;
-  so.argv = {self, "-namespace", f.ns, "-id", f.id, "-address", f.address, "-publish-binary", f.publish_binary,
-             "-gvshim-socket", path};
+  so.argv = {self,
+             "-namespace",
+             f.ns,
+             "-id",
+             f.id,
+             "-address",
+             f.address,
+             "-publish-binary",
+             f.publish_binary,
+             "-gvshim-socket",
+             path};
   if (!config_path.empty()) so.argv.insert(so.argv.end(), {"-gvshim-config", config_path});
   if (f.debug) so.argv.push_back("-debug");
   so.extra_fds = {listener->get()};
@@ -172,7 +166,7 @@ int Start(const Flags& f, char** argv) {
     ::unlink(path.c_str());
     return 1;
   }
-  (void)WriteFileAtomic("shim.pid", std::to_string(*pid));
+  (void)sys::WriteFileAtomic("shim.pid", std::to_string(*pid));
   (void)argv;
   return print_address();
 }
@@ -187,14 +181,7 @@ int Delete(const Flags& f) {
   if (!g.ok()) {
     // The container never got as far as runsc; fall back to the default configuration.
     auto cfg = config::Load(config::kDefaultPath, false);
-    runsc::GlobalOptions d;
-    if (cfg.ok()) {
-      d.binary = cfg->runsc.binary;
-      d.root = absl::StrCat(cfg->runsc.root, "/", f.ns);
-      d.platform = cfg->runsc.platform;
-      d.network = cfg->runsc.network;
-    }
-    g = d;
+    g = cfg.ok() ? task::RunscOptions(*cfg, f.ns) : runsc::GlobalOptions{};
   }
   g->log_path = "";
   auto r = runsc::NewRunscCli(*g);
@@ -239,7 +226,9 @@ int Serve(const Flags& f) {
   so.ns = f.ns;
   so.config_path = f.config_path;
   so.runsc_factory = runsc_factory;
-  so.on_started = [&execute_manager](const task::ContainerLifecycle& info) { execute_manager.OnContainerStarted(info); };
+  so.on_started = [&execute_manager](const task::ContainerLifecycle& info) {
+    execute_manager.OnContainerStarted(info);
+  };
   so.on_deleted = [&execute_manager](const std::string& id) { execute_manager.OnContainerDeleted(id); };
   so.request_shutdown = [&shutdown] {
     if (!shutdown.HasBeenNotified()) shutdown.Notify();

@@ -14,6 +14,7 @@
 #include "google/protobuf/util/time_util.h"
 #include "shim/base/log.h"
 #include "shim/base/status.h"
+#include "shim/sys/file.h"
 #include "shim/sys/reaper.h"
 
 namespace gvshim::process {
@@ -31,13 +32,11 @@ google::protobuf::Timestamp ToProto(absl::Time t) {
 }
 
 absl::StatusOr<int> ReadPidFile(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return absl::NotFoundError(absl::StrCat("read pid file ", path, ": ", std::strerror(errno)));
-  std::stringstream ss;
-  ss << in.rdbuf();
+  auto text = sys::ReadFileToString(path);
+  if (!text.ok()) return Annotate(text.status(), "read pid file");
   int pid = 0;
-  if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(ss.str()), &pid) || pid <= 0) {
-    return absl::InternalError(absl::StrCat("pid file ", path, ": not a pid: \"", ss.str(), "\""));
+  if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(*text), &pid) || pid <= 0) {
+    return absl::InternalError(absl::StrCat("pid file ", path, ": not a pid: \"", *text, "\""));
   }
   return pid;
 }

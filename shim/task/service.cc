@@ -5,7 +5,6 @@
 
 #include <cstdlib>
 #include <fstream>
-
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
@@ -29,14 +28,17 @@ template <typename Req>
 absl::StatusOr<Req> Decode(const std::string& payload, const char* method) {
   Req req;
   if (!req.ParseFromString(payload)) {
-    return absl::InvalidArgumentError(absl::StrCat(method, ": request is not a valid ", Req::descriptor()->full_name()));
+    return absl::InvalidArgumentError(
+        absl::StrCat(method, ": request is not a valid ", Req::descriptor()->full_name()));
   }
   return req;
 }
 
 std::string Empty() { return google::protobuf::Empty().SerializeAsString(); }
 
-google::protobuf::Timestamp ToProto(absl::Time t) { return TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(t)); }
+google::protobuf::Timestamp ToProto(absl::Time t) {
+  return TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(t));
+}
 
 containerd::v1::types::Status ToProto(process::Status s) {
   switch (s) {
@@ -60,12 +62,34 @@ Service::Service(ServiceOptions options, events::Publisher* events)
 
 Service::~Service() = default;
 
+const std::map<std::string, Service::Method>& Service::Methods() {
+  static const auto* methods = new std::map<std::string, Method>{
+      {"Create", &Service::Create},
+      {"Start", &Service::Start},
+      {"Delete", &Service::Delete},
+      {"Exec", &Service::Exec},
+      {"State", &Service::State},
+      {"Kill", &Service::Kill},
+      {"Wait", &Service::Wait},
+      {"Pids", &Service::Pids},
+      {"Pause", &Service::Pause},
+      {"Resume", &Service::Resume},
+      {"ResizePty", &Service::ResizePty},
+      {"CloseIO", &Service::CloseIO},
+      {"Update", &Service::Update},
+      {"Stats", &Service::Stats},
+      {"Connect", &Service::Connect},
+      {"Shutdown", &Service::Shutdown},
+      {"Checkpoint", &Service::Checkpoint},
+  };
+  return *methods;
+}
+
 void Service::Register(ttrpc::Server* server) {
-  for (const char* m : {"Create", "Start", "Delete", "Exec", "State", "Kill", "Wait", "Pids", "Pause", "Resume",
-                        "ResizePty", "CloseIO", "Update", "Stats", "Connect", "Shutdown", "Checkpoint"}) {
-    std::string method = m;
-    server->Register(kServiceName, method, [this, method](const ttrpc::CallContext&, const std::string& payload) {
-      return Call(method, payload);
+  for (const auto& entry : Methods()) {
+    const std::string name = entry.first;
+    server->Register(kServiceName, name, [this, name](const ttrpc::CallContext&, const std::string& payload) {
+      return Call(name, payload);
     });
   }
 }
@@ -76,31 +100,17 @@ size_t Service::ContainerCount() {
 }
 
 absl::StatusOr<std::string> Service::Call(const std::string& method, const std::string& payload) {
+  auto it = Methods().find(method);
+  if (it == Methods().end())
+    return absl::UnimplementedError(absl::StrCat("method ", method, " not implemented"));
   log::Debugf("%s request (%d bytes)", method, payload.size());
-  absl::StatusOr<std::string> r;
-  if (method == "Create") r = Create(payload);
-  else if (method == "Start") r = Start(payload);
-  else if (method == "Delete") r = Delete(payload);
-  else if (method == "Exec") r = Exec(payload);
-  else if (method == "State") r = State(payload);
-  else if (method == "Kill") r = Kill(payload);
-  else if (method == "Wait") r = Wait(payload);
-  else if (method == "Pids") r = Pids(payload);
-  else if (method == "Pause") r = Pause(payload);
-  else if (method == "Resume") r = Resume(payload);
-  else if (method == "ResizePty") r = ResizePty(payload);
-  else if (method == "CloseIO") r = CloseIO(payload);
-  else if (method == "Update") r = Update(payload);
-  else if (method == "Stats") r = Stats(payload);
-  else if (method == "Connect") r = Connect(payload);
-  else if (method == "Shutdown") r = Shutdown(payload);
-  else if (method == "Checkpoint") {
-    r = absl::UnimplementedError("Checkpoint: gVisor checkpoint/restore is not supported by gvshim");
-  } else {
-    r = absl::UnimplementedError(absl::StrCat("method ", method, " not implemented"));
-  }
+  absl::StatusOr<std::string> r = (this->*(it->second))(payload);
   if (!r.ok()) log::Warnf("%s: %s", method, r.status().ToString());
   return r;
+}
+
+absl::StatusOr<std::string> Service::Checkpoint(const std::string&) {
+  return absl::UnimplementedError("Checkpoint: gVisor checkpoint/restore is not supported by gvshim");
 }
 
 absl::StatusOr<std::shared_ptr<Service::Entry>> Service::Get(const std::string& id) {
@@ -129,7 +139,8 @@ absl::StatusOr<std::string> Service::Create(const std::string& payload) {
   absl::MutexLock create_lock(&create_mu_);
   {
     absl::MutexLock lock(&mu_);
-    if (containers_.count(req.id())) return absl::AlreadyExistsError("container " + req.id() + " already exists");
+    if (containers_.count(req.id()))
+      return absl::AlreadyExistsError("container " + req.id() + " already exists");
   }
   std::string config_override;
   if (req.has_options() && req.options().type_url().find("runtimeoptions.v1.Options") != std::string::npos) {
@@ -140,21 +151,15 @@ absl::StatusOr<std::string> Service::Create(const std::string& payload) {
     config_override = opts.config_path();
   }
   ASSIGN_OR_RETURN(config::Config cfg, LoadConfig(config_override));
-  if (log::Level level; log::ParseLevel(cfg.shim.log_level, &level) && log::GetLevel() != log::Level::kDebug) {
+  if (log::Level level;
+      log::ParseLevel(cfg.shim.log_level, &level) && log::GetLevel() != log::Level::kDebug) {
     log::SetLevel(level);
   }
 
   ASSIGN_OR_RETURN(PreparedSpec prep, PrepareSpec(req.bundle(), cfg, &profiles_));
 
-  runsc::GlobalOptions g;
-  g.binary = cfg.runsc.binary;
-  g.root = absl::StrCat(cfg.runsc.root, "/", options_.ns);
+  runsc::GlobalOptions g = RunscOptions(cfg, options_.ns);
   g.log_path = req.bundle() + "/runsc.log";
-  g.platform = cfg.runsc.platform;
-  g.network = cfg.runsc.network;
-  g.debug = cfg.runsc.debug;
-  g.debug_log = cfg.runsc.debug_log;
-  g.extra_flags = cfg.runsc.extra_flags;
   g.oci_seccomp = prep.oci_seccomp;
   RETURN_IF_ERROR(WriteDeleteInfo(req.bundle(), g));
 
@@ -180,7 +185,8 @@ absl::StatusOr<std::string> Service::Create(const std::string& payload) {
   co.stdio = {req.stdin(), req.stdout(), req.stderr(), req.terminal()};
   co.creates_sandbox = prep.creates_sandbox;
   if (prep.creates_sandbox) co.oom_counter_file = prep.oom_counter_file;
-  ASSIGN_OR_RETURN(entry->container, process::Container::Create({entry->runsc.get(), events_}, std::move(co)));
+  ASSIGN_OR_RETURN(entry->container,
+                   process::Container::Create({entry->runsc.get(), events_}, std::move(co)));
   uint32_t pid = entry->container->init_pid();
   {
     absl::MutexLock lock(&mu_);
@@ -196,7 +202,8 @@ absl::StatusOr<std::string> Service::Create(const std::string& payload) {
   ev.mutable_io()->set_terminal(req.terminal());
   ev.set_pid(pid);
   events_->Publish(ev);
-  log::Infof("created %s (pid %d, %s)", req.id(), pid, prep.creates_sandbox ? "new sandbox" : "joins sandbox");
+  log::Infof("created %s (pid %d, %s)", req.id(), pid,
+             prep.creates_sandbox ? "new sandbox" : "joins sandbox");
   tv2::CreateTaskResponse resp;
   resp.set_pid(pid);
   return resp.SerializeAsString();
@@ -243,9 +250,11 @@ absl::StatusOr<std::string> Service::Exec(const std::string& payload) {
   // containerd sends the OCI Process as JSON inside the Any.
   const std::string& json = req.spec().value();
   if (!nlohmann::json::accept(json)) {
-    return absl::InvalidArgumentError(absl::StrCat("Exec ", req.exec_id(), ": process spec is not valid JSON"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("Exec ", req.exec_id(), ": process spec is not valid JSON"));
   }
-  RETURN_IF_ERROR(e->container->AddExec(req.exec_id(), {req.stdin(), req.stdout(), req.stderr(), req.terminal()}, json));
+  RETURN_IF_ERROR(
+      e->container->AddExec(req.exec_id(), {req.stdin(), req.stdout(), req.stderr(), req.terminal()}, json));
   return Empty();
 }
 

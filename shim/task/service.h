@@ -85,6 +85,11 @@ class Service {
   absl::StatusOr<std::string> Stats(const std::string& payload);
   absl::StatusOr<std::string> Connect(const std::string& payload);
   absl::StatusOr<std::string> Shutdown(const std::string& payload);
+  absl::StatusOr<std::string> Checkpoint(const std::string& payload);
+
+  // Every method of containerd.task.v2.Task this service answers, by name.
+  using Method = absl::StatusOr<std::string> (Service::*)(const std::string&);
+  static const std::map<std::string, Method>& Methods();
 
   absl::StatusOr<std::shared_ptr<Entry>> Get(const std::string& id);
   absl::StatusOr<config::Config> LoadConfig(const std::string& override_path);

@@ -3,25 +3,22 @@
 #include <sys/stat.h>
 
 #include <fstream>
-#include <sstream>
-
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "shim/base/log.h"
 #include "shim/base/status.h"
 #include "shim/oci/hardening.h"
 #include "shim/seccomp/profile.h"
+#include "shim/sys/file.h"
 
 namespace gvshim::task {
 namespace {
 
 absl::StatusOr<nlohmann::json> ReadJson(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return absl::NotFoundError(absl::StrCat("open ", path, ": ", std::strerror(errno)));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  auto j = nlohmann::json::parse(ss.str(), nullptr, /*allow_exceptions=*/false);
+  ASSIGN_OR_RETURN(std::string text, sys::ReadFileToString(path));
+  auto j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object()) return absl::InvalidArgumentError(path + ": not a JSON object");
   return j;
 }
@@ -29,7 +26,8 @@ absl::StatusOr<nlohmann::json> ReadJson(const std::string& path) {
 }  // namespace
 
 std::string OomCounterFile(const std::string& cgroup_root, const std::string& cgroups_path) {
-  if (cgroups_path.empty() || cgroups_path[0] != '/' || cgroups_path.find("..") != std::string::npos) return "";
+  if (cgroups_path.empty() || cgroups_path[0] != '/' || cgroups_path.find("..") != std::string::npos)
+    return "";
   struct stat st;
   if (::stat((cgroup_root + "/memory").c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
     return cgroup_root + "/memory" + cgroups_path + "/memory.oom_control";
@@ -76,19 +74,13 @@ absl::StatusOr<PreparedSpec> PrepareSpec(const std::string& bundle, const config
   RETURN_IF_ERROR(oci::SaveSpec(path, spec));
   for (const std::string& note : hardened.notes) log::Debugf("harden %s: %s", bundle, note);
   PreparedSpec out;
-  auto ann = spec.find("annotations");
-  if (ann != spec.end() && ann->is_object()) {
-    auto type = ann->find(kContainerTypeAnnotation);
-    if (type != ann->end() && type->is_string() && type->get<std::string>() == "container") {
-      out.creates_sandbox = false;
-    }
+  if (auto type = annotations.find(kContainerTypeAnnotation);
+      type != annotations.end() && type->second == "container") {
+    out.creates_sandbox = false;
   }
-  // A profile from the policy, or one the client put in the spec (e.g. a pod's RuntimeDefault), is enforced by
-  // runsc only with --oci-seccomp.
+  // A profile from the policy, or one the client put in the spec (e.g. a pod's RuntimeDefault), is enforced
+  // by runsc only with --oci-seccomp.
   out.oci_seccomp = hardened.needs_oci_seccomp;
-  if (auto lx = spec.find("linux"); lx != spec.end() && lx->is_object() && lx->contains("seccomp")) {
-    out.oci_seccomp = true;
-  }
   out.annotations = annotations;
   if (auto it = annotations.find(kSandboxIdAnnotation); it != annotations.end()) out.sandbox_id = it->second;
   out.rootfs = bundle + "/rootfs";
@@ -100,20 +92,33 @@ absl::StatusOr<PreparedSpec> PrepareSpec(const std::string& bundle, const config
     }
   }
   if (auto lx = spec.find("linux"); lx != spec.end() && lx->is_object()) {
+    if (lx->contains("seccomp")) out.oci_seccomp = true;
     auto cg = lx->find("cgroupsPath");
-    if (cg != lx->end() && cg->is_string()) out.oom_counter_file = OomCounterFile("/sys/fs/cgroup", cg->get<std::string>());
+    if (cg != lx->end() && cg->is_string())
+      out.oom_counter_file = OomCounterFile("/sys/fs/cgroup", cg->get<std::string>());
   }
   return out;
 }
 
+runsc::GlobalOptions RunscOptions(const config::Config& cfg, const std::string& ns) {
+  runsc::GlobalOptions g;
+  g.binary = cfg.runsc.binary;
+  g.root = absl::StrCat(cfg.runsc.root, "/", ns);
+  g.platform = cfg.runsc.platform;
+  g.network = cfg.runsc.network;
+  g.debug = cfg.runsc.debug;
+  g.debug_log = cfg.runsc.debug_log;
+  g.extra_flags = cfg.runsc.extra_flags;
+  return g;
+}
+
 absl::Status WriteDeleteInfo(const std::string& bundle, const runsc::GlobalOptions& g) {
-  nlohmann::json j = {{"binary", g.binary}, {"root", g.root},       {"platform", g.platform},
-                      {"network", g.network}, {"extra_flags", g.extra_flags}};
-  const std::string path = bundle + "/" + kDeleteInfoFile;
-  std::ofstream out(path, std::ios::trunc);
-  out << j.dump();
-  if (!out.good()) return absl::InternalError("write " + path);
-  return absl::OkStatus();
+  nlohmann::json j = {{"binary", g.binary},
+                      {"root", g.root},
+                      {"platform", g.platform},
+                      {"network", g.network},
+                      {"extra_flags", g.extra_flags}};
+  return sys::WriteFileAtomic(bundle + "/" + kDeleteInfoFile, j.dump());
 }
 
 absl::StatusOr<runsc::GlobalOptions> ReadDeleteInfo(const std::string& bundle) {

@@ -51,6 +51,9 @@ class ProfileCache {
 absl::StatusOr<PreparedSpec> PrepareSpec(const std::string& bundle, const config::Config& cfg,
                                          ProfileCache* profiles);
 
+// The runsc flags the config asks for, with the state root of containerd namespace `ns`.
+runsc::GlobalOptions RunscOptions(const config::Config& cfg, const std::string& ns);
+
 absl::Status WriteDeleteInfo(const std::string& bundle, const runsc::GlobalOptions& g);
 absl::StatusOr<runsc::GlobalOptions> ReadDeleteInfo(const std::string& bundle);
 
