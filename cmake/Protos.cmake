@@ -1,10 +1,21 @@
-# containerd's protos are taken from Debian's golang-github-containerd-containerd-dev at configure time.
-# The C++ generator of the open-source protoc refuses `import weak`, so each file is staged into the build
-# tree with `import weak` rewritten to `import`; gogo.proto comes from golang-github-gogo-protobuf-dev.
+# Protobuf code, in two sets:
+#  - the shim's (gvshim_protos): containerd's task/event/type protos, our ttrpc envelope and runtime options, and
+#    the well-known types they import, all generated for the protobuf *lite* runtime. The shim needs no
+#    descriptors or reflection, and the full runtime would cost every pod's shim about a megabyte of code.
+#  - the Execute API's (gvshim_grpc_protos): gvshim/execute/v1 with its gRPC stubs, on the full runtime, for the
+#    Execute server and the gvshim tool only.
+# No binary links both sets (the lite well-known types would clash with the full runtime's).
+#
+# containerd's protos are taken from Debian's golang-github-containerd-containerd-dev at configure time and
+# staged into the build tree: `import weak` becomes `import` (the open-source C++ generator refuses weak
+# imports), and the Go-only gogoproto / containerd fieldpath options and their imports are dropped (they change
+# nothing on the wire; without them descriptor.proto, which has no lite form, is not needed).
 set(GOCODE /usr/share/gocode/src CACHE PATH "Debian gocode source root")
 set(PROTO_STAGE ${CMAKE_BINARY_DIR}/proto-stage)
 set(PROTO_GEN ${CMAKE_BINARY_DIR}/proto-gen)
-file(MAKE_DIRECTORY ${PROTO_GEN})
+set(PROTO_GEN_FULL ${CMAKE_BINARY_DIR}/proto-gen-full)
+file(MAKE_DIRECTORY ${PROTO_GEN} ${PROTO_GEN_FULL})
+find_path(PROTOBUF_WKT_DIR google/protobuf/any.proto PATHS /usr/include REQUIRED)
 
 # Writes `content` to `dest` only when it differs, so unchanged protos are not rebuilt.
 function(_stage_write dest content)
@@ -17,6 +28,11 @@ function(_stage_write dest content)
   file(WRITE ${dest} "${content}")
 endfunction()
 
+# Adds `option optimize_for = LITE_RUNTIME;` after the package line of a proto's text (in `var`).
+macro(_make_lite var)
+  string(REGEX REPLACE "(\npackage [^;]+;)" "\\1\noption optimize_for = LITE_RUNTIME;" ${var} "${${var}}")
+endmacro()
+
 set(CONTAINERD_PROTOS
   github.com/containerd/containerd/runtime/v2/task/shim.proto
   github.com/containerd/containerd/api/types/mount.proto
@@ -24,67 +40,83 @@ set(CONTAINERD_PROTOS
   github.com/containerd/containerd/api/types/task/task.proto
   github.com/containerd/containerd/api/events/task.proto
   github.com/containerd/containerd/api/services/ttrpc/events/v1/events.proto
-  github.com/containerd/containerd/protobuf/plugin/fieldpath.proto
   github.com/containerd/cgroups/stats/v1/metrics.proto
 )
 
-set(_all_protos)
+set(_lite_protos)
 foreach(p IN LISTS CONTAINERD_PROTOS)
   if(NOT EXISTS ${GOCODE}/${p})
     message(FATAL_ERROR "missing ${GOCODE}/${p}: install golang-github-containerd-containerd-dev and golang-github-containerd-cgroups-dev")
   endif()
   file(READ ${GOCODE}/${p} _content)
   string(REPLACE "import weak " "import " _content "${_content}")
+  string(REGEX REPLACE "import \"gogoproto/gogo.proto\";" "" _content "${_content}")
+  string(REGEX REPLACE "import \"github.com/containerd/containerd/protobuf/plugin/fieldpath.proto\";" "" _content "${_content}")
+  string(REGEX REPLACE "option \\((gogoproto|containerd\\.plugin)\\.[^;]*;" "" _content "${_content}")
+  string(REGEX REPLACE "\\[\\(gogoproto\\.[^]]*\\]" "" _content "${_content}")
+  if(_content MATCHES "gogoproto|containerd\\.plugin")
+    message(FATAL_ERROR "${p}: a gogoproto/fieldpath option the staging does not know how to drop")
+  endif()
+  _make_lite(_content)
   _stage_write(${PROTO_STAGE}/${p} "${_content}")
-  list(APPEND _all_protos ${p})
+  list(APPEND _lite_protos ${p})
 endforeach()
-set(_gogo ${GOCODE}/github.com/gogo/protobuf/gogoproto/gogo.proto)
-if(NOT EXISTS ${_gogo})
-  message(FATAL_ERROR "missing ${_gogo}: install golang-github-gogo-protobuf-dev")
-endif()
-file(READ ${_gogo} _content)
-_stage_write(${PROTO_STAGE}/gogoproto/gogo.proto "${_content}")
-list(APPEND _all_protos gogoproto/gogo.proto)
 
-# Our own protos.
+# The well-known types the shim's protos import, as lite copies.
+foreach(p google/protobuf/any.proto google/protobuf/empty.proto google/protobuf/timestamp.proto)
+  file(READ ${PROTOBUF_WKT_DIR}/${p} _content)
+  _make_lite(_content)
+  _stage_write(${PROTO_STAGE}/${p} "${_content}")
+  list(APPEND _lite_protos ${p})
+endforeach()
+
+# Our own protos: everything but the Execute API is the shim's.
 file(GLOB_RECURSE _own RELATIVE ${CMAKE_SOURCE_DIR}/proto ${CMAKE_SOURCE_DIR}/proto/*.proto)
+set(_full_protos)
 foreach(p IN LISTS _own)
   file(READ ${CMAKE_SOURCE_DIR}/proto/${p} _content)
-  _stage_write(${PROTO_STAGE}/${p} "${_content}")
-  list(APPEND _all_protos ${p})
+  if(p MATCHES "^gvshim/execute/")
+    _stage_write(${PROTO_STAGE}/full/${p} "${_content}")
+    list(APPEND _full_protos ${p})
+  else()
+    _make_lite(_content)
+    _stage_write(${PROTO_STAGE}/${p} "${_content}")
+    list(APPEND _lite_protos ${p})
+  endif()
 endforeach()
 set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/proto)
 
 set(_srcs)
-set(_grpc_srcs)
-foreach(p IN LISTS _all_protos)
+foreach(p IN LISTS _lite_protos)
   string(REGEX REPLACE "\\.proto$" "" base ${p})
-  set(outs ${PROTO_GEN}/${base}.pb.cc ${PROTO_GEN}/${base}.pb.h)
-  set(args --proto_path=${PROTO_STAGE} --proto_path=/usr/include --cpp_out=${PROTO_GEN})
-  file(READ ${PROTO_STAGE}/${p} _c)
-  set(_has_service FALSE)
-  if(p MATCHES "^gvshim/" AND _c MATCHES "\nservice ")
-    set(_has_service TRUE)
-    list(APPEND outs ${PROTO_GEN}/${base}.grpc.pb.cc ${PROTO_GEN}/${base}.grpc.pb.h)
-    list(APPEND args --grpc_out=${PROTO_GEN} --plugin=protoc-gen-grpc=${GRPC_CPP_PLUGIN})
-  endif()
-  add_custom_command(OUTPUT ${outs}
-    COMMAND ${PROTOC} ${args} ${PROTO_STAGE}/${p}
+  # Only the staged tree is on the path: the lite well-known types are found there, never the system's.
+  add_custom_command(OUTPUT ${PROTO_GEN}/${base}.pb.cc ${PROTO_GEN}/${base}.pb.h
+    COMMAND ${PROTOC} --proto_path=${PROTO_STAGE} --cpp_out=${PROTO_GEN} ${PROTO_STAGE}/${p}
     DEPENDS ${PROTO_STAGE}/${p}
-    COMMENT "protoc ${p}" VERBATIM)
+    COMMENT "protoc (lite) ${p}" VERBATIM)
   list(APPEND _srcs ${PROTO_GEN}/${base}.pb.cc)
-  if(_has_service)
-    list(APPEND _grpc_srcs ${PROTO_GEN}/${base}.grpc.pb.cc)
-  endif()
+endforeach()
+
+set(_full_srcs)
+foreach(p IN LISTS _full_protos)
+  string(REGEX REPLACE "\\.proto$" "" base ${p})
+  set(outs ${PROTO_GEN_FULL}/${base}.pb.cc ${PROTO_GEN_FULL}/${base}.pb.h
+           ${PROTO_GEN_FULL}/${base}.grpc.pb.cc ${PROTO_GEN_FULL}/${base}.grpc.pb.h)
+  add_custom_command(OUTPUT ${outs}
+    COMMAND ${PROTOC} --proto_path=${PROTO_STAGE}/full --proto_path=${PROTOBUF_WKT_DIR} --cpp_out=${PROTO_GEN_FULL}
+            --grpc_out=${PROTO_GEN_FULL} --plugin=protoc-gen-grpc=${GRPC_CPP_PLUGIN} ${PROTO_STAGE}/full/${p}
+    DEPENDS ${PROTO_STAGE}/full/${p}
+    COMMENT "protoc (full + gRPC) ${p}" VERBATIM)
+  list(APPEND _full_srcs ${PROTO_GEN_FULL}/${base}.pb.cc ${PROTO_GEN_FULL}/${base}.grpc.pb.cc)
 endforeach()
 
 add_library(gvshim_protos STATIC ${_srcs})
-target_include_directories(gvshim_protos SYSTEM PUBLIC ${PROTO_GEN})
-target_link_libraries(gvshim_protos PUBLIC gvshim_protobuf)
+# BEFORE: the generated google/protobuf/*.pb.h (lite) must win over the system's headers of the same name.
+target_include_directories(gvshim_protos SYSTEM BEFORE PUBLIC ${PROTO_GEN})
+target_link_libraries(gvshim_protos PUBLIC gvshim_protobuf_lite)
 target_compile_options(gvshim_protos PRIVATE -w)
 
-if(_grpc_srcs)
-  add_library(gvshim_grpc_protos STATIC ${_grpc_srcs})
-  target_link_libraries(gvshim_grpc_protos PUBLIC gvshim_protos gvshim_grpcpp)
-  target_compile_options(gvshim_grpc_protos PRIVATE -w)
-endif()
+add_library(gvshim_grpc_protos STATIC ${_full_srcs})
+target_include_directories(gvshim_grpc_protos SYSTEM PUBLIC ${PROTO_GEN_FULL})
+target_link_libraries(gvshim_grpc_protos PUBLIC gvshim_protobuf gvshim_grpcpp)
+target_compile_options(gvshim_grpc_protos PRIVATE -w)

@@ -31,6 +31,7 @@ const char* LevelName(Level l) {
 }  // namespace
 
 void SetOutputFd(int fd) { g_fd.store(fd); }
+int OutputFd() { return g_fd.load(); }
 void SetLevel(Level level) { g_level.store(level); }
 Level GetLevel() { return g_level.load(); }
 

@@ -12,6 +12,7 @@ enum class Level { kDebug = 0, kInfo = 1, kWarn = 2, kError = 3 };
 
 // Sends log lines to `fd` (not owned; must stay open). Default: stderr.
 void SetOutputFd(int fd);
+int OutputFd();
 void SetLevel(Level level);
 Level GetLevel();
 // Parses "debug", "info", "warn", "error"; returns false for anything else.

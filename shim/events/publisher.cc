@@ -2,12 +2,12 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "google/protobuf/any.pb.h"
-#include "google/protobuf/util/time_util.h"
+#include "shim/events/timestamp.h"
 #include "shim/base/log.h"
 
 namespace gvshim::events {
 
-std::string TopicFor(const google::protobuf::Message& event) {
+std::string TopicFor(const google::protobuf::MessageLite& event) {
   static const auto* topics = new absl::flat_hash_map<std::string, std::string>{
       {"containerd.events.TaskCreate", "/tasks/create"},
       {"containerd.events.TaskStart", "/tasks/start"},
@@ -20,7 +20,7 @@ std::string TopicFor(const google::protobuf::Message& event) {
       {"containerd.events.TaskResumed", "/tasks/resumed"},
       {"containerd.events.TaskCheckpointed", "/tasks/checkpointed"},
   };
-  auto it = topics->find(event.GetDescriptor()->full_name());
+  auto it = topics->find(event.GetTypeName());
   return it == topics->end() ? "" : it->second;
 }
 
@@ -38,15 +38,15 @@ Forwarder::~Forwarder() {
   thread_.join();
 }
 
-void Forwarder::Publish(const google::protobuf::Message& event) {
+void Forwarder::Publish(const google::protobuf::MessageLite& event) {
   Envelope env;
-  *env.mutable_timestamp() = google::protobuf::util::TimeUtil::GetCurrentTime();
+  *env.mutable_timestamp() = NowTimestamp();
   env.set_namespace_(ns_);
   env.set_topic(TopicFor(event));
   // containerd resolves the event type by the proto's full name (no type.googleapis.com/ prefix).
-  env.mutable_event()->set_type_url(event.GetDescriptor()->full_name());
+  env.mutable_event()->set_type_url(event.GetTypeName());
   env.mutable_event()->set_value(event.SerializeAsString());
-  log::Debugf("publish %s %s", env.topic(), event.ShortDebugString());
+  log::Debugf("publish %s (%s)", env.topic(), env.event().type_url());
   absl::MutexLock lock(&mu_);
   if (queue_.size() >= options_.max_queue) {
     log::Errorf("event queue full: dropping %s", queue_.front().topic());

@@ -12,20 +12,20 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "github.com/containerd/containerd/api/services/ttrpc/events/v1/events.pb.h"
-#include "google/protobuf/message.h"
+#include "google/protobuf/message_lite.h"
 
 namespace gvshim::events {
 
 using Envelope = containerd::services::events::ttrpc::v1::Envelope;
 
 // Topic of a containerd task event message ("/tasks/exit" for containerd.events.TaskExit), or "" if unknown.
-std::string TopicFor(const google::protobuf::Message& event);
+std::string TopicFor(const google::protobuf::MessageLite& event);
 
 class Publisher {
  public:
   virtual ~Publisher() = default;
   // Queues the event; never blocks on the network. The topic is derived from the message type.
-  virtual void Publish(const google::protobuf::Message& event) = 0;
+  virtual void Publish(const google::protobuf::MessageLite& event) = 0;
 };
 
 // Where envelopes go: containerd in production, a recorder in unit tests.
@@ -49,7 +49,7 @@ class Forwarder : public Publisher {
   Forwarder(std::unique_ptr<EnvelopeSink> sink, std::string ns) : Forwarder(std::move(sink), std::move(ns), Options{}) {}
   ~Forwarder() override;  // Drains (bounded) and stops the thread.
 
-  void Publish(const google::protobuf::Message& event) override;
+  void Publish(const google::protobuf::MessageLite& event) override;
   // Waits until everything queued so far was sent (or dropped); false on timeout.
   bool Drain(absl::Duration timeout);
 

@@ -2,6 +2,7 @@
 
 #include <limits>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 
@@ -80,6 +81,22 @@ class Parser {
 
 }  // namespace
 
+bool OptsIn(const std::map<std::string, std::string>& annotations) {
+  auto it = annotations.find(kOptInAnnotation);
+  if (it == annotations.end()) return false;
+  std::string v = absl::AsciiStrToLower(it->second);
+  return v == "true" || v == "1";
+}
+
+std::string SocketKey(const std::string& ns, const std::string& sandbox_id) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (unsigned char c : absl::StrCat(ns, "/", sandbox_id)) {
+    h ^= c;
+    h *= 0x100000001b3ull;
+  }
+  return absl::StrFormat("%016x", h);
+}
+
 absl::StatusOr<ExecuteConfig> ParseExecuteTable(const toml::table* t, const std::string& file) {
   ExecuteConfig cfg;
   if (t == nullptr) return cfg;
@@ -132,6 +149,9 @@ absl::StatusOr<ExecuteConfig> ParseExecuteTable(const toml::table* t, const std:
       std::string* out = name == "python" ? &cfg.python : &cfg.node;
       st = p.String(node, key, out);
       if (st.ok() && out->empty()) st = p.Error(node, key, "must not be empty");
+    } else if (name == "server") {
+      st = p.String(node, key, &cfg.server);
+      if (st.ok() && (cfg.server.empty() || cfg.server[0] != '/')) st = p.Error(node, key, "must be an absolute path");
     } else if (name == "runner_args") {
       st = p.Strings(node, key, &cfg.runner_args);
     } else if (name == "python_args") {

@@ -5,6 +5,7 @@
 #include <toml++/toml.h>
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -40,11 +41,21 @@ struct ExecuteConfig {
   std::vector<std::string> runner_args;  // extra options for both runners (see runners/PROTOCOL.md)
   std::vector<std::string> python_args;  // extra options for the Python runner only (e.g. --preload numpy)
   std::vector<std::string> node_args;    // extra options for the Node runner only (e.g. --pool-size 4)
+  // The program the shim starts as a pod's Execute server (`<server> execute-server`); empty: the `gvshim` next
+  // to the shim binary, else `gvshim` on PATH.
+  std::string server;
   Limits default_limits{10000, 10000, 512ull << 20, 1 << 20, 64, 16 << 20};
   Limits max_limits{300000, 300000, 8ull << 30, 64 << 20, 4096, 1ull << 30};
 };
 
 inline constexpr char kOptInAnnotation[] = "dev.gvshim.execute";
+
+// Whether a container's annotations opt its pod in (dev.gvshim.execute = true or 1).
+bool OptsIn(const std::map<std::string, std::string>& annotations);
+
+// 16 lower-case hex digits naming a sandbox's files in socket_dir: FNV-1a (64 bit) of "<ns>/<sandbox_id>".
+// Stable across processes and versions, so clients can compute it.
+std::string SocketKey(const std::string& ns, const std::string& sandbox_id);
 
 // Parses the [execute] table; `t` null means the table is absent (defaults: disabled). Errors name
 // "<file>:<line>: execute.<key>: ...". Defaults above their maximum are errors.

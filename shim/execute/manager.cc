@@ -29,13 +29,6 @@ namespace {
 constexpr char kPodNamespaceAnnotation[] = "io.kubernetes.cri.sandbox-namespace";
 constexpr char kPodNameAnnotation[] = "io.kubernetes.cri.sandbox-name";
 
-bool OptsIn(const std::map<std::string, std::string>& annotations) {
-  auto it = annotations.find(kOptInAnnotation);
-  if (it == annotations.end()) return false;
-  std::string v = absl::AsciiStrToLower(it->second);
-  return v == "true" || v == "1";
-}
-
 // mkdir -p; the last component is made (or forced to) mode 0700: only root may reach the sockets.
 absl::Status MakePrivateDir(const std::string& dir) {
   for (size_t pos = 1; pos <= dir.size(); ++pos) {
@@ -58,23 +51,15 @@ struct ContainerEntry {
 
 }  // namespace
 
-std::string SocketKey(const std::string& ns, const std::string& sandbox_id) {
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (unsigned char c : absl::StrCat(ns, "/", sandbox_id)) {
-    h ^= c;
-    h *= 0x100000001b3ull;
-  }
-  return absl::StrFormat("%016x", h);
-}
-
 // The Execute service of one sandbox: its containers, runners and (once opted in) its gRPC server.
 class Sandbox : public Backend {
  public:
-  Sandbox(std::string ns, std::string sandbox_id, ExecuteConfig cfg, Manager::RunscFactory factory)
+  Sandbox(std::string ns, std::string sandbox_id, ExecuteConfig cfg, Manager::RunscFactory factory, pid_t shim_pid)
       : ns_(std::move(ns)),
         sandbox_id_(std::move(sandbox_id)),
         cfg_(std::move(cfg)),
         factory_(std::move(factory)),
+        shim_pid_(shim_pid),
         key_(SocketKey(ns_, sandbox_id_)),
         socket_path_(absl::StrCat(cfg_.socket_dir, "/", key_, ".sock")),
         json_path_(absl::StrCat(cfg_.socket_dir, "/", key_, ".json")) {}
@@ -165,7 +150,8 @@ class Sandbox : public Backend {
            {"sandbox_id", sandbox_id_},
            {"containers", std::move(containers)},
            {"socket", socket_path_},
-           {"shim_pid", ::getpid()}};
+           {"shim_pid", shim_pid_},
+           {"server_pid", ::getpid()}};
       if (!pod_namespace_.empty()) j["pod_namespace"] = pod_namespace_;
       if (!pod_name_.empty()) j["pod_name"] = pod_name_;
     }
@@ -341,6 +327,7 @@ class Sandbox : public Backend {
   const std::string ns_, sandbox_id_;
   const ExecuteConfig cfg_;
   const Manager::RunscFactory factory_;
+  const pid_t shim_pid_;
   const std::string key_, socket_path_, json_path_;
 
   absl::Mutex serve_mu_ ABSL_ACQUIRED_BEFORE(mu_);  // serialises EnsureServing/Stop
@@ -356,26 +343,22 @@ class Sandbox : public Backend {
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-Manager::Manager(RunscFactory runsc_factory) : runsc_factory_(std::move(runsc_factory)) {}
+Manager::Manager(RunscFactory runsc_factory, pid_t shim_pid)
+    : runsc_factory_(std::move(runsc_factory)), shim_pid_(shim_pid != 0 ? shim_pid : ::getpid()) {}
 
 Manager::~Manager() { Shutdown(); }
 
-void Manager::OnContainerStarted(const task::ContainerLifecycle& info) {
-  if (info.config == nullptr || info.config->execute == nullptr) return;  // [execute] absent: off
-  auto cfg = ParseExecuteTable(info.config->execute.get(),
-                               info.config->source.empty() ? std::string("<config>") : info.config->source);
-  if (!cfg.ok()) {
-    log::Warnf("execute: %s; no Execute service for %s", cfg.status().message(), info.id);
-    return;
-  }
-  if (!cfg->enabled) return;
+void Manager::OnContainerStarted(const ContainerInfo& info, const ExecuteConfig& config) {
+  if (!config.enabled) return;
   const std::string key = absl::StrCat(info.ns, "/", info.sandbox_id);
   std::shared_ptr<Sandbox> sb;
   {
     absl::MutexLock lock(&mu_);
     if (shut_down_) return;
     auto& slot = sandboxes_[key];
-    if (slot == nullptr) slot = std::make_shared<Sandbox>(info.ns, info.sandbox_id, *cfg, runsc_factory_);
+    if (slot == nullptr) {
+      slot = std::make_shared<Sandbox>(info.ns, info.sandbox_id, config, runsc_factory_, shim_pid_);
+    }
     sb = slot;
     container_sandbox_[info.id] = key;
   }

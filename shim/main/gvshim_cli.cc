@@ -2,11 +2,13 @@
 //   gvshim version
 //   gvshim profile check FILE...   validate seccomp profiles with libseccomp (exit 1 if any is invalid)
 //   gvshim exec ...                run a snippet through a pod's Execute service
+//   gvshim execute-server          (started by the shim) the Execute server of one pod; see shim/execute/wire.h
 #include <cstdio>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_join.h"
+#include "shim/execute/server_main.h"
 #include "shim/main/exec_client.h"
 #include "shim/seccomp/profile.h"
 
@@ -58,5 +60,6 @@ int main(int argc, char** argv) {
     return ProfileCheck({args.begin() + 2, args.end()});
   }
   if (args[0] == "exec") return gvshim::cli::ExecMain({args.begin() + 1, args.end()});
+  if (args[0] == "execute-server" && args.size() == 1) return gvshim::execute::ExecuteServerMain(0);
   return Usage();
 }

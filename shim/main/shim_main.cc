@@ -22,13 +22,13 @@
 #include "absl/synchronization/notification.h"
 #include "github.com/containerd/containerd/runtime/v2/task/shim.pb.h"
 #include "google/protobuf/any.pb.h"
-#include "google/protobuf/util/time_util.h"
+#include "shim/events/timestamp.h"
 #include "gvshim/runtimeoptions/v1/options.pb.h"
 #include "shim/base/log.h"
 #include "shim/base/status.h"
 #include "shim/config/config.h"
 #include "shim/events/publisher.h"
-#include "shim/execute/manager.h"
+#include "shim/execute/supervisor.h"
 #include "shim/main/flags.h"
 #include "shim/process/rootfs.h"
 #include "shim/runsc/runsc.h"
@@ -190,7 +190,7 @@ int Delete(const Flags& f) {
   if (absl::Status u = process::UnmountAll(bundle + "/rootfs"); !u.ok()) log::Warnf("%s", u.ToString());
   containerd::task::v2::DeleteResponse resp;
   resp.set_exit_status(128 + SIGKILL);
-  *resp.mutable_exited_at() = google::protobuf::util::TimeUtil::GetCurrentTime();
+  *resp.mutable_exited_at() = events::NowTimestamp();
   std::string out = resp.SerializeAsString();
   return sys::WriteAll(STDOUT_FILENO, out.data(), out.size()).ok() ? 0 : 1;
 }
@@ -220,16 +220,20 @@ int Serve(const Flags& f) {
 
   absl::Notification shutdown;
   auto runsc_factory = [](const runsc::GlobalOptions& g) { return runsc::NewRunscCli(g); };
-  // The Execute service: nothing of it runs until a sandbox opts in (see shim/execute/manager.h).
-  execute::Manager execute_manager(runsc_factory);
+  // The Execute service: a server process per pod that opts in, nothing otherwise (shim/execute/supervisor.h).
+  execute::Supervisor::Options eo;
+  eo.default_server = execute::Supervisor::DefaultServerPath();
+  eo.log_fd = log::OutputFd();
+  eo.log_level = log::GetLevel() == log::Level::kDebug ? "debug" : "info";
+  execute::Supervisor execute_supervisor(eo);
   task::ServiceOptions so;
   so.ns = f.ns;
   so.config_path = f.config_path;
   so.runsc_factory = runsc_factory;
-  so.on_started = [&execute_manager](const task::ContainerLifecycle& info) {
-    execute_manager.OnContainerStarted(info);
+  so.on_started = [&execute_supervisor](const task::ContainerLifecycle& info) {
+    execute_supervisor.OnContainerStarted(info);
   };
-  so.on_deleted = [&execute_manager](const std::string& id) { execute_manager.OnContainerDeleted(id); };
+  so.on_deleted = [&execute_supervisor](const std::string& id) { execute_supervisor.OnContainerDeleted(id); };
   so.request_shutdown = [&shutdown] {
     if (!shutdown.HasBeenNotified()) shutdown.Notify();
   };
@@ -249,7 +253,7 @@ int Serve(const Flags& f) {
   // Let the Shutdown response reach containerd, then stop.
   if (!f.socket.empty()) ::unlink(f.socket.c_str());
   server.Shutdown();
-  execute_manager.Shutdown();
+  execute_supervisor.Shutdown();
   forwarder.Drain(absl::Seconds(5));
   log::Infof("gvshim exiting");
   return 0;

@@ -11,7 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "github.com/containerd/containerd/api/events/task.pb.h"
-#include "google/protobuf/util/time_util.h"
+#include "shim/events/timestamp.h"
 #include "shim/base/log.h"
 #include "shim/base/status.h"
 #include "shim/sys/file.h"
@@ -20,15 +20,13 @@
 namespace gvshim::process {
 namespace {
 
-using google::protobuf::util::TimeUtil;
-
 constexpr absl::Duration kConsoleTimeout = absl::Seconds(10);
 constexpr absl::Duration kIoDrainTimeout = absl::Seconds(2);
 // How long an init exit waits for the exits of its execs (they die with the container) before it is published.
 constexpr absl::Duration kExecExitGrace = absl::Seconds(3);
 
 google::protobuf::Timestamp ToProto(absl::Time t) {
-  return TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(t));
+  return events::ToTimestamp(t);
 }
 
 absl::StatusOr<int> ReadPidFile(const std::string& path) {

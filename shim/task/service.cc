@@ -12,7 +12,7 @@
 #include "github.com/containerd/containerd/api/events/task.pb.h"
 #include "github.com/containerd/containerd/runtime/v2/task/shim.pb.h"
 #include "google/protobuf/empty.pb.h"
-#include "google/protobuf/util/time_util.h"
+#include "shim/events/timestamp.h"
 #include "gvshim/runtimeoptions/v1/options.pb.h"
 #include "shim/base/log.h"
 #include "shim/base/status.h"
@@ -22,14 +22,13 @@ namespace gvshim::task {
 namespace {
 
 namespace tv2 = containerd::task::v2;
-using google::protobuf::util::TimeUtil;
 
 template <typename Req>
 absl::StatusOr<Req> Decode(const std::string& payload, const char* method) {
   Req req;
   if (!req.ParseFromString(payload)) {
     return absl::InvalidArgumentError(
-        absl::StrCat(method, ": request is not a valid ", Req::descriptor()->full_name()));
+        absl::StrCat(method, ": request is not a valid ", Req::default_instance().GetTypeName()));
   }
   return req;
 }
@@ -37,7 +36,7 @@ absl::StatusOr<Req> Decode(const std::string& payload, const char* method) {
 std::string Empty() { return google::protobuf::Empty().SerializeAsString(); }
 
 google::protobuf::Timestamp ToProto(absl::Time t) {
-  return TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(t));
+  return events::ToTimestamp(t);
 }
 
 containerd::v1::types::Status ToProto(process::Status s) {

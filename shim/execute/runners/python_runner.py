@@ -56,6 +56,7 @@ STATUS_INTERNAL = "internal_error"
 SETUP_FAILED_EXIT = 125
 
 _libc = ctypes.CDLL(None, use_errno=True)
+_FunctionType = type(lambda: None)
 
 
 def _diag(msg):
@@ -109,6 +110,7 @@ class Options:
         self.sandbox_network = ""
         self.job_mode = "auto"  # auto | prefork | fork (see PROTOCOL.md, "What a job gets")
         self.prefork = 4  # idle pre-forked workers kept ready (prefork mode)
+        self.zygotes = 0  # prefork mode: zygotes forking workers in parallel; 0 = one per CPU (at most prefork, 4)
         self.phase_times = False
         it = iter(argv)
         for a in it:
@@ -138,6 +140,8 @@ class Options:
                     raise SystemExit("gvshim-python-runner: --job-mode must be auto, prefork or fork")
             elif a == "--prefork":
                 self.prefork = max(1, int(next(it)))
+            elif a == "--zygotes":
+                self.zygotes = max(0, int(next(it)))
             elif a == "--phase-times":
                 self.phase_times = True
             elif a.startswith("--default-") and a[10:].replace("-", "_") in DEFAULT_LIMITS:
@@ -203,12 +207,46 @@ def _probe_isolation(opts, scratch):
 # Job side: everything below runs in the forked job process and never returns to the runner loop.
 
 
+def _binds(fn, args):
+    """For a plain function, what inspect.signature(fn).bind would say, read off its code object (importing
+    and running inspect touches many objects, i.e. copy-on-write faults in a fresh fork).
+
+    Returns (as_keywords, as_single), or None when fn is not a plain function."""
+    code = getattr(fn, "__code__", None)
+    if (type(fn) is not _FunctionType or code is None or "__wrapped__" in fn.__dict__
+            or "__signature__" in fn.__dict__):
+        return None
+    npos, nkw, nposonly = code.co_argcount, code.co_kwonlyargcount, code.co_posonlyargcount
+    names = code.co_varnames[:npos + nkw]
+    varargs, varkw = bool(code.co_flags & 0x04), bool(code.co_flags & 0x08)
+    ndef = len(fn.__defaults__ or ())
+    kwdefs = fn.__kwdefaults__ or {}
+    required_pos = names[:npos - ndef]
+    required_kw = [n for n in names[npos:] if n not in kwdefs]
+    # main(**args): every key names a parameter that takes a keyword (or main has **kwargs); every required
+    # parameter is among the keys, and none of them is positional-only.
+    keyword_names = set(names[nposonly:])
+    as_keywords = (all(k in keyword_names or varkw for k in args)
+                   and len(required_pos[:nposonly]) == 0
+                   and all(n in args for n in required_pos)
+                   and all(n in args for n in required_kw))
+    # main(args): one positional parameter (or *args) and nothing else required.
+    as_single = (npos >= 1 or varargs) and len(required_pos) <= 1 and not required_kw
+    return as_keywords, as_single
+
+
 def _call_main(fn, args):
     """RAGFlow's convention: main(**args) for an object whose keys main accepts, else main(args)."""
-    import inspect
-
     if not isinstance(args, dict):
         return fn(args)
+    fast = _binds(fn, args)
+    if fast is not None:
+        as_keywords, as_single = fast
+        if as_single and not as_keywords:
+            return fn(args)
+        return fn(**args)
+    import inspect
+
     try:
         sig = inspect.signature(fn)
     except (TypeError, ValueError):
@@ -751,24 +789,39 @@ def _worker_main(req, fds, t_fork):
 # Runner side.
 
 
-def _uid_has_processes(uid):
+def _uids_with_processes(uids):
+    """Which of uids have a live (not zombie) process, by one scan of /proc."""
     # /proc/N's owner is not enough: a process that changed uid without exec is non-dumpable and shows as root.
-    want = str(uid)
+    want = {str(u): u for u in uids}
+    found = set()
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
-            with open("/proc/%s/status" % entry) as f:
-                for line in f:
-                    if line.startswith("State:") and line.split()[1] in ("Z", "X"):
-                        break  # a zombie holds nothing and cannot be killed
-                    if line.startswith("Uid:"):
-                        if want in line.split()[1:]:
-                            return True
-                        break
+            fd = os.open("/proc/%s/status" % entry, os.O_RDONLY)
+            try:
+                text = os.read(fd, 16384).decode("ascii", "replace")
+            finally:
+                os.close(fd)
         except OSError:
             continue
-    return False
+        state = uid_line = None
+        for line in text.split("\n"):
+            if line.startswith("State:"):
+                state = line.split()[1:2]
+            elif line.startswith("Uid:"):
+                uid_line = line.split()[1:]
+                break
+        if state and state[0] in ("Z", "X"):
+            continue  # a zombie holds nothing and cannot be killed
+        for u in uid_line or ():
+            if u in want:
+                found.add(want[u])
+    return found
+
+
+def _uid_has_processes(uid):
+    return uid in _uids_with_processes([uid])
 
 
 class Job:
@@ -797,10 +850,20 @@ class Job:
         self.rec_scanned = 0  # records bytes already searched for the worker's "exit" record
 
 
-class Worker:
-    """A pre-forked process (child of the zygote) that waits for one job."""
+class Zygote:
+    """A process forked from the runner before any job, that forks workers on request."""
 
-    def __init__(self, pid, uid, net, fds, workdir):
+    def __init__(self, pid, sock):
+        self.pid = pid
+        self.sock = sock
+        self.inflight = 0  # spawn requests not answered yet
+
+
+class Worker:
+    """A pre-forked process (child of a zygote) that waits for one job."""
+
+    def __init__(self, pid, uid, net, fds, workdir, zygote=None):
+        self.zygote = zygote
         self.pid = pid
         self.uid = uid
         self.net = net
@@ -860,17 +923,23 @@ class Runner:
                     "isolate_net": self.isolate_net}
         self.running = True
         # Prefork mode state.
-        self.zygote_pid = None
-        self.zsock = None
+        self.zygotes = {}  # fd of its channel -> Zygote
         self.seq = 0
-        self.spawning = {}  # seq -> (uid, net, workdir)
+        self.spawning = {}  # seq -> (uid, net, workdir, Zygote)
         self.idle = {False: [], True: []}  # net -> [Worker]
         self.workers = {}  # pid -> Worker
         self.pending = []  # jobs waiting for a worker
-        self.sweeping = {}  # seq -> uid
+        self.sweeping = {}  # seq -> (uid, Zygote)
         self.sweep_tries = {}  # uid -> sweeps done for its current release
+        # Housekeeping that is not on any job's path (removing directories, checking that a released uid has
+        # no process left) runs when the loop has nothing else to do, so a request never waits behind it.
+        self.deferred = []
+        self.unverified = set()  # uids whose worker is gone, waiting for the /proc check
         if mode == "prefork":
-            self.start_zygote()
+            n = opts.zygotes or min(os.cpu_count() or 1, opts.prefork, 4)
+            self.n_zygotes = max(1, n)
+            for _ in range(self.n_zygotes):
+                self.start_zygote()
             self.refill()
 
     # --- prefork: zygote and workers -----------------------------------------------------------------------
@@ -887,20 +956,26 @@ class Runner:
             _zygote_main(b, self.pid, self.isolation)  # never returns
         b.close()
         a.setblocking(False)
-        self.zygote_pid = pid
-        self.zsock = a
+        z = Zygote(pid, a)
+        self.zygotes[a.fileno()] = z
         self.sel.register(a.fileno(), selectors.EVENT_READ, "zygote")
 
-    def zsend(self, obj):
-        self.zsock.setblocking(True)
+    def zsend(self, z, obj):
+        z.sock.setblocking(True)
         try:
-            self.zsock.send(json.dumps(obj).encode())
+            z.sock.send(json.dumps(obj).encode())
         finally:
-            self.zsock.setblocking(False)
+            z.sock.setblocking(False)
+
+    def pick_zygote(self):
+        """The zygote with the fewest forks outstanding (they fork in parallel, one per CPU)."""
+        if not self.zygotes:
+            return None
+        return min(self.zygotes.values(), key=lambda z: z.inflight)
 
     def refill(self):
         """Keeps `prefork` idle workers of the default kind, plus one on the way per waiting job."""
-        if self.mode != "prefork" or not self.running or self.zsock is None:
+        if self.mode != "prefork" or not self.running or not self.zygotes:
             return
         want = {self.isolate_net: self.opts.prefork, (not self.isolate_net): 0}
         for job in self.pending:
@@ -908,7 +983,7 @@ class Runner:
         for net in (self.isolate_net, not self.isolate_net):
             if net and not self.isolate_net:
                 continue
-            have = len(self.idle[net]) + sum(1 for _, n, _ in self.spawning.values() if n == net)
+            have = len(self.idle[net]) + sum(1 for _, n, _, _ in self.spawning.values() if n == net)
             while have < want[net]:
                 if self.own_uids:
                     if not self.free_uids:
@@ -923,8 +998,10 @@ class Runner:
                     self.release_uid(uid)
                     return
                 self.seq += 1
-                self.spawning[self.seq] = (uid, net, workdir)
-                self.zsend({"op": "spawn", "seq": self.seq, "uid": uid, "gid": self.opts.gid, "net": net,
+                z = self.pick_zygote()
+                z.inflight += 1
+                self.spawning[self.seq] = (uid, net, workdir, z)
+                self.zsend(z, {"op": "spawn", "seq": self.seq, "uid": uid, "gid": self.opts.gid, "net": net,
                             "own_uid": self.own_uids, "sandbox_no_network": self.opts.sandbox_network == "none",
                             "workdir": workdir})
                 have += 1
@@ -938,25 +1015,26 @@ class Runner:
             os.chown(os.path.join(workdir, "artifacts"), uid, self.opts.gid)
         return workdir
 
-    def on_zygote_readable(self):
+    def on_zygote_readable(self, z):
         import socket
 
         while True:
             try:
-                data, fds, _, _ = socket.recv_fds(self.zsock, 1 << 16, 8)
+                data, fds, _, _ = socket.recv_fds(z.sock, 1 << 16, 8)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as e:
                 _diag("zygote channel: %s" % e)
                 data, fds = b"", []
             if not data:
-                self.zygote_lost()
+                self.zygote_lost(z)
                 return
             msg = json.loads(data)
             op = msg.get("op")
             if op == "spawned":
-                uid, net, workdir = self.spawning.pop(msg["seq"])
-                w = Worker(msg["pid"], uid, net, fds, workdir)
+                uid, net, workdir, _ = self.spawning.pop(msg["seq"])
+                z.inflight -= 1
+                w = Worker(msg["pid"], uid, net, fds, workdir, z)
                 for fd in fds[1:]:
                     _set_nonblock(fd)
                 self.workers[w.pid] = w
@@ -967,7 +1045,8 @@ class Runner:
                 else:
                     self.idle[net].append(w)
             elif op == "error":
-                uid, _, workdir = self.spawning.pop(msg["seq"])
+                uid, _, workdir, _ = self.spawning.pop(msg["seq"])
+                z.inflight -= 1
                 shutil.rmtree(workdir, ignore_errors=True)
                 _diag(msg.get("message"))
                 for fd in fds:
@@ -983,7 +1062,7 @@ class Runner:
             elif op == "exited":
                 self.on_worker_exit(msg["pid"], msg["status"], msg["maxrss"])
             elif op == "swept":
-                uid = self.sweeping.pop(msg["seq"])
+                uid, _ = self.sweeping.pop(msg["seq"])
                 self.release_uid_when_clean(uid)
 
     def on_worker_exit(self, pid, status, maxrss):
@@ -997,7 +1076,7 @@ class Runner:
                 self.idle[w.net].remove(w)
             for fd in (w.job_w, w.out_r, w.err_r, w.rec_r):
                 os.close(fd)
-            shutil.rmtree(w.workdir, ignore_errors=True)
+            self.defer_rmtree(w.workdir)
             self.release_uid_when_clean(w.uid)
             self.refill()
             return
@@ -1008,39 +1087,59 @@ class Runner:
             self.end_job_processes(job)
         self.release_uid_when_clean(w.uid)
 
+    def defer(self, fn, *args):
+        self.deferred.append((fn, args))
+
+    def defer_rmtree(self, path):
+        self.defer(shutil.rmtree, path, True)
+
     def release_uid_when_clean(self, uid):
-        """Returns a worker's uid to the pool once no process of it is alive; sweeps (as that uid) if needed."""
+        """Returns a worker's uid to the pool once no process of it is alive; sweeps (as that uid) if needed.
+
+        The check (a /proc scan) is deferred and done for all released uids at once."""
         if not self.own_uids:
             return
-        if not _uid_has_processes(uid):
-            self.sweep_tries.pop(uid, None)
-            self.free_uids.append(uid)
-            self.refill()
-            return
-        tries = self.sweep_tries.get(uid, 0)
-        if tries >= 20 or self.zsock is None:
-            _diag("uid %d still has processes after %d sweeps; not reusing it" % (uid, tries))
-            return
-        self.sweep_tries[uid] = tries + 1
-        self.seq += 1
-        self.sweeping[self.seq] = uid
-        self.zsend({"op": "sweep", "seq": self.seq, "uid": uid, "gid": self.opts.gid})
+        if not self.unverified:
+            self.defer(self.verify_uids)
+        self.unverified.add(uid)
 
-    def zygote_lost(self):
-        """The zygote died: its workers died with it (parent-death signal). Fail their jobs, start anew."""
+    def verify_uids(self):
+        uids, self.unverified = self.unverified, set()
+        busy = _uids_with_processes(uids)
+        for uid in sorted(uids):
+            if uid not in busy:
+                self.sweep_tries.pop(uid, None)
+                self.free_uids.append(uid)
+                continue
+            tries = self.sweep_tries.get(uid, 0)
+            z = self.pick_zygote()
+            if tries >= 20 or z is None:
+                _diag("uid %d still has processes after %d sweeps; not reusing it" % (uid, tries))
+                continue
+            self.sweep_tries[uid] = tries + 1
+            self.seq += 1
+            self.sweeping[self.seq] = (uid, z)
+            self.zsend(z, {"op": "sweep", "seq": self.seq, "uid": uid, "gid": self.opts.gid})
+        self.refill()
+
+    def zygote_lost(self, z):
+        """A zygote died: its workers died with it (parent-death signal). Fail their jobs, start anew."""
         _diag("zygote exited; restarting it")
-        if self.zsock is not None:
-            self.sel.unregister(self.zsock.fileno())
-            self.zsock.close()
-            self.zsock = None
-        for uid, _, workdir in self.spawning.values():
-            shutil.rmtree(workdir, ignore_errors=True)
-            self.release_uid(uid)
-        self.spawning.clear()
-        for uid in self.sweeping.values():
-            self.release_uid(uid)
-        self.sweeping.clear()
+        if self.zygotes.pop(z.sock.fileno(), None) is not None:
+            self.sel.unregister(z.sock.fileno())
+            z.sock.close()
+        for seq, (uid, _, workdir, sz) in list(self.spawning.items()):
+            if sz is z:
+                del self.spawning[seq]
+                shutil.rmtree(workdir, ignore_errors=True)
+                self.release_uid_when_clean(uid)
+        for seq, (uid, sz) in list(self.sweeping.items()):
+            if sz is z:
+                del self.sweeping[seq]
+                self.release_uid_when_clean(uid)
         for w in list(self.workers.values()):
+            if w.zygote is not z:
+                continue
             self.workers.pop(w.pid, None)
             try:
                 os.kill(-w.pid, signal.SIGKILL)
@@ -1055,8 +1154,10 @@ class Runner:
                 for fd in (w.job_w, w.out_r, w.err_r, w.rec_r):
                     os.close(fd)
                 shutil.rmtree(w.workdir, ignore_errors=True)
-            self.release_uid(w.uid)
-        self.idle = {False: [], True: []}
+            # Leftovers of a job killed here may still run: the uid is checked (and swept) before reuse.
+            self.release_uid_when_clean(w.uid)
+        for net in self.idle:
+            self.idle[net] = [w for w in self.idle[net] if w.zygote is not z]
         if self.running:
             self.start_zygote()
             self.refill()
@@ -1401,10 +1502,9 @@ class Runner:
                 return
             if pid == 0:
                 return
-            if pid == self.zygote_pid:
-                self.zygote_pid = None
-                if self.zsock is not None:
-                    self.zygote_lost()
+            z = next((z for z in self.zygotes.values() if z.pid == pid), None)
+            if z is not None:
+                self.zygote_lost(z)
                 continue
             job = self.by_pid.pop(pid, None)
             if job is None:
@@ -1469,7 +1569,7 @@ class Runner:
             self.send(self.result_frame(job, duration))
         finally:
             if job.workdir:
-                shutil.rmtree(job.workdir, ignore_errors=True)
+                self.defer_rmtree(job.workdir)
             if job.worker is None and job.uid is not None:
                 self.release_uid(job.uid)
             self.refill()
@@ -1631,14 +1731,29 @@ class Runner:
                         self.kill(job, "timeout")
                     elif timeout is None or left < timeout:
                         timeout = left
+            if self.deferred:
+                # Housekeeping only when nothing is ready: requests and job output come first.
+                if not self.poll(0):
+                    fn, args = self.deferred.pop(0)
+                    try:
+                        fn(*args)
+                    except Exception as e:  # noqa: BLE001 - housekeeping must not end the runner
+                        _diag("housekeeping: %s" % e)
+                continue
             self.poll(timeout)
         self.shutdown()
 
+    # Order in which ready descriptors are served: a new request first, then the jobs' pipes.
+    _EVENT_ORDER = {"proto": 0, "job": 1, "zygote": 2, "wake": 3}
+
     def poll(self, timeout, protocol=True):
+        """Waits up to timeout for events and serves them; returns whether there were any."""
         try:
             events = self.sel.select(timeout)
         except InterruptedError:
-            return
+            return True
+        if len(events) > 1:
+            events.sort(key=lambda e: self._EVENT_ORDER.get(e[0].data, 1))
         for key, _ in events:
             if key.data == "proto":
                 if protocol:
@@ -1651,11 +1766,13 @@ class Runner:
                     pass
                 self.reap()
             elif key.data == "zygote":
-                if self.zsock is not None:
-                    self.on_zygote_readable()
+                z = self.zygotes.get(key.fd)
+                if z is not None:
+                    self.on_zygote_readable(z)
             elif key.fd in self.by_fd:
                 self.on_job_readable(key.fd)
         self.reap()  # a wakeup byte can be consumed before the signal is delivered; reaping is cheap
+        return bool(events)
 
     def shutdown(self):
         self.running = False
@@ -1664,11 +1781,12 @@ class Runner:
         deadline = time.monotonic() + 5
         while self.jobs and time.monotonic() < deadline:
             self.poll(0.05, protocol=False)
-        if self.zsock is not None:
-            # Closing the channel ends the zygote; idle workers die with it (parent-death signal).
-            self.sel.unregister(self.zsock.fileno())
-            self.zsock.close()
-            self.zsock = None
+        if self.zygotes:
+            # Closing the channels ends the zygotes; idle workers die with them (parent-death signal).
+            for fd, z in list(self.zygotes.items()):
+                self.sel.unregister(fd)
+                z.sock.close()
+            self.zygotes.clear()
             for w in list(self.workers.values()):
                 try:
                     os.kill(-w.pid, signal.SIGKILL)

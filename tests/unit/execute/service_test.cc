@@ -85,7 +85,9 @@ class ExecuteServiceTest : public ::testing::Test {
                                     python, "\"\nnode = \"", node, "\"\n", extra);
     auto cfg = config::Parse(toml, "test.toml");
     ASSERT_TRUE(cfg.ok()) << cfg.status();
-    config_ = std::make_shared<const config::Config>(*cfg);
+    auto ecfg = ParseExecuteTable(cfg->execute.get(), "test.toml");
+    ASSERT_TRUE(ecfg.ok()) << ecfg.status();
+    ecfg_ = *ecfg;
     manager_ = std::make_unique<Manager>(
         [this](const runsc::GlobalOptions&) { return std::make_unique<testing::FakeRunscView>(&fake_); });
     AddContainer("sbx", opt_in);
@@ -96,18 +98,16 @@ class ExecuteServiceTest : public ::testing::Test {
     stub_ = pb::Execute::NewStub(grpc::CreateChannel("unix:" + socket_, grpc::InsecureChannelCredentials()));
   }
 
-  task::ContainerLifecycle Info(const std::string& id, bool opt_in) {
-    task::ContainerLifecycle info;
+  ContainerInfo Info(const std::string& id, bool opt_in) {
+    ContainerInfo info;
     info.id = id;
     info.ns = "t";
     info.bundle = dir_ + "/b";
     info.rootfs = "/";  // the host's interpreters: the fake runsc runs the runner on the host
     info.sandbox_id = "sbx";
-    info.creates_sandbox = id == "sbx";
     if (opt_in) info.annotations["dev.gvshim.execute"] = "true";
     info.annotations["io.kubernetes.cri.sandbox-namespace"] = "default";
     info.annotations["io.kubernetes.cri.sandbox-name"] = "pod-a";
-    info.config = config_;
     return info;
   }
 
@@ -116,7 +116,7 @@ class ExecuteServiceTest : public ::testing::Test {
     co.bundle = dir_ + "/b";
     co.pid_file = absl::StrCat(dir_, "/b/", id, ".pid");
     ASSERT_TRUE(fake_.Create(id, co).ok());
-    manager_->OnContainerStarted(Info(id, opt_in));
+    manager_->OnContainerStarted(Info(id, opt_in), ecfg_);
   }
 
   pb::ExecuteRequest Py(const std::string& code, const std::string& args = "") {
@@ -160,7 +160,7 @@ class ExecuteServiceTest : public ::testing::Test {
 
   std::string dir_;
   testing::FakeRunsc fake_;
-  std::shared_ptr<const config::Config> config_;
+  ExecuteConfig ecfg_;
   std::unique_ptr<Manager> manager_;
   std::string socket_;
   std::unique_ptr<pb::Execute::Stub> stub_;
@@ -421,6 +421,7 @@ TEST_F(ExecuteServiceTest, SocketAndDiscoveryFileFollowTheSandbox) {
   EXPECT_EQ(j["pod_name"], "pod-a");
   EXPECT_EQ(j["socket"], socket_);
   EXPECT_EQ(j["shim_pid"], ::getpid());
+  EXPECT_EQ(j["server_pid"], ::getpid());
   ASSERT_EQ(j["containers"].size(), 2u);
   EXPECT_EQ(j["containers"][1]["id"], "app");
   EXPECT_EQ(j["containers"][1]["python"], true);
@@ -489,11 +490,11 @@ TEST_F(ExecuteServiceTest, NoServiceAndNoThreadsWithoutOptIn) {
 }
 
 TEST_F(ExecuteServiceTest, DisabledConfigServesNothing) {
-  std::string toml = absl::StrCat("[execute]\nenabled = false\nsocket_dir = \"", dir_, "/s\"\n");
-  config_ = std::make_shared<const config::Config>(*config::Parse(toml, "t.toml"));
+  ecfg_.enabled = false;
+  ecfg_.socket_dir = dir_ + "/s";
   manager_ = std::make_unique<Manager>(
       [this](const runsc::GlobalOptions&) { return std::make_unique<testing::FakeRunscView>(&fake_); });
-  manager_->OnContainerStarted(Info("sbx", true));
+  manager_->OnContainerStarted(Info("sbx", true), ecfg_);
   EXPECT_EQ(manager_->ServingCount(), 0u);
   EXPECT_FALSE(fs::exists(dir_ + "/s"));
 }

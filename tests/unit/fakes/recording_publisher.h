@@ -11,7 +11,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "google/protobuf/message.h"
+#include "google/protobuf/message_lite.h"
 #include "shim/events/publisher.h"
 
 namespace gvshim::testing {
@@ -25,7 +25,7 @@ struct RecordedEvent {
   template <typename M>
   M As() const {
     M m;
-    if (type == M::descriptor()->full_name()) m.ParseFromString(bytes);
+    if (type == M::default_instance().GetTypeName()) m.ParseFromString(bytes);
     return m;
   }
 };
@@ -34,8 +34,8 @@ class RecordingPublisher : public events::Publisher {
  public:
   using Match = std::function<bool(const RecordedEvent&)>;
 
-  void Publish(const google::protobuf::Message& event) override {
-    RecordedEvent e{event.GetDescriptor()->full_name(), event.SerializeAsString(), events::TopicFor(event)};
+  void Publish(const google::protobuf::MessageLite& event) override {
+    RecordedEvent e{event.GetTypeName(), event.SerializeAsString(), events::TopicFor(event)};
     absl::MutexLock lock(&mu_);
     events_.push_back(std::move(e));
   }

@@ -97,14 +97,14 @@ class ServiceTest : public ::testing::Test {
   }
 
   template <typename Resp>
-  absl::StatusOr<Resp> Call(const std::string& method, const google::protobuf::Message& req) {
+  absl::StatusOr<Resp> Call(const std::string& method, const google::protobuf::MessageLite& req) {
     auto out = service_->Call(method, req.SerializeAsString());
     if (!out.ok()) return out.status();
     Resp resp;
     if (!resp.ParseFromString(*out)) return absl::InternalError(method + ": response does not parse");
     return resp;
   }
-  absl::Status CallEmpty(const std::string& method, const google::protobuf::Message& req) {
+  absl::Status CallEmpty(const std::string& method, const google::protobuf::MessageLite& req) {
     return Call<google::protobuf::Empty>(method, req).status();
   }
 

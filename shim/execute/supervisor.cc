@@ -1,0 +1,249 @@
+#include "shim/execute/supervisor.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <climits>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "shim/base/log.h"
+#include "shim/base/status.h"
+#include "shim/sys/fd.h"
+#include "shim/sys/reaper.h"
+#include "shim/sys/spawn.h"
+
+namespace gvshim::execute {
+
+struct Supervisor::Pod {
+  std::string key, ns, sandbox_id;
+  ExecuteConfig cfg;
+  std::vector<ContainerInfo> containers;  // in start order
+  bool opted_in = false;
+  bool stopping = false;
+  int restarts = 0;
+  // The current server, if any.
+  pid_t pid = 0;
+  sys::UniqueFd to_server;
+  std::shared_ptr<absl::Notification> exited;
+};
+
+namespace {
+
+void RemoveFiles(const ExecuteConfig& cfg, const std::string& ns, const std::string& sandbox_id) {
+  const std::string base = absl::StrCat(cfg.socket_dir, "/", SocketKey(ns, sandbox_id));
+  ::unlink((base + ".sock").c_str());
+  ::unlink((base + ".json").c_str());
+}
+
+}  // namespace
+
+Supervisor::Supervisor(Options opts) : opts_(std::move(opts)) {}
+
+Supervisor::~Supervisor() { Shutdown(); }
+
+std::string Supervisor::DefaultServerPath() {
+  char buf[PATH_MAX];
+  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n > 0) {
+    std::string self(buf, static_cast<size_t>(n));
+    std::string candidate = self.substr(0, self.rfind('/') + 1) + "gvshim";
+    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
+  }
+  return "gvshim";
+}
+
+void Supervisor::OnContainerStarted(const task::ContainerLifecycle& info) {
+  if (info.config == nullptr || info.config->execute == nullptr) return;  // [execute] absent: off
+  auto cfg = ParseExecuteTable(info.config->execute.get(),
+                               info.config->source.empty() ? std::string("<config>") : info.config->source);
+  if (!cfg.ok()) {
+    log::Warnf("execute: %s; no Execute service for %s", cfg.status().message(), info.id);
+    return;
+  }
+  if (!cfg->enabled) return;
+  ContainerInfo c{info.id, info.ns, info.sandbox_id, info.bundle, info.rootfs, info.annotations, info.runsc};
+  const std::string key = absl::StrCat(info.ns, "/", info.sandbox_id);
+  absl::MutexLock lock(&mu_);
+  if (shut_down_) return;
+  auto& slot = pods_[key];
+  if (slot == nullptr) {
+    slot = std::make_shared<Pod>();
+    slot->key = key;
+    slot->ns = info.ns;
+    slot->sandbox_id = info.sandbox_id;
+    slot->cfg = *cfg;
+  }
+  Pod& pod = *slot;
+  container_pod_[info.id] = key;
+  auto same = [&](const ContainerInfo& e) { return e.id == c.id; };
+  std::erase_if(pod.containers, same);
+  pod.containers.push_back(c);
+  if (OptsIn(info.annotations) || !pod.cfg.require_annotation) pod.opted_in = true;
+  if (!pod.opted_in || pod.stopping) return;
+  absl::Status st = pod.pid == 0 ? SpawnLocked(pod) : SendLocked(pod, {{"op", "start"}, {"container", ToJson(c)}});
+  if (!st.ok()) log::Warnf("execute: sandbox %s: %s", pod.sandbox_id, st.message());
+}
+
+void Supervisor::OnContainerDeleted(const std::string& id) {
+  std::shared_ptr<Pod> last;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = container_pod_.find(id);
+    if (it == container_pod_.end()) return;
+    const std::string key = it->second;
+    container_pod_.erase(it);
+    auto p = pods_.find(key);
+    if (p == pods_.end()) return;
+    Pod& pod = *p->second;
+    std::erase_if(pod.containers, [&](const ContainerInfo& c) { return c.id == id; });
+    if (pod.containers.empty() || id == pod.sandbox_id) {
+      last = p->second;
+      pods_.erase(p);
+      std::erase_if(container_pod_, [&](const auto& kv) { return kv.second == key; });
+    } else if (pod.pid != 0) {
+      if (absl::Status st = SendLocked(pod, {{"op", "delete"}, {"id", id}}); !st.ok()) {
+        log::Warnf("execute: sandbox %s: %s", pod.sandbox_id, st.message());
+      }
+    }
+  }
+  if (last != nullptr) StopPod(std::move(last));
+}
+
+void Supervisor::Shutdown() {
+  std::map<std::string, std::shared_ptr<Pod>> all;
+  {
+    absl::MutexLock lock(&mu_);
+    shut_down_ = true;
+    all.swap(pods_);
+    container_pod_.clear();
+  }
+  for (auto& [k, pod] : all) StopPod(pod);
+  {
+    absl::MutexLock lock(&exits_mu_);
+    stop_restarter_ = true;
+  }
+  if (restarter_.joinable()) restarter_.join();
+}
+
+pid_t Supervisor::ServerPid(const std::string& ns, const std::string& sandbox_id) {
+  absl::MutexLock lock(&mu_);
+  auto it = pods_.find(absl::StrCat(ns, "/", sandbox_id));
+  return it == pods_.end() ? 0 : it->second->pid;
+}
+
+absl::Status Supervisor::SpawnLocked(Pod& pod) {
+  if (!restarter_.joinable()) restarter_ = std::thread([this] { RestartLoop(); });
+  auto pipe = sys::MakePipe(O_CLOEXEC);
+  if (!pipe.ok()) return pipe.status();
+  sys::SpawnOptions so;
+  so.argv = {pod.cfg.server.empty() ? opts_.default_server : pod.cfg.server, "execute-server"};
+  so.stdin_fd = pipe->read.get();
+  so.stderr_fd = opts_.log_fd;
+  // The server outlives the request thread that starts it: its lifetime is tied to its stdin instead.
+  so.pdeathsig = 0;
+  auto pid = sys::Spawn(so);
+  if (!pid.ok()) return absl::Status(pid.status().code(), absl::StrCat("start Execute server: ", pid.status().message()));
+  pipe->read.reset();
+  ::fcntl(pipe->write.get(), F_SETFL, ::fcntl(pipe->write.get(), F_GETFL) | O_NONBLOCK);
+  pod.pid = *pid;
+  pod.to_server = std::move(pipe->write);
+  pod.exited = std::make_shared<absl::Notification>();
+  log::Infof("execute: started server pid %d for sandbox %s/%s", *pid, pod.ns, pod.sandbox_id);
+  // The callback may run right here (if the server is already gone): it takes only exits_mu_.
+  sys::Reaper::Get().Watch(*pid, [this, key = pod.key, pid = *pid, exited = pod.exited](int ws) {
+    {
+      absl::MutexLock lock(&exits_mu_);
+      exits_.push_back({key, pid, ws});
+    }
+    exited->Notify();  // last: StopPod may return (and the supervisor go away) once this is seen
+  });
+  SandboxHello hello{pod.ns, pod.sandbox_id, ::getpid(), opts_.log_level, pod.cfg};
+  RETURN_IF_ERROR(SendLocked(pod, ToJson(hello)));
+  for (const ContainerInfo& c : pod.containers) {
+    RETURN_IF_ERROR(SendLocked(pod, {{"op", "start"}, {"container", ToJson(c)}}));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Supervisor::SendLocked(Pod& pod, const nlohmann::json& msg) {
+  if (!pod.to_server) return absl::FailedPreconditionError("no Execute server");
+  const std::string line = msg.dump() + "\n";
+  absl::Status st = sys::WriteAll(pod.to_server.get(), line.data(), line.size());
+  if (st.ok()) return st;
+  // A server that does not take its input is of no use (and a partial line would corrupt the stream): it is
+  // killed, and the restart gives the new one the whole pod again.
+  (void)sys::Reaper::Get().Signal(pod.pid, SIGKILL);
+  pod.to_server.reset();
+  return absl::Status(st.code(), absl::StrCat("tell the Execute server: ", st.message()));
+}
+
+void Supervisor::StopPod(std::shared_ptr<Pod> pod) {
+  pid_t pid;
+  std::shared_ptr<absl::Notification> exited;
+  {
+    absl::MutexLock lock(&mu_);
+    pod->stopping = true;
+    pod->to_server.reset();  // end of input: the server stops its runners and removes its files
+    pid = pod->pid;
+    exited = pod->exited;
+  }
+  if (pid != 0 && !exited->WaitForNotificationWithTimeout(opts_.stop_timeout)) {
+    log::Warnf("execute: server pid %d of sandbox %s did not stop in time; killing it", pid, pod->sandbox_id);
+    (void)sys::Reaper::Get().Signal(pid, SIGKILL);
+    exited->WaitForNotificationWithTimeout(absl::Seconds(5));
+  }
+  if (pid != 0) RemoveFiles(pod->cfg, pod->ns, pod->sandbox_id);
+}
+
+void Supervisor::RestartLoop() {
+  for (;;) {
+    std::vector<Exit> batch;
+    {
+      absl::MutexLock lock(&exits_mu_);
+      exits_mu_.Await(absl::Condition(
+          +[](Supervisor* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->exits_mu_) {
+            return s->stop_restarter_ || !s->exits_.empty();
+          },
+          this));
+      if (exits_.empty()) return;  // stopping, nothing left to handle
+      batch.swap(exits_);
+    }
+    for (const Exit& e : batch) {
+      std::shared_ptr<Pod> pod;
+      {
+        absl::MutexLock lock(&mu_);
+        auto it = pods_.find(e.key);
+        if (it == pods_.end() || it->second->pid != e.pid) continue;
+        pod = it->second;
+        pod->pid = 0;
+        pod->to_server.reset();
+        if (pod->stopping || shut_down_) continue;
+        log::Warnf("execute: server pid %d of sandbox %s exited unexpectedly (exit code %d)", e.pid,
+                   pod->sandbox_id, sys::ExitCodeFromWaitStatus(e.wait_status));
+        RemoveFiles(pod->cfg, pod->ns, pod->sandbox_id);
+        if (pod->restarts >= kMaxRestarts) {
+          log::Errorf("execute: sandbox %s: the Execute server died %d times; not starting it again",
+                      pod->sandbox_id, pod->restarts + 1);
+          continue;
+        }
+        ++pod->restarts;
+      }
+      {
+        absl::MutexLock lock(&exits_mu_);
+        exits_mu_.AwaitWithTimeout(absl::Condition(&stop_restarter_), opts_.restart_delay);
+        if (stop_restarter_) return;
+      }
+      absl::MutexLock lock(&mu_);
+      if (pod->stopping || shut_down_ || pod->pid != 0) continue;
+      if (absl::Status st = SpawnLocked(*pod); !st.ok()) {
+        log::Warnf("execute: sandbox %s: restart: %s", pod->sandbox_id, st.message());
+      }
+    }
+  }
+}
+
+}  // namespace gvshim::execute

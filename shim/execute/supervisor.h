@@ -1,0 +1,87 @@
+// The shim's side of the Execute service. The gRPC server, the runners and everything gRPC live in a separate
+// process per pod, `gvshim execute-server` (server_main.h), which the shim starts only when a pod opts in
+// ([execute] enabled = true and, unless require_annotation = false, dev.gvshim.execute=true on one of its
+// containers). Pods that do not opt in cost the shim nothing but this bookkeeping: no gRPC code is linked into
+// the shim, no thread or socket is created.
+//
+// The shim tells the server about the pod's containers over the server's stdin (wire.h); closing it ends the
+// server, which stops its runners and removes its socket and record. A server that dies is started again (at
+// most kMaxRestarts times per pod, a second apart) and given the pod's containers again. If the shim itself
+// dies, the server sees end of input and cleans up the same way.
+// Hooks never fail the container operation they follow: errors are logged.
+#pragma once
+
+#include <sys/types.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "shim/execute/config.h"
+#include "shim/execute/wire.h"
+#include "shim/task/service.h"
+
+namespace gvshim::execute {
+
+class Supervisor {
+ public:
+  struct Options {
+    // The program started as `<server> execute-server` when the config names none ([execute] server).
+    std::string default_server;
+    // The server's stderr (the shim's log); -1: /dev/null.
+    int log_fd = -1;
+    std::string log_level = "info";
+    // How long a server may take to stop after its input closed before it gets SIGKILL.
+    absl::Duration stop_timeout = absl::Seconds(5);
+    absl::Duration restart_delay = absl::Seconds(1);
+  };
+  static constexpr int kMaxRestarts = 5;
+
+  explicit Supervisor(Options opts);
+  ~Supervisor();  // Shutdown()
+  Supervisor(const Supervisor&) = delete;
+  Supervisor& operator=(const Supervisor&) = delete;
+
+  // task::ServiceOptions::on_started / on_deleted.
+  void OnContainerStarted(const task::ContainerLifecycle& info);
+  void OnContainerDeleted(const std::string& id);
+  // Stops every server (waits for them). Idempotent.
+  void Shutdown();
+
+  // The pid of a pod's running server, 0 if none.
+  pid_t ServerPid(const std::string& ns, const std::string& sandbox_id);
+
+  // `gvshim` next to the running binary if it exists, else plain "gvshim" (looked up in PATH).
+  static std::string DefaultServerPath();
+
+ private:
+  struct Pod;
+  absl::Status SpawnLocked(Pod& pod) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status SendLocked(Pod& pod, const nlohmann::json& msg) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void StopPod(std::shared_ptr<Pod> pod);
+  void RestartLoop();
+
+  const Options opts_;
+  absl::Mutex mu_;
+  std::map<std::string, std::shared_ptr<Pod>> pods_ ABSL_GUARDED_BY(mu_);  // "<ns>/<sandbox id>"
+  std::map<std::string, std::string> container_pod_ ABSL_GUARDED_BY(mu_);  // container id -> key above
+  bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
+
+  // Server exits, from the reaper thread to the restarter thread. Lock order: mu_ before exits_mu_.
+  struct Exit {
+    std::string key;
+    pid_t pid;
+    int wait_status;
+  };
+  absl::Mutex exits_mu_ ABSL_ACQUIRED_AFTER(mu_);
+  std::vector<Exit> exits_ ABSL_GUARDED_BY(exits_mu_);
+  bool stop_restarter_ ABSL_GUARDED_BY(exits_mu_) = false;
+  std::thread restarter_;  // started with the first server; restarts servers that died
+};
+
+}  // namespace gvshim::execute

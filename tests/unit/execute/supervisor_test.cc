@@ -1,0 +1,239 @@
+// The shim's supervisor of Execute server processes, with a fake server: a shell script that records its argv
+// and every input line, and exits at end of input (or misbehaves when told to by marker files).
+#include "shim/execute/supervisor.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "nlohmann/json.hpp"
+#include "shim/config/config.h"
+
+namespace gvshim::execute {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+bool WaitFor(const std::function<bool()>& cond, absl::Duration timeout = absl::Seconds(10)) {
+  const absl::Time end = absl::Now() + timeout;
+  while (absl::Now() < end) {
+    if (cond()) return true;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  return cond();
+}
+
+std::string Slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Kill(pid, 0) fails once the reaper collected the process.
+bool Gone(pid_t pid) { return ::kill(pid, 0) != 0; }
+
+class SupervisorTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/gvsup-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    server_ = dir_ + "/fake-server";
+    std::ofstream(server_) << "#!/bin/sh\n"
+                           << "d=" << dir_ << "\n"
+                           << "echo \"$*\" >>\"$d/argv.$$\"\n"
+                           << "if [ -e \"$d/ignore-eof\" ]; then trap '' TERM; while :; do sleep 0.05; done; fi\n"
+                           << "while IFS= read -r line; do\n"
+                           << "  echo \"$line\" >>\"$d/in.$$\"\n"
+                           << "  if [ -e \"$d/crash\" ]; then rm -f \"$d/crash\"; exit 7; fi\n"
+                           << "done\n"
+                           << "echo EOF >>\"$d/in.$$\"\n";
+    fs::permissions(server_, fs::perms::owner_all);
+  }
+  void TearDown() override {
+    sup_.reset();
+    fs::remove_all(dir_);
+  }
+
+  void Make(const std::string& extra = "", absl::Duration stop_timeout = absl::Seconds(5)) {
+    auto cfg = config::Parse(absl::StrCat("[execute]\nenabled = true\nsocket_dir = \"", dir_, "/s\"\nserver = \"",
+                                          server_, "\"\n", extra),
+                             "g.toml");
+    ASSERT_TRUE(cfg.ok()) << cfg.status();
+    config_ = std::make_shared<const config::Config>(*cfg);
+    Supervisor::Options o;
+    o.default_server = "/nonexistent/gvshim";
+    o.stop_timeout = stop_timeout;
+    o.restart_delay = absl::Milliseconds(20);
+    sup_ = std::make_unique<Supervisor>(o);
+  }
+
+  task::ContainerLifecycle Info(const std::string& id, bool opt_in) {
+    task::ContainerLifecycle info;
+    info.id = id;
+    info.ns = "t";
+    info.sandbox_id = "sbx";
+    info.bundle = dir_ + "/" + id;
+    info.rootfs = dir_ + "/" + id + "/rootfs";
+    if (opt_in) info.annotations["dev.gvshim.execute"] = "true";
+    info.runsc.root = "/run/runsc-test";
+    info.config = config_;
+    return info;
+  }
+
+  // The JSON lines server `pid` has read so far ("EOF" once its input closed).
+  std::vector<std::string> Input(pid_t pid) {
+    std::vector<std::string> lines = absl::StrSplit(Slurp(absl::StrCat(dir_, "/in.", pid)), '\n', absl::SkipEmpty());
+    return lines;
+  }
+  std::vector<std::string> Ops(pid_t pid) {
+    std::vector<std::string> ops;
+    for (const auto& l : Input(pid)) {
+      if (l == "EOF") {
+        ops.push_back("EOF");
+        continue;
+      }
+      auto j = nlohmann::json::parse(l);
+      std::string op = j["op"];
+      if (op == "start") op += " " + j["container"]["id"].get<std::string>();
+      if (op == "delete") op += " " + j["id"].get<std::string>();
+      ops.push_back(op);
+    }
+    return ops;
+  }
+
+  std::string dir_, server_;
+  std::shared_ptr<const config::Config> config_;
+  std::unique_ptr<Supervisor> sup_;
+};
+
+TEST_F(SupervisorTest, NoServerUntilThePodOptsInThenTheWholePodIsSent) {
+  Make();
+  sup_->OnContainerStarted(Info("sbx", false));
+  EXPECT_EQ(sup_->ServerPid("t", "sbx"), 0);
+  sup_->OnContainerStarted(Info("app", true));
+  const pid_t pid = sup_->ServerPid("t", "sbx");
+  ASSERT_GT(pid, 0);
+  ASSERT_TRUE(WaitFor([&] { return Ops(pid).size() >= 3; }));
+  EXPECT_THAT(Ops(pid), ElementsAre("sandbox", "start sbx", "start app"));
+  EXPECT_EQ(Slurp(absl::StrCat(dir_, "/argv.", pid)), "execute-server\n");
+  auto hello = nlohmann::json::parse(Input(pid)[0]);
+  EXPECT_EQ(hello["ns"], "t");
+  EXPECT_EQ(hello["sandbox_id"], "sbx");
+  EXPECT_EQ(hello["shim_pid"], ::getpid());
+  EXPECT_EQ(hello["config"]["socket_dir"], dir_ + "/s");
+  auto start = nlohmann::json::parse(Input(pid)[2]);
+  EXPECT_EQ(start["container"]["rootfs"], dir_ + "/app/rootfs");
+  EXPECT_EQ(start["container"]["runsc"]["root"], "/run/runsc-test");
+}
+
+TEST_F(SupervisorTest, DisabledOrAbsentConfigStartsNothing) {
+  Make("require_annotation = false\n");
+  auto info = Info("sbx", true);
+  info.config = std::make_shared<const config::Config>(*config::Parse("[execute]\nenabled = false\n", "g.toml"));
+  sup_->OnContainerStarted(info);
+  info.config = std::make_shared<const config::Config>(*config::Parse("", "g.toml"));
+  sup_->OnContainerStarted(info);
+  info.config = nullptr;
+  sup_->OnContainerStarted(info);
+  EXPECT_EQ(sup_->ServerPid("t", "sbx"), 0);
+  EXPECT_FALSE(fs::exists(dir_ + "/argv." + std::to_string(0)));
+  for (const auto& e : fs::directory_iterator(dir_)) EXPECT_THAT(e.path().string(), ::testing::Not(HasSubstr("argv.")));
+}
+
+TEST_F(SupervisorTest, RequireAnnotationFalseServesEveryPod) {
+  Make("require_annotation = false\n");
+  sup_->OnContainerStarted(Info("sbx", false));
+  EXPECT_GT(sup_->ServerPid("t", "sbx"), 0);
+}
+
+TEST_F(SupervisorTest, DeletesAreForwardedAndTheLastOneEndsTheServer) {
+  Make();
+  sup_->OnContainerStarted(Info("sbx", true));
+  sup_->OnContainerStarted(Info("app", false));
+  const pid_t pid = sup_->ServerPid("t", "sbx");
+  ASSERT_GT(pid, 0);
+  sup_->OnContainerDeleted("app");
+  ASSERT_TRUE(WaitFor([&] { return Ops(pid).size() >= 4; }));
+  EXPECT_THAT(Ops(pid), ElementsAre("sandbox", "start sbx", "start app", "delete app"));
+  EXPECT_FALSE(Gone(pid));
+  // A stale socket left by the server is removed with it.
+  fs::create_directories(dir_ + "/s");
+  const std::string sock = absl::StrCat(dir_, "/s/", SocketKey("t", "sbx"), ".sock");
+  std::ofstream(sock) << "";
+  sup_->OnContainerDeleted("sbx");  // returns once the server has exited
+  EXPECT_TRUE(Gone(pid));
+  EXPECT_THAT(Ops(pid), ElementsAre("sandbox", "start sbx", "start app", "delete app", "EOF"));
+  EXPECT_EQ(sup_->ServerPid("t", "sbx"), 0);
+  EXPECT_FALSE(fs::exists(sock));
+  sup_->OnContainerDeleted("sbx");  // unknown now: nothing happens
+}
+
+TEST_F(SupervisorTest, ADeadServerIsStartedAgainWithThePod) {
+  Make();
+  std::ofstream(dir_ + "/crash") << "";
+  sup_->OnContainerStarted(Info("sbx", true));
+  const pid_t first = sup_->ServerPid("t", "sbx");
+  ASSERT_GT(first, 0);
+  pid_t second = 0;
+  ASSERT_TRUE(WaitFor([&] {
+    second = sup_->ServerPid("t", "sbx");
+    return second != 0 && second != first;
+  }));
+  ASSERT_TRUE(WaitFor([&] { return Ops(second).size() >= 2; }));
+  EXPECT_THAT(Ops(second), ElementsAre("sandbox", "start sbx"));
+  EXPECT_TRUE(Gone(first));
+}
+
+TEST_F(SupervisorTest, AServerThatIgnoresEndOfInputIsKilled) {
+  Make("", absl::Milliseconds(200));
+  std::ofstream(dir_ + "/ignore-eof") << "";
+  sup_->OnContainerStarted(Info("sbx", true));
+  const pid_t pid = sup_->ServerPid("t", "sbx");
+  ASSERT_GT(pid, 0);
+  const absl::Time t0 = absl::Now();
+  sup_->OnContainerDeleted("sbx");
+  EXPECT_TRUE(Gone(pid));
+  EXPECT_LT(absl::Now() - t0, absl::Seconds(5));
+}
+
+TEST_F(SupervisorTest, ShutdownStopsEveryServer) {
+  Make();
+  sup_->OnContainerStarted(Info("sbx", true));
+  auto other = Info("p2", true);
+  other.sandbox_id = "p2";
+  sup_->OnContainerStarted(other);
+  const pid_t a = sup_->ServerPid("t", "sbx"), b = sup_->ServerPid("t", "p2");
+  ASSERT_GT(a, 0);
+  ASSERT_GT(b, 0);
+  ASSERT_NE(a, b);
+  sup_->Shutdown();
+  EXPECT_TRUE(Gone(a));
+  EXPECT_TRUE(Gone(b));
+  sup_->OnContainerStarted(Info("late", true));  // after shutdown: ignored
+  EXPECT_EQ(sup_->ServerPid("t", "sbx"), 0);
+}
+
+TEST_F(SupervisorTest, AMissingServerProgramIsLoggedAndNothingBreaks) {
+  Make();
+  auto info = Info("sbx", true);
+  info.config = std::make_shared<const config::Config>(
+      *config::Parse(absl::StrCat("[execute]\nenabled = true\nsocket_dir = \"", dir_, "/s\"\n"), "g.toml"));
+  sup_->OnContainerStarted(info);  // default_server is /nonexistent/gvshim
+  EXPECT_EQ(sup_->ServerPid("t", "sbx"), 0);
+  sup_->OnContainerDeleted("sbx");
+}
+
+}  // namespace
+}  // namespace gvshim::execute
