@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Execute benchmark, through the real shim: warm Execute latency (p50/p99) of a Python main(a, b) and a JS main,
 # next to `runsc exec` of the same snippet into the same sandbox (what `ctr task exec` does) in the same run;
-# throughput at concurrency 1/4/8; the shim's RSS and fd count before and after many executions.
+# throughput at concurrency 1/4/8; the RSS and fd count of the shim and of the pod's Execute server before and after
+# many executions.
 # It measures and prints; it never asserts.
 #
 #   tests/bench/execute.sh
@@ -26,7 +27,9 @@ ctr -a "$GVS_SOCK" -n "$NS" run -d --runtime io.containerd.gvisor.v1 --annotatio
 for _ in $(seq 100); do ls "$GVS_EXECUTE_DIR"/*.sock >/dev/null 2>&1 && break; sleep 0.1; done
 SOCK=$(ls "$GVS_EXECUTE_DIR"/*.sock | head -n 1)
 SHIM_PID=$(cat "$GVS_STATE/io.containerd.runtime.v2.task/$NS/$POD/shim.pid")
+# The pod's Execute server process (it serves the socket and runs the runners).
+SERVER_PID=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["server_pid"])' "${SOCK%.sock}.json")
 
-/usr/bin/python3 "$ROOT/tests/bench/execute_bench.py" --socket "$SOCK" --shim-pid "$SHIM_PID" \
+/usr/bin/python3 "$ROOT/tests/bench/execute_bench.py" --socket "$SOCK" --shim-pid "$SHIM_PID" --server-pid "$SERVER_PID" \
   --ctr "ctr -a $GVS_SOCK -n $NS" --pod "$POD" --n "${N:-200}" --baseline-n "${BASELINE_N:-20}" \
   --soak "${SOAK:-10000}" --tp-seconds "${TP_SECONDS:-10}"

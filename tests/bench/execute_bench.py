@@ -46,6 +46,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--socket", required=True)
     ap.add_argument("--shim-pid", type=int, required=True)
+    ap.add_argument("--server-pid", type=int, required=True)
     ap.add_argument("--ctr", required=True)
     ap.add_argument("--pod", required=True)
     ap.add_argument("--n", type=int, default=200)
@@ -110,13 +111,15 @@ def main():
                 done = sum(f.result() for f in [ex.submit(worker) for _ in range(conc)])
             print(f"  concurrency {conc}: {done / a.tp_seconds:6.1f} executions/s")
 
-        rss0, fds0, thr0 = shim_footprint(a.shim_pid)
+        before = {name: shim_footprint(pid) for name, pid in (("shim", a.shim_pid), ("Execute server", a.server_pid))}
         t0 = time.perf_counter()
         with concurrent.futures.ThreadPoolExecutor(4) as ex:
             list(ex.map(lambda i: run(py if i % 2 else js), range(a.soak)))
-        rss1, fds1, thr1 = shim_footprint(a.shim_pid)
-        print(f"Shim footprint over {a.soak} executions ({time.perf_counter() - t0:.0f} s): "
-              f"VmRSS {rss0} -> {rss1} KiB, fds {fds0} -> {fds1}, threads {thr0} -> {thr1}")
+        elapsed = time.perf_counter() - t0
+        for name, pid in (("shim", a.shim_pid), ("Execute server", a.server_pid)):
+            (rss0, fds0, thr0), (rss1, fds1, thr1) = before[name], shim_footprint(pid)
+            print(f"{name} footprint over {a.soak} executions ({elapsed:.0f} s): "
+                  f"VmRSS {rss0} -> {rss1} KiB, fds {fds0} -> {fds1}, threads {thr0} -> {thr1}")
 
 
 if __name__ == "__main__":

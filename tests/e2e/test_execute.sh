@@ -4,7 +4,8 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 CASES=(python_main_args js_main_args script_stdout statuses_and_survival nothing_survives_a_snippet
-  snippets_do_not_share_files no_host_network bad_requests_keep_serving not_opted_in_gets_no_service)
+  snippets_do_not_share_files no_host_network bad_requests_keep_serving not_opted_in_gets_no_service
+  server_is_a_child_of_the_shim dead_server_is_restarted server_ends_with_the_pod server_ends_with_a_killed_shim)
 e2e_require_root_runsc "${CASES[@]}"
 [[ $E2E_RUNTIME == gvisor ]] || { for n in "${CASES[@]}"; do echo "e2e-case: SKIP $E2E_FILE/$n (gvisor only)"; done; exit 0; }
 e2e_setup
@@ -172,6 +173,98 @@ not_opted_in_gets_no_service() {
   local rc=0
   timeout 30 "$GVSHIM" exec --dir "$GVS_EXECUTE_DIR" --id plain1 -c 'print(1)' 2>/dev/null || rc=$?
   assert_eq 125 "$rc" "gvshim exec against a pod without the service"
+}
+
+# record_field ID KEY: a field of the discovery record of sandbox ID ("" if there is none).
+record_field() {
+  "$PY" - "$GVS_EXECUTE_DIR" "$1" "$2" <<'PYEOF'
+import glob, json, sys
+for f in glob.glob(sys.argv[1] + "/*.json"):
+    try:
+        r = json.load(open(f))
+    except (OSError, ValueError):
+        continue
+    if r.get("sandbox_id") == sys.argv[2]:
+        print(r.get(sys.argv[3], ""))
+PYEOF
+}
+# server_pids_of SHIM_PID: the shim's children that are Execute servers.
+server_pids_of() {
+  local d
+  for d in /proc/[0-9]*; do
+    [[ $(awk '/^PPid:/ { print $2 }' "$d/status" 2>/dev/null) == "$1" ]] || continue
+    [[ $(tr '\0' ' ' <"$d/cmdline" 2>/dev/null) == *execute-server* ]] && echo "${d#/proc/}"
+  done
+  return 0
+}
+alive() { kill -0 "$1" 2>/dev/null; }
+not_alive() { ! kill -0 "$1" 2>/dev/null; }
+no_record() { [[ -z $(record_field "$1" socket) ]]; }
+has_server() { [[ -n $(record_field "$1" server_pid) ]]; }
+
+server_is_a_child_of_the_shim() {
+  ensure_pod
+  local spid server
+  spid=$(shim_pid "$POD")
+  server=$(record_field "$POD" server_pid)
+  [[ $server =~ ^[0-9]+$ ]] || fail "no server_pid in the record of $POD: [$server]"
+  assert_eq "$spid" "$(record_field "$POD" shim_pid)" "shim_pid in the record"
+  assert_eq "$server" "$(server_pids_of "$spid")" "the shim's Execute server children"
+  assert_contains "$(tr '\0' ' ' <"/proc/$server/cmdline")" "gvshim execute-server"
+  # Pods that did not opt in: their shim has no server child.
+  defer cleanup_container plain2
+  crun -d "$PY_NODE_IMAGE" plain2 sleep 100000 >/dev/null
+  wait_for 30 status_is plain2 RUNNING
+  assert_eq "" "$(server_pids_of "$(shim_pid plain2)")" "Execute server of a pod that did not opt in"
+}
+
+dead_server_is_restarted() {
+  ensure_pod
+  local old new
+  old=$(record_field "$POD" server_pid)
+  [[ $old =~ ^[0-9]+$ ]] || fail "no server_pid for $POD"
+  kill -9 "$old"
+  wait_for 30 not_alive "$old"
+  new_server() { new=$(record_field "$POD" server_pid); [[ -n $new && $new != "$old" ]] && alive "$new"; }
+  wait_for 30 new_server
+  new=$(record_field "$POD" server_pid)
+  assert_eq "$new" "$(server_pids_of "$(shim_pid "$POD")")" "the restarted server is the shim's child"
+  assert_eq "after restart" "$(gx -c 'print("after restart")')" "a snippet through the restarted server"
+}
+
+server_ends_with_the_pod() {
+  ensure_pod
+  local server sock
+  defer cleanup_container exe2
+  crun -d --annotation dev.gvshim.execute=true "$PY_NODE_IMAGE" exe2 sleep 100000 >/dev/null
+  wait_for 30 status_is exe2 RUNNING
+  wait_for 30 has_server exe2
+  server=$(record_field exe2 server_pid)
+  sock=$(record_field exe2 socket)
+  [[ -S $sock ]] || fail "no socket $sock for exe2"
+  c task kill -s SIGKILL exe2 >/dev/null
+  wait_for 30 status_is exe2 STOPPED
+  c task delete exe2 >/dev/null
+  wait_for 15 not_alive "$server"
+  [[ ! -e $sock ]] || fail "socket $sock left after the pod was deleted"
+  wait_for 5 no_record exe2
+}
+
+server_ends_with_a_killed_shim() {
+  ensure_pod
+  local server sock spid
+  defer cleanup_container exe3
+  crun -d --annotation dev.gvshim.execute=true "$PY_NODE_IMAGE" exe3 sleep 100000 >/dev/null
+  wait_for 30 status_is exe3 RUNNING
+  wait_for 30 has_server exe3
+  server=$(record_field exe3 server_pid)
+  sock=$(record_field exe3 socket)
+  spid=$(shim_pid exe3)
+  kill -9 "$spid"
+  # End of input on its pipe: the server stops its runners and removes its socket and record.
+  wait_for 15 not_alive "$server"
+  [[ ! -e $sock ]] || fail "socket $sock left after the shim was killed"
+  wait_for 5 no_record exe3
 }
 
 e2e_run_cases "${CASES[@]}"

@@ -11,6 +11,7 @@ import json
 import os
 import queue
 import shutil
+import signal
 import socket
 import statistics
 import struct
@@ -631,6 +632,48 @@ class PythonRunnerPreforkTest(PythonRunnerTest):
         res = self.runner.run("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n")
         self.assertStatus(res, "program_error")
         self.assertEqual(res["signal"], 9)
+
+    def test_main_calling_convention(self):
+        # main(**args) when main's signature takes those keywords, else main(args) (read off the code object
+        # for plain functions, inspect.signature for anything else).
+        cases = [
+            ("def main(a, b=5):\n    return [a, b]\n", {"a": 1}, [1, 5]),
+            ("def main(a, *, b):\n    return [a, b]\n", {"a": 1, "b": 2}, [1, 2]),
+            ("def main(args):\n    return sorted(args)\n", {"x": 1, "y": 2}, ["x", "y"]),
+            ("def main(a, **kw):\n    return [a, sorted(kw)]\n", {"a": 1, "z": 2}, [1, ["z"]]),
+            ("def main(*args):\n    return len(args)\n", {"a": 1}, 1),
+            ("import functools\n@functools.lru_cache\ndef main(a, b):\n    return a - b\n", {"a": 5, "b": 2}, 3),
+            ("class M:\n    def __call__(self, a, b):\n        return a * b\nmain = M()\n", {"a": 3, "b": 4}, 12),
+        ]
+        for code, args, want in cases:
+            res = self.runner.run(code, args=args)
+            self.assertStatus(res, "success")
+            self.assertEqual(json.loads(res["result_json"]), want, code)
+        res = self.runner.run("def main(a, /, b):\n    return 1\n", args={"a": 1, "b": 2})
+        self.assertStatus(res, "program_error")  # positional-only a: main(args) is tried, and fails
+
+    def test_zygote_lost_then_jobs_still_run(self):
+        runner_pid = self.runner.ready["pid"]
+        zygotes = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open("/proc/%s/stat" % entry) as f:
+                        fields = f.read().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                if int(fields[1]) == runner_pid and fields[0] != "Z":
+                    zygotes.append(int(entry))
+        self.assertTrue(zygotes)
+        os.kill(zygotes[0], signal.SIGKILL)
+        # Once reaped (gone from /proc) the runner has dropped that zygote's workers; a job handed to one of
+        # them just before would end as internal_error ("worker was lost").
+        deadline = time.monotonic() + 10
+        while os.path.exists("/proc/%d" % zygotes[0]) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        for i in range(6):
+            res = self.runner.run(self.snippet("main_sum"), args={"a": i, "b": 1})
+            self.assertStatus(res, "success")
 
     def test_zz_latency(self):
         self.skipTest("measured in gVisor by tests/bench/runners_in_gvisor.sh")
