@@ -2,8 +2,8 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "google/protobuf/any.pb.h"
-#include "shim/events/timestamp.h"
 #include "shim/base/log.h"
+#include "shim/events/timestamp.h"
 
 namespace gvshim::events {
 

@@ -1,5 +1,6 @@
-// Task events. Producers call Publisher::Publish; the Forwarder keeps one FIFO queue and one thread that sends each
-// envelope to containerd (Events/Forward over ttrpc), so events reach containerd in the order they were published.
+// Task events. Producers call Publisher::Publish; the Forwarder keeps one FIFO queue and one thread that
+// sends each envelope to containerd (Events/Forward over ttrpc), so events reach containerd in the order they
+// were published.
 #pragma once
 
 #include <deque>
@@ -41,12 +42,13 @@ std::unique_ptr<EnvelopeSink> NewTtrpcSink(std::string address, std::string ns);
 class Forwarder : public Publisher {
  public:
   struct Options {
-    int attempts = 3;                              // per envelope, then it is dropped and logged
+    int attempts = 3;  // per envelope, then it is dropped and logged
     absl::Duration retry_delay = absl::Milliseconds(100);
-    size_t max_queue = 4096;                       // beyond this, the oldest events are dropped and logged
+    size_t max_queue = 4096;  // beyond this, the oldest events are dropped and logged
   };
   Forwarder(std::unique_ptr<EnvelopeSink> sink, std::string ns, Options options);
-  Forwarder(std::unique_ptr<EnvelopeSink> sink, std::string ns) : Forwarder(std::move(sink), std::move(ns), Options{}) {}
+  Forwarder(std::unique_ptr<EnvelopeSink> sink, std::string ns)
+      : Forwarder(std::move(sink), std::move(ns), Options{}) {}
   ~Forwarder() override;  // Drains (bounded) and stops the thread.
 
   void Publish(const google::protobuf::MessageLite& event) override;

@@ -151,7 +151,8 @@ absl::StatusOr<ExecuteConfig> ParseExecuteTable(const toml::table* t, const std:
       if (st.ok() && out->empty()) st = p.Error(node, key, "must not be empty");
     } else if (name == "server") {
       st = p.String(node, key, &cfg.server);
-      if (st.ok() && (cfg.server.empty() || cfg.server[0] != '/')) st = p.Error(node, key, "must be an absolute path");
+      if (st.ok() && (cfg.server.empty() || cfg.server[0] != '/'))
+        st = p.Error(node, key, "must be an absolute path");
     } else if (name == "runner_args") {
       st = p.Strings(node, key, &cfg.runner_args);
     } else if (name == "python_args") {

@@ -41,8 +41,8 @@ struct ExecuteConfig {
   std::vector<std::string> runner_args;  // extra options for both runners (see runners/PROTOCOL.md)
   std::vector<std::string> python_args;  // extra options for the Python runner only (e.g. --preload numpy)
   std::vector<std::string> node_args;    // extra options for the Node runner only (e.g. --pool-size 4)
-  // The program the shim starts as a pod's Execute server (`<server> execute-server`); empty: the `gvshim` next
-  // to the shim binary, else `gvshim` on PATH.
+  // The program the shim starts as a pod's Execute server (`<server> execute-server`); empty: the `gvshim`
+  // next to the shim binary, else `gvshim` on PATH.
   std::string server;
   Limits default_limits{10000, 10000, 512ull << 20, 1 << 20, 64, 16 << 20};
   Limits max_limits{300000, 300000, 8ull << 30, 64 << 20, 4096, 1ull << 30};

@@ -1,11 +1,10 @@
 #include "shim/execute/manager.h"
 
-#include <algorithm>
-
 #include <grpcpp/grpcpp.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <fstream>
@@ -54,7 +53,8 @@ struct ContainerEntry {
 // The Execute service of one sandbox: its containers, runners and (once opted in) its gRPC server.
 class Sandbox : public Backend {
  public:
-  Sandbox(std::string ns, std::string sandbox_id, ExecuteConfig cfg, Manager::RunscFactory factory, pid_t shim_pid)
+  Sandbox(std::string ns, std::string sandbox_id, ExecuteConfig cfg, Manager::RunscFactory factory,
+          pid_t shim_pid)
       : ns_(std::move(ns)),
         sandbox_id_(std::move(sandbox_id)),
         cfg_(std::move(cfg)),
@@ -146,12 +146,8 @@ class Sandbox : public Backend {
       for (const auto& c : containers_) {
         containers.push_back({{"id", c.id}, {"python", c.python.has_value()}, {"node", c.node.has_value()}});
       }
-      j = {{"namespace", ns_},
-           {"sandbox_id", sandbox_id_},
-           {"containers", std::move(containers)},
-           {"socket", socket_path_},
-           {"shim_pid", shim_pid_},
-           {"server_pid", ::getpid()}};
+      j = {{"namespace", ns_},       {"sandbox_id", sandbox_id_}, {"containers", std::move(containers)},
+           {"socket", socket_path_}, {"shim_pid", shim_pid_},     {"server_pid", ::getpid()}};
       if (!pod_namespace_.empty()) j["pod_namespace"] = pod_namespace_;
       if (!pod_name_.empty()) j["pod_name"] = pod_name_;
     }
@@ -309,14 +305,15 @@ class Sandbox : public Backend {
     // leftovers are found and killed by uid; workers made ahead of time. Configured args come after and win.
     const uint32_t pool = std::max<uint32_t>(8, cfg_.max_concurrent * 2);
     // Disjoint pools per language: a runner kills whatever runs under a uid of its pool before reusing it.
-    a.insert(a.end(), {"--uid", lang == Language::kPython ? "100000" : "200000", "--uid-count", absl::StrCat(pool)});
+    a.insert(a.end(),
+             {"--uid", lang == Language::kPython ? "100000" : "200000", "--uid-count", absl::StrCat(pool)});
     if (lang == Language::kPython) {
       a.insert(a.end(), {"--prefork", absl::StrCat(std::max<uint32_t>(1, cfg_.max_concurrent))});
     } else {
       a.insert(a.end(), {"--pool-size", absl::StrCat(std::max<uint32_t>(1, cfg_.max_concurrent))});
     }
-    // With runsc --network=none the sandbox has no route out at all: a job needs no network namespace of its own
-    // to be kept off the host's 127.0.0.1.
+    // With runsc --network=none the sandbox has no route out at all: a job needs no network namespace of its
+    // own to be kept off the host's 127.0.0.1.
     if (sandbox_network == "none") a.insert(a.end(), {"--sandbox-network", "none"});
     a.insert(a.end(), cfg_.runner_args.begin(), cfg_.runner_args.end());
     const auto& own = lang == Language::kPython ? cfg_.python_args : cfg_.node_args;

@@ -1,5 +1,5 @@
-// The Execute service of a pod, inside its Execute server process (`gvshim execute-server`, started by the shim
-// only for pods that opt in; see wire.h and supervisor.h). Runs one gRPC server per sandbox, on
+// The Execute service of a pod, inside its Execute server process (`gvshim execute-server`, started by the
+// shim only for pods that opt in; see wire.h and supervisor.h). Runs one gRPC server per sandbox, on
 // <socket_dir>/<key>.sock (mode 0600, directory 0700), with <key>.json next to it describing the sandbox for
 // clients (the gvshim CLI): {"namespace", "sandbox_id", "containers": [{"id", "python", "node"}],
 // "pod_namespace", "pod_name", "socket", "shim_pid", "server_pid"}.

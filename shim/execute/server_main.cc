@@ -24,9 +24,11 @@ namespace gvshim::execute {
 namespace {
 
 // Applies one message; errors name the problem and are logged by the caller.
-absl::Status Apply(const std::string& line, std::optional<SandboxHello>& hello, std::unique_ptr<Manager>& manager) {
+absl::Status Apply(const std::string& line, std::optional<SandboxHello>& hello,
+                   std::unique_ptr<Manager>& manager) {
   nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) return absl::InvalidArgumentError("execute wire: not a JSON object");
+  if (j.is_discarded() || !j.is_object())
+    return absl::InvalidArgumentError("execute wire: not a JSON object");
   const std::string op = j.value("op", "");
   if (op == "sandbox") {
     if (hello.has_value()) return absl::InvalidArgumentError("execute wire: a second sandbox message");
@@ -35,12 +37,13 @@ absl::Status Apply(const std::string& line, std::optional<SandboxHello>& hello, 
     log::Level level;
     if (log::ParseLevel(h->log_level, &level)) log::SetLevel(level);
     hello = std::move(*h);
-    manager = std::make_unique<Manager>(
-        [](const runsc::GlobalOptions& g) { return runsc::NewRunscCli(g); }, hello->shim_pid);
+    manager = std::make_unique<Manager>([](const runsc::GlobalOptions& g) { return runsc::NewRunscCli(g); },
+                                        hello->shim_pid);
     log::Infof("execute: server for sandbox %s/%s (pid %d)", hello->ns, hello->sandbox_id, ::getpid());
     return absl::OkStatus();
   }
-  if (!hello.has_value()) return absl::InvalidArgumentError("execute wire: the sandbox message must come first");
+  if (!hello.has_value())
+    return absl::InvalidArgumentError("execute wire: the sandbox message must come first");
   if (op == "start") {
     auto it = j.find("container");
     if (it == j.end()) return absl::InvalidArgumentError("execute wire: start without container");
@@ -51,7 +54,8 @@ absl::Status Apply(const std::string& line, std::optional<SandboxHello>& hello, 
   }
   if (op == "delete") {
     auto it = j.find("id");
-    if (it == j.end() || !it->is_string()) return absl::InvalidArgumentError("execute wire: delete without id");
+    if (it == j.end() || !it->is_string())
+      return absl::InvalidArgumentError("execute wire: delete without id");
     manager->OnContainerDeleted(it->get<std::string>());
     return absl::OkStatus();
   }
@@ -99,7 +103,8 @@ int ExecuteServerMain(int in_fd) {
     for (size_t nl; (nl = buf.find('\n')) != std::string::npos;) {
       std::string line = buf.substr(0, nl);
       buf.erase(0, nl + 1);
-      if (absl::Status st = Apply(line, hello, manager); !st.ok()) log::Warnf("execute-server: %s", st.message());
+      if (absl::Status st = Apply(line, hello, manager); !st.ok())
+        log::Warnf("execute-server: %s", st.message());
     }
     if (buf.size() > (4 << 20)) {
       log::Errorf("execute-server: a message of over 4 MiB without a newline; stopping");

@@ -84,7 +84,8 @@ void Supervisor::OnContainerStarted(const task::ContainerLifecycle& info) {
   pod.containers.push_back(c);
   if (OptsIn(info.annotations) || !pod.cfg.require_annotation) pod.opted_in = true;
   if (!pod.opted_in || pod.stopping) return;
-  absl::Status st = pod.pid == 0 ? SpawnLocked(pod) : SendLocked(pod, {{"op", "start"}, {"container", ToJson(c)}});
+  absl::Status st =
+      pod.pid == 0 ? SpawnLocked(pod) : SendLocked(pod, {{"op", "start"}, {"container", ToJson(c)}});
   if (!st.ok()) log::Warnf("execute: sandbox %s: %s", pod.sandbox_id, st.message());
 }
 
@@ -146,7 +147,8 @@ absl::Status Supervisor::SpawnLocked(Pod& pod) {
   // The server outlives the request thread that starts it: its lifetime is tied to its stdin instead.
   so.pdeathsig = 0;
   auto pid = sys::Spawn(so);
-  if (!pid.ok()) return absl::Status(pid.status().code(), absl::StrCat("start Execute server: ", pid.status().message()));
+  if (!pid.ok())
+    return absl::Status(pid.status().code(), absl::StrCat("start Execute server: ", pid.status().message()));
   pipe->read.reset();
   ::fcntl(pipe->write.get(), F_SETFL, ::fcntl(pipe->write.get(), F_GETFL) | O_NONBLOCK);
   pod.pid = *pid;

@@ -1,8 +1,8 @@
 // The shim's side of the Execute service. The gRPC server, the runners and everything gRPC live in a separate
 // process per pod, `gvshim execute-server` (server_main.h), which the shim starts only when a pod opts in
 // ([execute] enabled = true and, unless require_annotation = false, dev.gvshim.execute=true on one of its
-// containers). Pods that do not opt in cost the shim nothing but this bookkeeping: no gRPC code is linked into
-// the shim, no thread or socket is created.
+// containers). Pods that do not opt in cost the shim nothing but this bookkeeping: no gRPC code is linked
+// into the shim, no thread or socket is created.
 //
 // The shim tells the server about the pod's containers over the server's stdin (wire.h); closing it ends the
 // server, which stops its runners and removes its socket and record. A server that dies is started again (at

@@ -97,7 +97,8 @@ absl::StatusOr<ExecuteConfig> ConfigFromJson(const nlohmann::json& j) {
   r.Get("server", &c.server);
   r.GetLimits("limits", &c.default_limits);
   r.GetLimits("max_limits", &c.max_limits);
-  if (r.status().ok() && start != "lazy" && start != "eager") r.Fail("start", "must be \"lazy\" or \"eager\"");
+  if (r.status().ok() && start != "lazy" && start != "eager")
+    r.Fail("start", "must be \"lazy\" or \"eager\"");
   if (!r.status().ok()) return r.status();
   c.start = start == "eager" ? StartMode::kEager : StartMode::kLazy;
   return c;
@@ -159,9 +160,12 @@ absl::StatusOr<ContainerInfo> ContainerFromJson(const nlohmann::json& j) {
 }
 
 nlohmann::json ToJson(const SandboxHello& h) {
-  return {{"op", "sandbox"},         {"ns", h.ns},
-          {"sandbox_id", h.sandbox_id}, {"shim_pid", h.shim_pid},
-          {"log_level", h.log_level}, {"config", ToJson(h.config)}};
+  return {{"op", "sandbox"},
+          {"ns", h.ns},
+          {"sandbox_id", h.sandbox_id},
+          {"shim_pid", h.shim_pid},
+          {"log_level", h.log_level},
+          {"config", ToJson(h.config)}};
 }
 
 absl::StatusOr<SandboxHello> HelloFromJson(const nlohmann::json& j) {
@@ -177,7 +181,8 @@ absl::StatusOr<SandboxHello> HelloFromJson(const nlohmann::json& j) {
   auto c = ConfigFromJson(*it);
   if (!c.ok()) return c.status();
   h.config = std::move(*c);
-  if (h.sandbox_id.empty()) return absl::InvalidArgumentError("execute wire: sandbox.sandbox_id: must not be empty");
+  if (h.sandbox_id.empty())
+    return absl::InvalidArgumentError("execute wire: sandbox.sandbox_id: must not be empty");
   return h;
 }
 

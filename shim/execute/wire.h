@@ -1,10 +1,10 @@
-// What the shim tells a pod's Execute server process (`gvshim execute-server`) over the server's stdin: one JSON
-// object per line.
+// What the shim tells a pod's Execute server process (`gvshim execute-server`) over the server's stdin: one
+// JSON object per line.
 //   {"op":"sandbox","ns":NS,"sandbox_id":ID,"shim_pid":N,"log_level":"info","config":{...}}   always first
 //   {"op":"start","container":{...}}   a container of the pod started (also replayed after a respawn)
 //   {"op":"delete","id":ID}            a container of the pod was deleted
-// End of input means the shim is done with the pod (or died): the server stops its runners, removes its socket
-// and record, and exits.
+// End of input means the shim is done with the pod (or died): the server stops its runners, removes its
+// socket and record, and exits.
 #pragma once
 
 #include <sys/types.h>

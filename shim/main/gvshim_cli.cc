@@ -2,7 +2,8 @@
 //   gvshim version
 //   gvshim profile check FILE...   validate seccomp profiles with libseccomp (exit 1 if any is invalid)
 //   gvshim exec ...                run a snippet through a pod's Execute service
-//   gvshim execute-server          (started by the shim) the Execute server of one pod; see shim/execute/wire.h
+//   gvshim execute-server          (started by the shim) the Execute server of one pod; see
+//   shim/execute/wire.h
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -17,12 +18,13 @@ namespace {
 constexpr char kVersion[] = "0.1.0";
 
 int Usage() {
-  std::fprintf(stderr,
-               "usage:\n"
-               "  gvshim version\n"
-               "  gvshim profile check FILE...   validate seccomp JSON profiles (OCI/Docker format)\n"
-               "  gvshim exec --pod NS/NAME | --id ID [--lang python|javascript] (-c CODE | FILE) [--arg k=v ...]\n"
-               "                                  run a snippet in a pod's sandbox (gvshim exec --help)\n");
+  std::fprintf(
+      stderr,
+      "usage:\n"
+      "  gvshim version\n"
+      "  gvshim profile check FILE...   validate seccomp JSON profiles (OCI/Docker format)\n"
+      "  gvshim exec --pod NS/NAME | --id ID [--lang python|javascript] (-c CODE | FILE) [--arg k=v ...]\n"
+      "                                  run a snippet in a pod's sandbox (gvshim exec --help)\n");
   return 2;
 }
 
@@ -40,9 +42,10 @@ int ProfileCheck(const std::vector<std::string>& files) {
     std::string arches = s.architectures.empty() ? "native" : absl::StrJoin(s.architectures, ",");
     std::printf("%s: OK: default %s", f.c_str(), s.default_action.c_str());
     if (s.default_errno != 0) std::printf("(%u)", s.default_errno);
-    std::printf(", architectures %s, %d rules: %d allowed, %d denied, %d other syscall names; %d BPF instructions\n",
-                arches.c_str(), s.rule_count, s.allowed_syscalls, s.denied_syscalls, s.other_syscalls,
-                s.bpf_instructions);
+    std::printf(
+        ", architectures %s, %d rules: %d allowed, %d denied, %d other syscall names; %d BPF instructions\n",
+        arches.c_str(), s.rule_count, s.allowed_syscalls, s.denied_syscalls, s.other_syscalls,
+        s.bpf_instructions);
   }
   return bad == 0 ? 0 : 1;
 }

@@ -23,12 +23,12 @@
 #include "absl/synchronization/notification.h"
 #include "github.com/containerd/containerd/runtime/v2/task/shim.pb.h"
 #include "google/protobuf/any.pb.h"
-#include "shim/events/timestamp.h"
 #include "gvshim/runtimeoptions/v1/options.pb.h"
 #include "shim/base/log.h"
 #include "shim/base/status.h"
 #include "shim/config/config.h"
 #include "shim/events/publisher.h"
+#include "shim/events/timestamp.h"
 #include "shim/execute/supervisor.h"
 #include "shim/main/flags.h"
 #include "shim/process/rootfs.h"
@@ -197,7 +197,8 @@ int Delete(const Flags& f) {
 }
 
 int Serve(const Flags& f) {
-  // One malloc arena: the daemon's threads mostly wait, and each extra arena costs resident pages in every shim.
+  // One malloc arena: the daemon's threads mostly wait, and each extra arena costs resident pages in every
+  // shim.
   ::mallopt(M_ARENA_MAX, 1);
   // Order matters: the reaper blocks SIGCHLD before any thread exists, so every thread inherits the mask.
   if (absl::Status st = sys::Reaper::Get().Start(/*subreaper=*/true); !st.ok()) {
@@ -223,7 +224,8 @@ int Serve(const Flags& f) {
 
   absl::Notification shutdown;
   auto runsc_factory = [](const runsc::GlobalOptions& g) { return runsc::NewRunscCli(g); };
-  // The Execute service: a server process per pod that opts in, nothing otherwise (shim/execute/supervisor.h).
+  // The Execute service: a server process per pod that opts in, nothing otherwise
+  // (shim/execute/supervisor.h).
   execute::Supervisor::Options eo;
   eo.default_server = execute::Supervisor::DefaultServerPath();
   eo.log_fd = log::OutputFd();

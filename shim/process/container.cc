@@ -11,9 +11,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "github.com/containerd/containerd/api/events/task.pb.h"
-#include "shim/events/timestamp.h"
 #include "shim/base/log.h"
 #include "shim/base/status.h"
+#include "shim/events/timestamp.h"
 #include "shim/sys/file.h"
 #include "shim/sys/reaper.h"
 
@@ -22,12 +22,11 @@ namespace {
 
 constexpr absl::Duration kConsoleTimeout = absl::Seconds(10);
 constexpr absl::Duration kIoDrainTimeout = absl::Seconds(2);
-// How long an init exit waits for the exits of its execs (they die with the container) before it is published.
+// How long an init exit waits for the exits of its execs (they die with the container) before it is
+// published.
 constexpr absl::Duration kExecExitGrace = absl::Seconds(3);
 
-google::protobuf::Timestamp ToProto(absl::Time t) {
-  return events::ToTimestamp(t);
-}
+google::protobuf::Timestamp ToProto(absl::Time t) { return events::ToTimestamp(t); }
 
 absl::StatusOr<int> ReadPidFile(const std::string& path) {
   auto text = sys::ReadFileToString(path);
@@ -91,8 +90,8 @@ absl::Status CheckTransition(Status from, Status to, absl::string_view what) {
       absl::StrCat(what, ": process is ", StatusName(from), ", cannot become ", StatusName(to)));
 }
 
-// Reaper callbacks may fire after the container is gone (e.g. a sandbox that dies after a failed Create); they
-// reach the container only through this gate, which the destructor closes.
+// Reaper callbacks may fire after the container is gone (e.g. a sandbox that dies after a failed Create);
+// they reach the container only through this gate, which the destructor closes.
 struct ExitGate {
   absl::Mutex mu;
   Container* container ABSL_GUARDED_BY(mu) = nullptr;
@@ -138,12 +137,14 @@ absl::Status Container::DoCreate() {
   if (!st.ok()) {
     // runsc may have left a half-made container (or sandbox) behind.
     absl::Status del = deps_.runsc->Delete(id, /*force=*/true);
-    if (!del.ok() && del.code() != absl::StatusCode::kNotFound) log::Warnf("cleanup after failed create: %s", del.ToString());
+    if (!del.ok() && del.code() != absl::StatusCode::kNotFound)
+      log::Warnf("cleanup after failed create: %s", del.ToString());
     return st;
   }
   auto cleanup = [&](absl::Status failure) {
     absl::Status del = deps_.runsc->Delete(id, /*force=*/true);
-    if (!del.ok() && del.code() != absl::StatusCode::kNotFound) log::Warnf("cleanup after failed create: %s", del.ToString());
+    if (!del.ok() && del.code() != absl::StatusCode::kNotFound)
+      log::Warnf("cleanup after failed create: %s", del.ToString());
     return failure;
   };
   auto pid = ReadPidFile(co.pid_file);
@@ -162,8 +163,8 @@ absl::Status Container::DoCreate() {
     procs_[""] = std::move(init);
   }
   if (options_.creates_sandbox) {
-    // runsc writes the sandbox's pid; the sandbox process (reparented to us, the subreaper) exits with the root
-    // container's exit status. `runsc wait` cannot be used here: it fails once the sandbox is gone.
+    // runsc writes the sandbox's pid; the sandbox process (reparented to us, the subreaper) exits with the
+    // root container's exit status. `runsc wait` cannot be used here: it fails once the sandbox is gone.
     std::shared_ptr<ExitGate> gate = gate_;
     sys::Reaper::Get().Watch(*pid, [gate](int ws) {
       absl::MutexLock lock(&gate->mu);
@@ -202,12 +203,14 @@ absl::StatusOr<uint32_t> Container::Start(const std::string& exec_id) {
   {
     absl::MutexLock lock(&mu_);
     p = Find(exec_id);
-    if (p == nullptr) return absl::NotFoundError(absl::StrCat("process ", exec_id, " of ", id(), " not found"));
+    if (p == nullptr)
+      return absl::NotFoundError(absl::StrCat("process ", exec_id, " of ", id(), " not found"));
     RETURN_IF_ERROR(CheckTransition(p->status, Status::kRunning, absl::StrCat("start ", id(), " ", exec_id)));
     if (!exec_id.empty()) {
       Proc* init = Find("");
       if (init == nullptr || init->status != Status::kRunning) {
-        return absl::FailedPreconditionError(absl::StrCat("exec ", exec_id, ": container ", id(), " is not running"));
+        return absl::FailedPreconditionError(
+            absl::StrCat("exec ", exec_id, ": container ", id(), " is not running"));
       }
     }
   }
@@ -245,7 +248,8 @@ absl::StatusOr<uint32_t> Container::StartInit() {
   uint32_t pid;
   {
     absl::MutexLock lock(&mu_);
-    // The exit may already have been recorded by a fast process; FinishExit waits for lifecycle_mu_ to publish.
+    // The exit may already have been recorded by a fast process; FinishExit waits for lifecycle_mu_ to
+    // publish.
     if (p->status == Status::kCreated) p->status = Status::kRunning;
     pid = p->pid;
   }
@@ -269,7 +273,8 @@ absl::Status Container::AddExec(const std::string& exec_id, const stdio::StdioCo
     }
     Proc* init = Find("");
     if (init == nullptr || (init->status != Status::kRunning && init->status != Status::kPaused)) {
-      return absl::FailedPreconditionError(absl::StrCat("exec ", exec_id, ": container ", id(), " is not running"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("exec ", exec_id, ": container ", id(), " is not running"));
     }
     // Exec ids come from clients; file names use a counter instead.
     std::string base = absl::StrCat(options_.bundle, "/exec-", ++exec_counter_);
@@ -297,8 +302,8 @@ absl::StatusOr<uint32_t> Container::StartExec(Proc* p) {
   runsc::ExecOptions eo;
   eo.process_json = p->process_json_path;
   eo.internal_pid_file = p->internal_pid_path;
-  // A non-detached `runsc exec` ignores --console-socket: for a terminal it uses its own stdin, so it gets the
-  // slave of a pty made here, in a new session, and the shim copies the master.
+  // A non-detached `runsc exec` ignores --console-socket: for a terminal it uses its own stdin, so it gets
+  // the slave of a pty made here, in a new session, and the shim copies the master.
   sys::UniqueFd master, slave;
   if (p->stdio.terminal) {
     int m = -1, s = -1;
@@ -424,7 +429,8 @@ absl::Status Container::Kill(const std::string& exec_id, int signal, bool all) {
   {
     absl::MutexLock lock(&mu_);
     p = Find(exec_id);
-    if (p == nullptr) return absl::NotFoundError(absl::StrCat("process ", exec_id, " of ", id(), " not found"));
+    if (p == nullptr)
+      return absl::NotFoundError(absl::StrCat("process ", exec_id, " of ", id(), " not found"));
     status = p->status;
     if (status == Status::kCreated && exec_id.empty()) p->forced_exit = 128 + static_cast<uint32_t>(signal);
   }
@@ -450,7 +456,8 @@ absl::Status Container::Kill(const std::string& exec_id, int signal, bool all) {
     case Status::kDeleted:
       break;
   }
-  return absl::NotFoundError(absl::StrCat("process ", exec_id.empty() ? id() : exec_id, ": process already finished"));
+  return absl::NotFoundError(
+      absl::StrCat("process ", exec_id.empty() ? id() : exec_id, ": process already finished"));
 }
 
 absl::StatusOr<ProcessState> Container::Delete(const std::string& exec_id) {
@@ -459,7 +466,8 @@ absl::StatusOr<ProcessState> Container::Delete(const std::string& exec_id) {
   {
     absl::MutexLock lock(&mu_);
     Proc* p = Find(exec_id);
-    if (p == nullptr) return absl::NotFoundError(absl::StrCat("process ", exec_id, " of ", id(), " not found"));
+    if (p == nullptr)
+      return absl::NotFoundError(absl::StrCat("process ", exec_id, " of ", id(), " not found"));
     if (p->status == Status::kRunning || p->status == Status::kPaused) {
       return absl::FailedPreconditionError(
           absl::StrCat("delete ", exec_id.empty() ? id() : exec_id, ": process is ", StatusName(p->status)));
@@ -467,7 +475,8 @@ absl::StatusOr<ProcessState> Container::Delete(const std::string& exec_id) {
     if (exec_id.empty()) {
       for (const auto& [eid, q] : procs_) {
         if (!eid.empty() && (q->status == Status::kRunning || q->status == Status::kPaused)) {
-          return absl::FailedPreconditionError(absl::StrCat("delete ", id(), ": exec ", eid, " is still running"));
+          return absl::FailedPreconditionError(
+              absl::StrCat("delete ", id(), ": exec ", eid, " is still running"));
         }
       }
     }
@@ -542,7 +551,8 @@ absl::Status Container::Resume() {
     absl::MutexLock lock(&mu_);
     Proc* p = Find("");
     if (p->status != Status::kPaused) {
-      return absl::FailedPreconditionError(absl::StrCat("resume ", id(), ": process is ", StatusName(p->status)));
+      return absl::FailedPreconditionError(
+          absl::StrCat("resume ", id(), ": process is ", StatusName(p->status)));
     }
   }
   RETURN_IF_ERROR(deps_.runsc->Resume(id()));

@@ -12,10 +12,10 @@
 #include "github.com/containerd/containerd/api/events/task.pb.h"
 #include "github.com/containerd/containerd/runtime/v2/task/shim.pb.h"
 #include "google/protobuf/empty.pb.h"
-#include "shim/events/timestamp.h"
 #include "gvshim/runtimeoptions/v1/options.pb.h"
 #include "shim/base/log.h"
 #include "shim/base/status.h"
+#include "shim/events/timestamp.h"
 #include "shim/task/spec_prep.h"
 
 namespace gvshim::task {
@@ -35,9 +35,7 @@ absl::StatusOr<Req> Decode(const std::string& payload, const char* method) {
 
 std::string Empty() { return google::protobuf::Empty().SerializeAsString(); }
 
-google::protobuf::Timestamp ToProto(absl::Time t) {
-  return events::ToTimestamp(t);
-}
+google::protobuf::Timestamp ToProto(absl::Time t) { return events::ToTimestamp(t); }
 
 containerd::v1::types::Status ToProto(process::Status s) {
   switch (s) {

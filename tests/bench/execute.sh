@@ -7,7 +7,8 @@
 #
 #   tests/bench/execute.sh
 # Env: E2E_BIN_DIR (default build/shim/main), N (latency samples, default 200), BASELINE_N (default 20),
-#      SOAK (executions for the RSS/fd check, default 10000), TP_SECONDS (per concurrency level, default 10)
+#      SOAK (executions for the RSS/fd check, default 10000), TP_SECONDS (per concurrency level, default 10),
+#      GAP_MS (idle time before each warm-latency request, default 200)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -32,4 +33,4 @@ SERVER_PID=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv
 
 /usr/bin/python3 "$ROOT/tests/bench/execute_bench.py" --socket "$SOCK" --shim-pid "$SHIM_PID" --server-pid "$SERVER_PID" \
   --ctr "ctr -a $GVS_SOCK -n $NS" --pod "$POD" --n "${N:-200}" --baseline-n "${BASELINE_N:-20}" \
-  --soak "${SOAK:-10000}" --tp-seconds "${TP_SECONDS:-10}"
+  --soak "${SOAK:-10000}" --tp-seconds "${TP_SECONDS:-10}" --gap-ms "${GAP_MS:-200}"

@@ -50,15 +50,16 @@ class SupervisorTest : public ::testing::Test {
     ASSERT_NE(::mkdtemp(tmpl), nullptr);
     dir_ = tmpl;
     server_ = dir_ + "/fake-server";
-    std::ofstream(server_) << "#!/bin/sh\n"
-                           << "d=" << dir_ << "\n"
-                           << "echo \"$*\" >>\"$d/argv.$$\"\n"
-                           << "if [ -e \"$d/ignore-eof\" ]; then trap '' TERM; while :; do sleep 0.05; done; fi\n"
-                           << "while IFS= read -r line; do\n"
-                           << "  echo \"$line\" >>\"$d/in.$$\"\n"
-                           << "  if [ -e \"$d/crash\" ]; then rm -f \"$d/crash\"; exit 7; fi\n"
-                           << "done\n"
-                           << "echo EOF >>\"$d/in.$$\"\n";
+    std::ofstream(server_)
+        << "#!/bin/sh\n"
+        << "d=" << dir_ << "\n"
+        << "echo \"$*\" >>\"$d/argv.$$\"\n"
+        << "if [ -e \"$d/ignore-eof\" ]; then trap '' TERM; while :; do sleep 0.05; done; fi\n"
+        << "while IFS= read -r line; do\n"
+        << "  echo \"$line\" >>\"$d/in.$$\"\n"
+        << "  if [ -e \"$d/crash\" ]; then rm -f \"$d/crash\"; exit 7; fi\n"
+        << "done\n"
+        << "echo EOF >>\"$d/in.$$\"\n";
     fs::permissions(server_, fs::perms::owner_all);
   }
   void TearDown() override {
@@ -67,8 +68,8 @@ class SupervisorTest : public ::testing::Test {
   }
 
   void Make(const std::string& extra = "", absl::Duration stop_timeout = absl::Seconds(5)) {
-    auto cfg = config::Parse(absl::StrCat("[execute]\nenabled = true\nsocket_dir = \"", dir_, "/s\"\nserver = \"",
-                                          server_, "\"\n", extra),
+    auto cfg = config::Parse(absl::StrCat("[execute]\nenabled = true\nsocket_dir = \"", dir_,
+                                          "/s\"\nserver = \"", server_, "\"\n", extra),
                              "g.toml");
     ASSERT_TRUE(cfg.ok()) << cfg.status();
     config_ = std::make_shared<const config::Config>(*cfg);
@@ -94,7 +95,8 @@ class SupervisorTest : public ::testing::Test {
 
   // The JSON lines server `pid` has read so far ("EOF" once its input closed).
   std::vector<std::string> Input(pid_t pid) {
-    std::vector<std::string> lines = absl::StrSplit(Slurp(absl::StrCat(dir_, "/in.", pid)), '\n', absl::SkipEmpty());
+    std::vector<std::string> lines =
+        absl::StrSplit(Slurp(absl::StrCat(dir_, "/in.", pid)), '\n', absl::SkipEmpty());
     return lines;
   }
   std::vector<std::string> Ops(pid_t pid) {
@@ -141,7 +143,8 @@ TEST_F(SupervisorTest, NoServerUntilThePodOptsInThenTheWholePodIsSent) {
 TEST_F(SupervisorTest, DisabledOrAbsentConfigStartsNothing) {
   Make("require_annotation = false\n");
   auto info = Info("sbx", true);
-  info.config = std::make_shared<const config::Config>(*config::Parse("[execute]\nenabled = false\n", "g.toml"));
+  info.config =
+      std::make_shared<const config::Config>(*config::Parse("[execute]\nenabled = false\n", "g.toml"));
   sup_->OnContainerStarted(info);
   info.config = std::make_shared<const config::Config>(*config::Parse("", "g.toml"));
   sup_->OnContainerStarted(info);
@@ -149,7 +152,8 @@ TEST_F(SupervisorTest, DisabledOrAbsentConfigStartsNothing) {
   sup_->OnContainerStarted(info);
   EXPECT_EQ(sup_->ServerPid("t", "sbx"), 0);
   EXPECT_FALSE(fs::exists(dir_ + "/argv." + std::to_string(0)));
-  for (const auto& e : fs::directory_iterator(dir_)) EXPECT_THAT(e.path().string(), ::testing::Not(HasSubstr("argv.")));
+  for (const auto& e : fs::directory_iterator(dir_))
+    EXPECT_THAT(e.path().string(), ::testing::Not(HasSubstr("argv.")));
 }
 
 TEST_F(SupervisorTest, RequireAnnotationFalseServesEveryPod) {
