@@ -9,7 +9,9 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -68,11 +70,37 @@ TEST(ParseMountOptionsTest, Table) {
   }
 }
 
-std::string MakeTempDir() {
-  std::string tmpl = ::testing::TempDir() + "/rootfs-XXXXXX";
-  if (::mkdtemp(tmpl.data()) == nullptr) return "";
-  return tmpl;
+// True if anything at or below dir is a mount point (per /proc/self/mountinfo).
+bool HasMountsUnder(const std::string& dir) {
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream fields(line);
+    std::string id, parent, devno, root, mountpoint;
+    fields >> id >> parent >> devno >> root >> mountpoint;
+    if (mountpoint == dir || mountpoint.rfind(dir + "/", 0) == 0) return true;
+  }
+  return false;
 }
+
+// A temporary directory removed with everything in it at the end of the test, unless something is still
+// mounted below it (then removing could reach into a bind-mounted source; the test has failed anyway).
+class ScopedTempDir {
+ public:
+  ScopedTempDir() {
+    std::string tmpl = ::testing::TempDir() + "/rootfs-XXXXXX";
+    if (::mkdtemp(tmpl.data()) != nullptr) path_ = tmpl;
+  }
+  ~ScopedTempDir() {
+    if (!path_.empty() && !HasMountsUnder(path_)) std::filesystem::remove_all(path_);
+  }
+  ScopedTempDir(const ScopedTempDir&) = delete;
+  ScopedTempDir& operator=(const ScopedTempDir&) = delete;
+  operator const std::string&() const { return path_; }
+
+ private:
+  std::string path_;
+};
 
 bool IsMountPoint(const std::string& path) {
   struct stat a, b;
@@ -81,7 +109,8 @@ bool IsMountPoint(const std::string& path) {
 }
 
 TEST(RootfsTest, EmptyListMountsNothing) {
-  std::string dir = MakeTempDir();
+  ScopedTempDir tmp;
+  const std::string& dir = tmp;
   ASSERT_FALSE(dir.empty());
   auto r = Rootfs::Mount({}, dir + "/rootfs");
   ASSERT_TRUE(r.ok()) << r.status();
@@ -91,7 +120,8 @@ TEST(RootfsTest, EmptyListMountsNothing) {
 
 // Needs CAP_SYS_ADMIN in the mount namespace; skips otherwise.
 TEST(RootfsTest, TmpfsMountAndUnmount) {
-  std::string dir = MakeTempDir();
+  ScopedTempDir tmp;
+  const std::string& dir = tmp;
   ASSERT_FALSE(dir.empty());
   const std::string target = dir + "/rootfs";
   auto r = Rootfs::Mount({{"tmpfs", "tmpfs", {"size=1m", "nosuid"}}}, target);
@@ -107,7 +137,8 @@ TEST(RootfsTest, TmpfsMountAndUnmount) {
 }
 
 TEST(RootfsTest, ReadOnlyBindIsRemountedReadOnly) {
-  std::string dir = MakeTempDir();
+  ScopedTempDir tmp;
+  const std::string& dir = tmp;
   ASSERT_FALSE(dir.empty());
   ASSERT_EQ(::mkdir((dir + "/src").c_str(), 0755), 0);
   std::ofstream(dir + "/src/file") << "x";
@@ -126,7 +157,8 @@ TEST(RootfsTest, ReadOnlyBindIsRemountedReadOnly) {
 }
 
 TEST(RootfsTest, FailedMountNamesTheMount) {
-  std::string dir = MakeTempDir();
+  ScopedTempDir tmp;
+  const std::string& dir = tmp;
   ASSERT_FALSE(dir.empty());
   auto r = Rootfs::Mount({{"bind", dir + "/missing-source", {"rbind"}}}, dir + "/rootfs");
   ASSERT_FALSE(r.ok());
@@ -134,14 +166,16 @@ TEST(RootfsTest, FailedMountNamesTheMount) {
 }
 
 TEST(UnmountAllTest, NotAMountPointIsOk) {
-  std::string dir = MakeTempDir();
+  ScopedTempDir tmp;
+  const std::string& dir = tmp;
   ASSERT_FALSE(dir.empty());
   EXPECT_TRUE(UnmountAll(dir).ok());
   EXPECT_TRUE(UnmountAll(dir + "/missing").ok());
 }
 
 TEST(UnmountAllTest, RemovesStackedMounts) {
-  std::string dir = MakeTempDir();
+  ScopedTempDir tmp;
+  const std::string& dir = tmp;
   ASSERT_FALSE(dir.empty());
   for (int i = 0; i < 2; ++i) {
     if (::mount("tmpfs", dir.c_str(), "tmpfs", 0, "size=1m") != 0) {

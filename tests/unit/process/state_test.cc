@@ -1,8 +1,11 @@
 // The process state machine (CheckTransition) and the OOM counter reader.
+#include <unistd.h>
+
 #include <fstream>
 #include <set>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
@@ -60,13 +63,17 @@ TEST(CheckTransitionTest, StatusNames) {
 
 class OomCountTest : public ::testing::Test {
  protected:
+  void TearDown() override {
+    for (const std::string& p : written_) ::unlink(p.c_str());
+  }
   std::string Write(const std::string& text) {
-    std::string path = absl::StrCat(::testing::TempDir(), "/oom-",
-                                    ::testing::UnitTest::GetInstance()->random_seed(), "-", counter_++);
+    std::string path = absl::StrCat(::testing::TempDir(), "/oom-", ::getpid(), "-", counter_++);
     std::ofstream(path, std::ios::trunc) << text;
+    written_.push_back(path);
     return path;
   }
   int counter_ = 0;
+  std::vector<std::string> written_;
 };
 
 TEST_F(OomCountTest, Table) {
