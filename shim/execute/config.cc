@@ -5,6 +5,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "shim/base/hash.h"
 
 namespace gvshim::execute {
 namespace {
@@ -89,12 +90,7 @@ bool OptsIn(const std::map<std::string, std::string>& annotations) {
 }
 
 std::string SocketKey(const std::string& ns, const std::string& sandbox_id) {
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (unsigned char c : absl::StrCat(ns, "/", sandbox_id)) {
-    h ^= c;
-    h *= 0x100000001b3ull;
-  }
-  return absl::StrFormat("%016x", h);
+  return absl::StrFormat("%016x", Fnv1a64(absl::StrCat(ns, "/", sandbox_id)));
 }
 
 absl::StatusOr<ExecuteConfig> ParseExecuteTable(const toml::table* t, const std::string& file) {

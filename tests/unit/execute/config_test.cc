@@ -122,5 +122,11 @@ TEST(ExecuteConfigTest, EffectiveLimitsTakeDefaultsAndClampToMax) {
   EXPECT_EQ(EffectiveLimits(Limits{1, 0, 99999, 4000, 7, 0}, cfg), (Limits{1, 200, 3000, 4000, 7, 600}));
 }
 
+// Clients compute the key to find a pod's socket: it must not change between versions.
+TEST(ExecuteConfigTest, SocketKeyIsStableAcrossVersions) {
+  EXPECT_EQ(SocketKey("t", "sbx"), "19990b657751c657");
+  EXPECT_NE(SocketKey("t", "sbx2"), SocketKey("t", "sbx"));
+}
+
 }  // namespace
 }  // namespace gvshim::execute

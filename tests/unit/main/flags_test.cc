@@ -46,5 +46,12 @@ TEST(FlagsTest, SocketPathGroupsBySandboxAndIsShort) {
   EXPECT_LT(a.size(), 108u);
 }
 
+// A running pod's shim is found again by this path when containerd starts the pod's next container, also after
+// gvshim was upgraded: the value must not change between versions (computed independently of this code).
+TEST(FlagsTest, SocketPathIsStableAcrossVersions) {
+  EXPECT_EQ(SocketPath("/run/containerd/containerd.sock", "k8s.io", "sandbox-1"),
+            "/run/containerd/s/gv-55c05c7696d0fba8d4bbe584069c9c85");
+}
+
 }  // namespace
 }  // namespace gvshim::shim_main
