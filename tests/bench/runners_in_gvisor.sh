@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Execute runners inside a real gVisor sandbox: per-job latency of the warm runners against a cold
-# `runsc exec python3 -c` / `runsc exec node -e` of the same snippet, and runner throughput at concurrency 1/4/8.
+# `runsc exec python3 -c` / `runsc exec node -e` of the same snippet, and runner throughput at concurrency 1/4/8
+# with the sandbox's CPU time per execution (cgroup v1 cpuacct/<sandbox id>, where runsc puts the sandbox; the
+# runners' idle refill after each point is included).
 #
 # It builds a bundle whose rootfs bind-mounts the host's /usr and /etc read-only (python3 and node come from
 # the host), starts a sandbox (`runsc --platform=ptrace --network=none`) whose pid 1 is a small reaping init,
@@ -200,6 +202,18 @@ def sequential(r, code, n):
     return lat, phases
 
 
+CG = os.environ.get("CG", "")
+
+
+def sandbox_cpu_ms():
+    """CPU time of the whole sandbox (sentry, gofer, ptrace stubs): runsc puts it in cpuacct/<id> (cgroup v1)."""
+    try:
+        with open(os.path.join(CG, "cpuacct.usage")) as f:
+            return int(f.read()) / 1e6
+    except (OSError, ValueError):
+        return None
+
+
 def throughput(r, code, conc, n):
     sem = threading.Semaphore(conc)
     done = []
@@ -216,6 +230,7 @@ def throughput(r, code, conc, n):
 
     submit_lock = threading.Lock()
     threads = []
+    c0 = sandbox_cpu_ms()
     t0 = time.monotonic()
     for i in range(n):
         sem.acquire()
@@ -229,7 +244,9 @@ def throughput(r, code, conc, n):
     el = time.monotonic() - t0
     if len(done) != n:
         raise SystemExit("throughput run lost jobs: %d of %d" % (len(done), n))
-    return n / el
+    time.sleep(1)  # replacement workers / children started for these jobs are part of their cost
+    c1 = sandbox_cpu_ms()
+    return n / el, (c1 - c0) / n if c0 is not None and c1 is not None else None
 
 
 def cold(argv):
@@ -266,7 +283,9 @@ def bench(lang, argv, code, cold_argv):
                                                                        pct(c, 99)))
     print("   speed-up (cold p50 / warm p50): %.1fx" % (cp50 / p50))
     for conc in (1, 4, 8):
-        print("   throughput at concurrency %d: %.1f executions/s" % (conc, throughput(r, code, conc, tput_n)))
+        rate, cpu = throughput(r, code, conc, tput_n)
+        print("   throughput at concurrency %d: %.1f executions/s%s" % (
+            conc, rate, "" if cpu is None else ", sandbox CPU %.1f ms per execution" % cpu))
     r.close()
     return p50, cp50
 
@@ -292,4 +311,4 @@ EOF
 
 echo "gVisor runner benchmark: runsc $(runsc --version | head -1 | awk '{print $3}'), platform $PLATFORM," \
   "$(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
-RUNSC="${RUNSC[*]}" ID=$ID RUNNERS_DIR=$RUNNERS_DIR NODE=$NODE "$PY" "$DIR/driver.py"
+CG=/sys/fs/cgroup/cpuacct/$ID RUNSC="${RUNSC[*]}" ID=$ID RUNNERS_DIR=$RUNNERS_DIR NODE=$NODE "$PY" "$DIR/driver.py"

@@ -15,9 +15,7 @@ import fcntl
 import json
 import os
 import resource
-import secrets
 import selectors
-import shutil
 import signal
 import stat
 import struct
@@ -87,6 +85,32 @@ def _prctl(option, arg):
 
 def _b64(data):
     return base64.b64encode(data).decode("ascii")
+
+
+def _rmtree(path):
+    """Removes a job directory. The usual case (nothing but the empty artifacts/ left) takes two rmdir calls;
+    anything else goes through shutil.rmtree (fd-based, never follows the job's symlinks).
+
+    shutil is imported only then: it loads zlib, bz2 and lzma, whose mappings every forked worker would
+    otherwise inherit (each mapping costs gVisor work on every fork)."""
+    try:
+        try:
+            os.rmdir(os.path.join(path, "artifacts"))
+        except FileNotFoundError:
+            pass
+        os.rmdir(path)
+        return
+    except FileNotFoundError:
+        return
+    except OSError:
+        pass
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _token():
+    return os.urandom(16).hex()
 
 
 def _set_nonblock(fd):
@@ -744,7 +768,7 @@ def _worker_main(req, fds, t_fork):
     t_ready = time.monotonic()
     data = bytearray()
     while True:
-        chunk = os.read(4, 1 << 20)
+        chunk = os.read(4, 65536)  # below malloc's mmap threshold: no mmap/munmap per read
         if not chunk:
             break
         data += chunk
@@ -789,13 +813,17 @@ def _worker_main(req, fds, t_fork):
 # Runner side.
 
 
-def _uids_with_processes(uids):
-    """Which of uids have a live (not zombie) process, by one scan of /proc."""
+def _uids_with_processes(uids, skip=()):
+    """Which of uids have a live (not zombie) process, by one scan of /proc.
+
+    skip: pids known not to run as any of uids (the runner, its zygotes, live workers of other uids); their
+    status is not read (three syscalls each, a round trip through gVisor's sentry apiece). A job's leftover is
+    a process the job created, so its pid is never one of those while they live."""
     # /proc/N's owner is not enough: a process that changed uid without exec is non-dumpable and shows as root.
     want = {str(u): u for u in uids}
     found = set()
     for entry in os.listdir("/proc"):
-        if not entry.isdigit():
+        if not entry.isdigit() or int(entry) in skip:
             continue
         try:
             fd = os.open("/proc/%s/status" % entry, os.O_RDONLY)
@@ -1007,7 +1035,7 @@ class Runner:
                 have += 1
 
     def make_workdir(self, uid):
-        workdir = os.path.join(self.job_base, secrets.token_hex(16))
+        workdir = os.path.join(self.job_base, _token())
         os.mkdir(workdir, 0o700)
         os.mkdir(os.path.join(workdir, "artifacts"), 0o700)
         if os.geteuid() == 0:
@@ -1047,7 +1075,7 @@ class Runner:
             elif op == "error":
                 uid, _, workdir, _ = self.spawning.pop(msg["seq"])
                 z.inflight -= 1
-                shutil.rmtree(workdir, ignore_errors=True)
+                _rmtree(workdir)
                 _diag(msg.get("message"))
                 for fd in fds:
                     os.close(fd)
@@ -1091,7 +1119,7 @@ class Runner:
         self.deferred.append((fn, args))
 
     def defer_rmtree(self, path):
-        self.defer(shutil.rmtree, path, True)
+        self.defer(_rmtree, path)
 
     def release_uid_when_clean(self, uid):
         """Returns a worker's uid to the pool once no process of it is alive; sweeps (as that uid) if needed.
@@ -1105,7 +1133,10 @@ class Runner:
 
     def verify_uids(self):
         uids, self.unverified = self.unverified, set()
-        busy = _uids_with_processes(uids)
+        skip = {self.pid}
+        skip.update(z.pid for z in self.zygotes.values())
+        skip.update(pid for pid, w in self.workers.items() if not w.exited and w.uid not in uids)
+        busy = _uids_with_processes(uids, skip)
         for uid in sorted(uids):
             if uid not in busy:
                 self.sweep_tries.pop(uid, None)
@@ -1131,7 +1162,7 @@ class Runner:
         for seq, (uid, _, workdir, sz) in list(self.spawning.items()):
             if sz is z:
                 del self.spawning[seq]
-                shutil.rmtree(workdir, ignore_errors=True)
+                _rmtree(workdir)
                 self.release_uid_when_clean(uid)
         for seq, (uid, sz) in list(self.sweeping.items()):
             if sz is z:
@@ -1153,7 +1184,7 @@ class Runner:
             elif w.job is None:
                 for fd in (w.job_w, w.out_r, w.err_r, w.rec_r):
                     os.close(fd)
-                shutil.rmtree(w.workdir, ignore_errors=True)
+                _rmtree(w.workdir)
             # Leftovers of a job killed here may still run: the uid is checked (and swept) before reuse.
             self.release_uid_when_clean(w.uid)
         for net in self.idle:
@@ -1261,7 +1292,7 @@ class Runner:
 
     def on_proto_readable(self):
         try:
-            chunk = os.read(self.pin, 1 << 20)
+            chunk = os.read(self.pin, 65536)  # below malloc's mmap threshold: no mmap/munmap per read
         except BlockingIOError:
             return
         if not chunk:
@@ -1384,7 +1415,7 @@ class Runner:
         parent_fds = []
         child_fds = []
         try:
-            job.workdir = os.path.join(self.job_base, secrets.token_hex(16))
+            job.workdir = os.path.join(self.job_base, _token())
             os.mkdir(job.workdir, 0o700)
             os.mkdir(os.path.join(job.workdir, "artifacts"), 0o700)
             if os.geteuid() == 0:
@@ -1415,7 +1446,7 @@ class Runner:
                 os.close(fd)
             self.release_uid(job.uid)
             if job.workdir:
-                shutil.rmtree(job.workdir, ignore_errors=True)
+                _rmtree(job.workdir)
             err = STATUS_PROGRAM_ERROR if e.errno == errno.EAGAIN else STATUS_INTERNAL
             self.send({"type": "result", "id": jid, "status": err, "error": "could not start job: %s" % e,
                        "exit_code": None, "signal": None, "stdout": "", "stderr": "", "stdout_truncated": False,
@@ -1792,6 +1823,8 @@ class Runner:
                     os.kill(-w.pid, signal.SIGKILL)
                 except OSError:
                     pass
+        import shutil
+
         shutil.rmtree(self.job_base, ignore_errors=True)
 
 

@@ -628,6 +628,35 @@ class PythonRunnerPreforkTest(PythonRunnerTest):
         for _ in range(20):
             self.assertStatus(self.runner.run(self.snippet("script_print")), "success")
 
+    def test_job_directories_removed(self):
+        # The runner removes an untouched job directory with two rmdir calls and anything else with an
+        # fd-based walk: files, nested directories, a missing artifacts/, symlinks to outside (not followed).
+        outside = tempfile.mkdtemp(prefix="gvx-outside-", dir=self.runner.tmp_base)
+        os.chmod(outside, 0o755)
+        with open(os.path.join(outside, "keep"), "w") as f:
+            f.write("keep")
+        codes = [
+            "import os\ndef main():\n    return os.getcwd()\n",
+            ("import os\ndef main():\n    os.makedirs('a/b/c')\n    open('a/b/c/f', 'w').write('x')\n"
+             "    open('artifacts/out', 'w').write('y')\n    os.symlink(%r, 'link')\n"
+             "    os.symlink(%r, 'artifacts/link')\n    return os.getcwd()\n") % (outside, outside),
+            "import os\ndef main():\n    os.rmdir('artifacts')\n    return os.getcwd()\n",
+            "import os\ndef main():\n    os.rmdir('artifacts')\n    os.symlink(%r, 'artifacts')\n    return os.getcwd()\n"
+            % outside,
+        ]
+        dirs = []
+        for code in codes:
+            res = self.runner.run(code)
+            self.assertStatus(res, "success")
+            dirs.append(json.loads(res["result_json"]))
+        deadline = time.monotonic() + 10
+        while any(os.path.lexists(d) for d in dirs) and time.monotonic() < deadline:
+            self.runner.run(self.snippet("script_print"))  # housekeeping runs when the loop is idle
+            time.sleep(0.05)
+        self.assertEqual([d for d in dirs if os.path.lexists(d)], [])
+        self.assertEqual(sorted(os.listdir(outside)), ["keep"], "a symlink's target must not be touched")
+        shutil.rmtree(outside)
+
     def test_job_killing_itself_still_gets_a_result(self):
         res = self.runner.run("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n")
         self.assertStatus(res, "program_error")
