@@ -71,6 +71,8 @@ class ExecuteServiceTest : public ::testing::Test {
     ASSERT_NE(::mkdtemp(tmpl), nullptr);
     dir_ = tmpl;
     fs::create_directories(dir_ + "/b");
+    ::chmod(dir_.c_str(), 0711);  // the Node runner enters a job dir below it as the job's uid
+    fs::create_directories(dir_ + "/jobs");
   }
   void TearDown() override {
     manager_.reset();
@@ -78,11 +80,13 @@ class ExecuteServiceTest : public ::testing::Test {
     if (!dir_.empty()) fs::remove_all(dir_);
   }
 
-  // Starts a Manager whose config has `extra` lines in [execute].
+  // Starts a Manager whose config has `extra` lines in [execute]. The runners keep their job directories under
+  // the test's directory (a runner the test kills cannot remove its own).
   void Start(const std::string& extra = "", bool opt_in = true,
              const std::string& python = "/usr/bin/python3", const std::string& node = "/usr/bin/node") {
     std::string toml = absl::StrCat("[execute]\nenabled = true\nsocket_dir = \"", dir_, "/s\"\npython = \"",
-                                    python, "\"\nnode = \"", node, "\"\n", extra);
+                                    python, "\"\nnode = \"", node, "\"\nrunner_args = [\"--tmp-base\", \"", dir_,
+                                    "/jobs\"]\n", extra);
     auto cfg = config::Parse(toml, "test.toml");
     ASSERT_TRUE(cfg.ok()) << cfg.status();
     auto ecfg = ParseExecuteTable(cfg->execute.get(), "test.toml");
