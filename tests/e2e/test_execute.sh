@@ -232,16 +232,21 @@ dead_server_is_restarted() {
   assert_eq "after restart" "$(gx -c 'print("after restart")')" "a snippet through the restarted server"
 }
 
+# start_opted_in ID: a second pod (container) that opted into Execute, with its server serving.
+start_opted_in() {
+  defer cleanup_container "$1"
+  crun -d --annotation dev.gvshim.execute=true "$PY_NODE_IMAGE" "$1" sleep 100000 >/dev/null
+  wait_for 30 status_is "$1" RUNNING
+  wait_for 30 has_server "$1"
+  [[ -S $(record_field "$1" socket) ]] || fail "no Execute socket for $1"
+}
+
 server_ends_with_the_pod() {
   ensure_pod
   local server sock
-  defer cleanup_container exe2
-  crun -d --annotation dev.gvshim.execute=true "$PY_NODE_IMAGE" exe2 sleep 100000 >/dev/null
-  wait_for 30 status_is exe2 RUNNING
-  wait_for 30 has_server exe2
+  start_opted_in exe2
   server=$(record_field exe2 server_pid)
   sock=$(record_field exe2 socket)
-  [[ -S $sock ]] || fail "no socket $sock for exe2"
   c task kill -s SIGKILL exe2 >/dev/null
   wait_for 30 status_is exe2 STOPPED
   c task delete exe2 >/dev/null
@@ -253,10 +258,7 @@ server_ends_with_the_pod() {
 server_ends_with_a_killed_shim() {
   ensure_pod
   local server sock spid
-  defer cleanup_container exe3
-  crun -d --annotation dev.gvshim.execute=true "$PY_NODE_IMAGE" exe3 sleep 100000 >/dev/null
-  wait_for 30 status_is exe3 RUNNING
-  wait_for 30 has_server exe3
+  start_opted_in exe3
   server=$(record_field exe3 server_pid)
   sock=$(record_field exe3 socket)
   spid=$(shim_pid exe3)

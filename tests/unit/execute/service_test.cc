@@ -24,9 +24,13 @@
 #include "shim/config/config.h"
 #include "shim/execute/manager.h"
 #include "tests/unit/fakes/fake_runsc.h"
+#include "tests/unit/fakes/test_util.h"
 
 namespace gvshim::execute {
 namespace {
+
+using ::gvshim::testing::ReadFile;
+using ::gvshim::testing::WaitFor;
 
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
@@ -38,28 +42,12 @@ class IgnoreSigpipe : public ::testing::Environment {
 ::testing::Environment* const kEnv = ::testing::AddGlobalTestEnvironment(new IgnoreSigpipe);
 
 // Polls an observable condition (not a fixed sleep).
-bool WaitFor(const std::function<bool()>& cond, absl::Duration timeout = absl::Seconds(20)) {
-  const absl::Time end = absl::Now() + timeout;
-  while (absl::Now() < end) {
-    if (cond()) return true;
-    absl::SleepFor(absl::Milliseconds(10));
-  }
-  return cond();
-}
-
 int ThreadCount() {
   int n = 0;
   DIR* d = ::opendir("/proc/self/task");
   while (dirent* e = ::readdir(d)) n += e->d_name[0] != '.';
   ::closedir(d);
   return n;
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 class ExecuteServiceTest : public ::testing::Test {
@@ -80,13 +68,13 @@ class ExecuteServiceTest : public ::testing::Test {
     if (!dir_.empty()) fs::remove_all(dir_);
   }
 
-  // Starts a Manager whose config has `extra` lines in [execute]. The runners keep their job directories under
-  // the test's directory (a runner the test kills cannot remove its own).
+  // Starts a Manager whose config has `extra` lines in [execute]. The runners keep their job directories
+  // under the test's directory (a runner the test kills cannot remove its own).
   void Start(const std::string& extra = "", bool opt_in = true,
              const std::string& python = "/usr/bin/python3", const std::string& node = "/usr/bin/node") {
     std::string toml = absl::StrCat("[execute]\nenabled = true\nsocket_dir = \"", dir_, "/s\"\npython = \"",
-                                    python, "\"\nnode = \"", node, "\"\nrunner_args = [\"--tmp-base\", \"", dir_,
-                                    "/jobs\"]\n", extra);
+                                    python, "\"\nnode = \"", node, "\"\nrunner_args = [\"--tmp-base\", \"",
+                                    dir_, "/jobs\"]\n", extra);
     auto cfg = config::Parse(toml, "test.toml");
     ASSERT_TRUE(cfg.ok()) << cfg.status();
     auto ecfg = ParseExecuteTable(cfg->execute.get(), "test.toml");

@@ -16,29 +16,17 @@
 #include "absl/time/clock.h"
 #include "nlohmann/json.hpp"
 #include "shim/config/config.h"
+#include "tests/unit/fakes/test_util.h"
 
 namespace gvshim::execute {
 namespace {
 
+using ::gvshim::testing::ReadFile;
+using ::gvshim::testing::WaitFor;
+
 namespace fs = std::filesystem;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
-
-bool WaitFor(const std::function<bool()>& cond, absl::Duration timeout = absl::Seconds(10)) {
-  const absl::Time end = absl::Now() + timeout;
-  while (absl::Now() < end) {
-    if (cond()) return true;
-    absl::SleepFor(absl::Milliseconds(10));
-  }
-  return cond();
-}
-
-std::string Slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 // Kill(pid, 0) fails once the reaper collected the process.
 bool Gone(pid_t pid) { return ::kill(pid, 0) != 0; }
@@ -96,7 +84,7 @@ class SupervisorTest : public ::testing::Test {
   // The JSON lines server `pid` has read so far ("EOF" once its input closed).
   std::vector<std::string> Input(pid_t pid) {
     std::vector<std::string> lines =
-        absl::StrSplit(Slurp(absl::StrCat(dir_, "/in.", pid)), '\n', absl::SkipEmpty());
+        absl::StrSplit(ReadFile(absl::StrCat(dir_, "/in.", pid)), '\n', absl::SkipEmpty());
     return lines;
   }
   std::vector<std::string> Ops(pid_t pid) {
@@ -129,7 +117,7 @@ TEST_F(SupervisorTest, NoServerUntilThePodOptsInThenTheWholePodIsSent) {
   ASSERT_GT(pid, 0);
   ASSERT_TRUE(WaitFor([&] { return Ops(pid).size() >= 3; }));
   EXPECT_THAT(Ops(pid), ElementsAre("sandbox", "start sbx", "start app"));
-  EXPECT_EQ(Slurp(absl::StrCat(dir_, "/argv.", pid)), "execute-server\n");
+  EXPECT_EQ(ReadFile(absl::StrCat(dir_, "/argv.", pid)), "execute-server\n");
   auto hello = nlohmann::json::parse(Input(pid)[0]);
   EXPECT_EQ(hello["ns"], "t");
   EXPECT_EQ(hello["sandbox_id"], "sbx");

@@ -13,6 +13,7 @@
 #include "absl/time/time.h"
 #include "google/protobuf/message_lite.h"
 #include "shim/events/publisher.h"
+#include "tests/unit/fakes/test_util.h"
 
 namespace gvshim::testing {
 
@@ -104,13 +105,5 @@ inline constexpr char kExecStarted[] = "containerd.events.TaskExecStarted";
 inline constexpr char kPaused[] = "containerd.events.TaskPaused";
 inline constexpr char kResumed[] = "containerd.events.TaskResumed";
 }  // namespace event_types
-
-// The whole file, or "" if it cannot be read.
-inline std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 }  // namespace gvshim::testing

@@ -18,9 +18,13 @@
 #include "shim/runsc/runsc.h"
 #include "shim/sys/fd.h"
 #include "shim/sys/reaper.h"
+#include "tests/unit/fakes/test_util.h"
 
 namespace gvshim::runsc {
 namespace {
+
+using ::gvshim::testing::ReadFile;
+using ::gvshim::testing::WaitFor;
 
 CreateOptions WithBundle(const std::string& bundle, const std::string& pid_file = "") {
   CreateOptions o;
@@ -39,11 +43,6 @@ bool WriteFile(const std::string& path, const std::string& text) {
   std::ofstream f(path);
   f << text;
   return f.good();
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream f(path);
-  return std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
 }
 
 absl::Status Sh(const std::string& script) {

@@ -18,9 +18,13 @@
 #include "gtest/gtest.h"
 #include "shim/sys/fd.h"
 #include "shim/sys/reaper.h"
+#include "tests/unit/fakes/test_util.h"
 
 namespace gvshim::runsc {
 namespace {
+
+using ::gvshim::testing::ReadFile;
+using ::gvshim::testing::WaitFor;
 
 CreateOptions WithBundle(const std::string& bundle, const std::string& pid_file = "") {
   CreateOptions o;
@@ -45,13 +49,6 @@ std::string SourceDir() {
   std::string file = __FILE__;  // <src>/tests/unit/runsc/runsc_test.cc
   for (int i = 0; i < 4; ++i) file = file.substr(0, file.rfind('/'));
   return file;
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 constexpr const char* kFakeVars[] = {"FAKE_RUNSC_LOG",  "FAKE_RUNSC_STDOUT",    "FAKE_RUNSC_STDERR",

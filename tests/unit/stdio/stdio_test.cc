@@ -28,9 +28,13 @@
 #include "shim/stdio/target.h"
 #include "shim/sys/fd.h"
 #include "shim/sys/spawn.h"
+#include "tests/unit/fakes/test_util.h"
 
 namespace gvshim::stdio {
 namespace {
+
+using ::gvshim::testing::ReadFile;
+using ::gvshim::testing::WaitFor;
 
 using ::testing::HasSubstr;
 
@@ -52,13 +56,6 @@ class TempDir {
  private:
   std::string path_;
 };
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 // Reads a fifo until EOF on a thread (the role of containerd's reader). Like containerd, it opens the read
 // side before returning, so no output can be written while nobody holds the fifo open for reading.
