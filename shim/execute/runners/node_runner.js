@@ -314,7 +314,15 @@ class Runner {
     process.stdin.on('data', (c) => this.onInput(c));
     process.stdin.on('end', () => this.shutdown());
     process.stdin.on('error', () => this.shutdown());
-    for (let i = 0; i < this.opts.poolSize; i++) this.refill();
+    if (this.iso.root && this.opts.uidCount > 1) {
+      // A runner killed during a job (or a job that outlived it) may have left processes under the pool's
+      // uids: every uid is checked, and swept if needed, before its first use (releasing it refills the pool).
+      const uids = this.freeUids;
+      this.freeUids = [];
+      for (const uid of uids) this.sweepThenRelease(uid);
+    } else {
+      for (let i = 0; i < this.opts.poolSize; i++) this.refill();
+    }
     this.send({
       type: 'ready', runner: 'javascript', protocol: PROTOCOL_VERSION, pid: process.pid, version: process.version,
       isolation: this.iso, max_jobs: this.opts.maxJobs, defaults: this.opts.defaults,

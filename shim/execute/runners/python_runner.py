@@ -968,7 +968,13 @@ class Runner:
             self.n_zygotes = max(1, n)
             for _ in range(self.n_zygotes):
                 self.start_zygote()
-            self.refill()
+            if self.own_uids:
+                # A runner killed during a job (or a job that outlived it) may have left processes under the
+                # pool's uids: every uid is checked, and swept if needed, before its first use.
+                self.unverified, self.free_uids = set(self.free_uids), []
+                self.verify_uids()  # refills
+            else:
+                self.refill()
 
     # --- prefork: zygote and workers -----------------------------------------------------------------------
     def start_zygote(self):

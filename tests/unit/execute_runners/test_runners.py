@@ -786,6 +786,51 @@ class RunnerDeathTest(unittest.TestCase):
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+@unittest.skipUnless(IS_ROOT, "needs root (uid pools)")
+class RunnerStartSweepTest(unittest.TestCase):
+    """A runner that starts finds processes left under its pool's uids (by a runner killed during a job) and
+    kills them before it uses those uids."""
+
+    def test_python_prefork_runner_sweeps_its_uids_at_start(self):
+        with open(os.path.join(RUNNERS, "python_runner.py")) as f:
+            src = f.read()
+        self._sweeps_at_start(260000, lambda tmp: [PYTHON, "-I", "-c", src, "--tmp-base", tmp, "--job-mode",
+                                                   "prefork", "--prefork", "2", "--sandbox-network", "none"])
+
+    @unittest.skipUnless(NODE, "needs node")
+    def test_node_runner_sweeps_its_uids_at_start(self):
+        with open(os.path.join(RUNNERS, "node_runner.js")) as f:
+            src = f.read()
+        self._sweeps_at_start(270000, lambda tmp: [NODE, "-e", src, "--", "--tmp-base", tmp, "--pool-size", "2"])
+
+    def _sweeps_at_start(self, base, argv):
+        tmp = tempfile.mkdtemp(prefix="gvx-")
+        os.chmod(tmp, 0o711)
+        marker = "gvx-leftover-" + uuid.uuid4().hex
+        leftover = subprocess.Popen([PYTHON, "-c", "import time; time.sleep(120)", marker], user=base + 3,
+                                    group=65534, stdin=subprocess.DEVNULL)
+        r = None
+        try:
+            deadline = time.monotonic() + 10
+            while not processes_with_marker(marker) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            self.assertTrue(processes_with_marker(marker), "the leftover process did not start")
+            r = RunnerProcess(argv(tmp) + ["--uid", str(base), "--uid-count", "8", "--gid", "65534"], tmp)
+            deadline = time.monotonic() + 15
+            while leftover.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.02)
+            self.assertIsNotNone(leftover.poll(), "the process under a pool uid survived the runner's start")
+            res = r.run("print('fresh')" if "python" in argv(tmp)[0] else "console.log('fresh')")
+            self.assertEqual(res["stdout"], b"fresh\n")
+        finally:
+            if leftover.poll() is None:
+                leftover.kill()
+            leftover.wait()
+            if r is not None:
+                r.close()
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 if __name__ == "__main__":
     prog = unittest.main(verbosity=2, exit=False)
     r = prog.result
