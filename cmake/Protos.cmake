@@ -31,6 +31,9 @@ endfunction()
 # Adds `option optimize_for = LITE_RUNTIME;` after the package line of a proto's text (in `var`).
 macro(_make_lite var)
   string(REGEX REPLACE "(\npackage [^;]+;)" "\\1\noption optimize_for = LITE_RUNTIME;" ${var} "${${var}}")
+  if(NOT ${var} MATCHES "\noption optimize_for = LITE_RUNTIME;")
+    message(FATAL_ERROR "proto staging: no `package` line to put the lite option after")
+  endif()
 endmacro()
 
 set(CONTAINERD_PROTOS

@@ -25,9 +25,6 @@
 namespace gvshim::execute {
 namespace {
 
-constexpr char kPodNamespaceAnnotation[] = "io.kubernetes.cri.sandbox-namespace";
-constexpr char kPodNameAnnotation[] = "io.kubernetes.cri.sandbox-name";
-
 // mkdir -p; the last component is made (or forced to) mode 0700: only root may reach the sockets.
 absl::Status MakePrivateDir(const std::string& dir) {
   for (size_t pos = 1; pos <= dir.size(); ++pos) {

@@ -29,7 +29,8 @@ absl::Status Apply(const std::string& line, std::optional<SandboxHello>& hello,
   nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object())
     return absl::InvalidArgumentError("execute wire: not a JSON object");
-  const std::string op = j.value("op", "");
+  auto op_it = j.find("op");
+  const std::string op = op_it != j.end() && op_it->is_string() ? op_it->get<std::string>() : "";
   if (op == "sandbox") {
     if (hello.has_value()) return absl::InvalidArgumentError("execute wire: a second sandbox message");
     auto h = HelloFromJson(j);
@@ -103,9 +104,16 @@ int ExecuteServerMain(int in_fd) {
     for (size_t nl; (nl = buf.find('\n')) != std::string::npos;) {
       std::string line = buf.substr(0, nl);
       buf.erase(0, nl + 1);
-      if (absl::Status st = Apply(line, hello, manager); !st.ok())
+      if (absl::Status st = Apply(line, hello, manager); !st.ok()) {
         log::Warnf("execute-server: %s", st.message());
+        if (!hello.has_value()) {
+          // Without the sandbox message there is nothing to serve: exit, so the shim sees it and restarts.
+          code = 2;
+          break;
+        }
+      }
     }
+    if (code != 0) break;
     if (buf.size() > (4 << 20)) {
       log::Errorf("execute-server: a message of over 4 MiB without a newline; stopping");
       code = 1;

@@ -1,10 +1,12 @@
 #include "shim/execute/supervisor.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <climits>
 #include <utility>
 
@@ -29,6 +31,7 @@ struct Supervisor::Pod {
   pid_t pid = 0;
   sys::UniqueFd to_server;
   std::shared_ptr<absl::Notification> exited;
+  absl::Time started_at;
 };
 
 namespace {
@@ -65,7 +68,13 @@ void Supervisor::OnContainerStarted(const task::ContainerLifecycle& info) {
     return;
   }
   if (!cfg->enabled) return;
-  ContainerInfo c{info.id, info.ns, info.sandbox_id, info.bundle, info.rootfs, info.annotations, info.runsc};
+  // Only the annotations the server reads travel (CRI passes pod annotations of any size).
+  std::map<std::string, std::string> annotations;
+  for (const char* k : {kOptInAnnotation, kPodNamespaceAnnotation, kPodNameAnnotation}) {
+    auto it = info.annotations.find(k);
+    if (it != info.annotations.end()) annotations.emplace(k, it->second);
+  }
+  ContainerInfo c{info.id, info.ns, info.sandbox_id, info.bundle, info.rootfs, annotations, info.runsc};
   const std::string key = absl::StrCat(info.ns, "/", info.sandbox_id);
   absl::MutexLock lock(&mu_);
   if (shut_down_) return;
@@ -124,8 +133,8 @@ void Supervisor::Shutdown() {
   }
   for (auto& [k, pod] : all) StopPod(pod);
   {
-    absl::MutexLock lock(&exits_mu_);
-    stop_restarter_ = true;
+    absl::MutexLock lock(&exitq_->mu);
+    exitq_->stop = true;
   }
   if (restarter_.joinable()) restarter_.join();
 }
@@ -150,16 +159,18 @@ absl::Status Supervisor::SpawnLocked(Pod& pod) {
   if (!pid.ok())
     return absl::Status(pid.status().code(), absl::StrCat("start Execute server: ", pid.status().message()));
   pipe->read.reset();
+  ::fcntl(pipe->write.get(), F_SETPIPE_SZ, 1 << 20);  // room for a whole pod's replay; best effort
   ::fcntl(pipe->write.get(), F_SETFL, ::fcntl(pipe->write.get(), F_GETFL) | O_NONBLOCK);
   pod.pid = *pid;
   pod.to_server = std::move(pipe->write);
   pod.exited = std::make_shared<absl::Notification>();
+  pod.started_at = absl::Now();
   log::Infof("execute: started server pid %d for sandbox %s/%s", *pid, pod.ns, pod.sandbox_id);
-  // The callback may run right here (if the server is already gone): it takes only exits_mu_.
-  sys::Reaper::Get().Watch(*pid, [this, key = pod.key, pid = *pid, exited = pod.exited](int ws) {
+  // The callback may run right here (if the server is already gone): it takes only the exit queue's lock.
+  sys::Reaper::Get().Watch(*pid, [q = exitq_, key = pod.key, pid = *pid, exited = pod.exited](int ws) {
     {
-      absl::MutexLock lock(&exits_mu_);
-      exits_.push_back({key, pid, ws});
+      absl::MutexLock lock(&q->mu);
+      q->exits.push_back({key, pid, ws});
     }
     exited->Notify();  // last: StopPod may return (and the supervisor go away) once this is seen
   });
@@ -173,12 +184,35 @@ absl::Status Supervisor::SpawnLocked(Pod& pod) {
 
 absl::Status Supervisor::SendLocked(Pod& pod, const nlohmann::json& msg) {
   if (!pod.to_server) return absl::FailedPreconditionError("no Execute server");
-  const std::string line = msg.dump() + "\n";
-  absl::Status st = sys::WriteAll(pod.to_server.get(), line.data(), line.size());
+  const std::string line = msg.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+  // The pipe is non-blocking so that a server that stopped reading cannot hold a container operation for
+  // long: a full pipe is waited on for at most kSendTimeout.
+  const absl::Time deadline = absl::Now() + kSendTimeout;
+  size_t off = 0;
+  absl::Status st;
+  while (off < line.size()) {
+    ssize_t n = ::write(pod.to_server.get(), line.data() + off, line.size() - off);
+    if (n > 0) {
+      off += static_cast<size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) {
+      const int64_t left = absl::ToInt64Milliseconds(deadline - absl::Now());
+      struct pollfd p = {pod.to_server.get(), POLLOUT, 0};
+      if (left > 0 && ::poll(&p, 1, static_cast<int>(left)) >= 0) continue;
+      st = absl::DeadlineExceededError("the server does not read its input");
+      break;
+    }
+    st = ErrnoStatus(errno, "write");
+    break;
+  }
   if (st.ok()) return st;
   // A server that does not take its input is of no use (and a partial line would corrupt the stream): it is
-  // killed, and the restart gives the new one the whole pod again.
-  (void)sys::Reaper::Get().Signal(pod.pid, SIGKILL);
+  // killed, and the restart gives the new one the whole pod again. (Not if it is already gone: its pid may
+  // have been reaped and reused.)
+  if (pod.exited != nullptr && !pod.exited->HasBeenNotified())
+    (void)sys::Reaper::Get().Signal(pod.pid, SIGKILL);
   pod.to_server.reset();
   return absl::Status(st.code(), absl::StrCat("tell the Execute server: ", st.message()));
 }
@@ -193,6 +227,7 @@ void Supervisor::StopPod(std::shared_ptr<Pod> pod) {
     pid = pod->pid;
     exited = pod->exited;
   }
+  // Bounded: a Delete of the pod's last container waits here at most stop_timeout + 5 s.
   if (pid != 0 && !exited->WaitForNotificationWithTimeout(opts_.stop_timeout)) {
     log::Warnf("execute: server pid %d of sandbox %s did not stop in time; killing it", pid, pod->sandbox_id);
     (void)sys::Reaper::Get().Signal(pid, SIGKILL);
@@ -205,14 +240,13 @@ void Supervisor::RestartLoop() {
   for (;;) {
     std::vector<Exit> batch;
     {
-      absl::MutexLock lock(&exits_mu_);
-      exits_mu_.Await(absl::Condition(
-          +[](Supervisor* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->exits_mu_) {
-            return s->stop_restarter_ || !s->exits_.empty();
-          },
-          this));
-      if (exits_.empty()) return;  // stopping, nothing left to handle
-      batch.swap(exits_);
+      ExitQueue& q = *exitq_;
+      absl::MutexLock lock(&q.mu);
+      q.mu.Await(absl::Condition(
+          +[](ExitQueue* q) ABSL_EXCLUSIVE_LOCKS_REQUIRED(q->mu) { return q->stop || !q->exits.empty(); },
+          &q));
+      if (q.exits.empty()) return;  // stopping, nothing left to handle
+      batch.swap(q.exits);
     }
     for (const Exit& e : batch) {
       std::shared_ptr<Pod> pod;
@@ -227,6 +261,8 @@ void Supervisor::RestartLoop() {
         log::Warnf("execute: server pid %d of sandbox %s exited unexpectedly (exit code %d)", e.pid,
                    pod->sandbox_id, sys::ExitCodeFromWaitStatus(e.wait_status));
         RemoveFiles(pod->cfg, pod->ns, pod->sandbox_id);
+        // A server that ran for a while before it died starts a fresh count: only a crash loop gives up.
+        if (absl::Now() - pod->started_at > absl::Minutes(1)) pod->restarts = 0;
         if (pod->restarts >= kMaxRestarts) {
           log::Errorf("execute: sandbox %s: the Execute server died %d times; not starting it again",
                       pod->sandbox_id, pod->restarts + 1);
@@ -235,9 +271,9 @@ void Supervisor::RestartLoop() {
         ++pod->restarts;
       }
       {
-        absl::MutexLock lock(&exits_mu_);
-        exits_mu_.AwaitWithTimeout(absl::Condition(&stop_restarter_), opts_.restart_delay);
-        if (stop_restarter_) return;
+        absl::MutexLock lock(&exitq_->mu);
+        exitq_->mu.AwaitWithTimeout(absl::Condition(&exitq_->stop), opts_.restart_delay);
+        if (exitq_->stop) return;
       }
       absl::MutexLock lock(&mu_);
       if (pod->stopping || shut_down_ || pod->pid != 0) continue;

@@ -40,7 +40,8 @@ class Supervisor {
     absl::Duration stop_timeout = absl::Seconds(5);
     absl::Duration restart_delay = absl::Seconds(1);
   };
-  static constexpr int kMaxRestarts = 5;
+  static constexpr int kMaxRestarts = 5;  // in a row, for servers that die within a minute of their start
+  static constexpr absl::Duration kSendTimeout = absl::Seconds(2);
 
   explicit Supervisor(Options opts);
   ~Supervisor();  // Shutdown()
@@ -72,15 +73,19 @@ class Supervisor {
   std::map<std::string, std::string> container_pod_ ABSL_GUARDED_BY(mu_);  // container id -> key above
   bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
 
-  // Server exits, from the reaper thread to the restarter thread. Lock order: mu_ before exits_mu_.
+  // Server exits, from the reaper thread to the restarter thread. Lock order: mu_ before ExitQueue::mu.
+  // Shared with the reaper callbacks, so a callback that runs late never touches a destroyed Supervisor.
   struct Exit {
     std::string key;
     pid_t pid;
     int wait_status;
   };
-  absl::Mutex exits_mu_ ABSL_ACQUIRED_AFTER(mu_);
-  std::vector<Exit> exits_ ABSL_GUARDED_BY(exits_mu_);
-  bool stop_restarter_ ABSL_GUARDED_BY(exits_mu_) = false;
+  struct ExitQueue {
+    absl::Mutex mu;
+    std::vector<Exit> exits ABSL_GUARDED_BY(mu);
+    bool stop ABSL_GUARDED_BY(mu) = false;
+  };
+  const std::shared_ptr<ExitQueue> exitq_ = std::make_shared<ExitQueue>();
   std::thread restarter_;  // started with the first server; restarts servers that died
 };
 

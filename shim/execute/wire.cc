@@ -14,7 +14,10 @@ nlohmann::json LimitsJson(const Limits& l) {
 // Reads fields by name; the first failure is kept and named.
 class Reader {
  public:
-  Reader(const nlohmann::json& j, std::string where) : j_(j), where_(std::move(where)) {
+  // optional: a missing field keeps its default (the config, so that a shim and a gvshim of neighbouring
+  // versions still understand each other); otherwise it is an error.
+  Reader(const nlohmann::json& j, std::string where, bool optional = false)
+      : j_(j), where_(std::move(where)), optional_(optional) {
     if (!j_.is_object()) Fail("", "expected an object");
   }
 
@@ -22,7 +25,10 @@ class Reader {
   void Get(const char* key, T* out) {
     if (!status_.ok()) return;
     auto it = j_.find(key);
-    if (it == j_.end()) return Fail(key, "missing");
+    if (it == j_.end()) {
+      if (!optional_) Fail(key, "missing");
+      return;
+    }
     try {
       *out = it->template get<T>();
     } catch (const nlohmann::json::exception& e) {
@@ -32,8 +38,11 @@ class Reader {
   void GetLimits(const char* key, Limits* l) {
     if (!status_.ok()) return;
     auto it = j_.find(key);
-    if (it == j_.end()) return Fail(key, "missing");
-    Reader r(*it, absl::StrCat(where_, ".", key));
+    if (it == j_.end()) {
+      if (!optional_) Fail(key, "missing");
+      return;
+    }
+    Reader r(*it, absl::StrCat(where_, ".", key), optional_);
     r.Get("wall_timeout_ms", &l->wall_timeout_ms);
     r.Get("cpu_time_ms", &l->cpu_time_ms);
     r.Get("memory_bytes", &l->memory_bytes);
@@ -53,6 +62,7 @@ class Reader {
  private:
   const nlohmann::json& j_;
   const std::string where_;
+  const bool optional_;
   absl::Status status_;
 };
 
@@ -79,8 +89,8 @@ nlohmann::json ToJson(const ExecuteConfig& c) {
 
 absl::StatusOr<ExecuteConfig> ConfigFromJson(const nlohmann::json& j) {
   ExecuteConfig c;
-  Reader r(j, "config");
-  std::string start;
+  Reader r(j, "config", /*optional=*/true);
+  std::string start = c.start == StartMode::kEager ? "eager" : "lazy";
   r.Get("enabled", &c.enabled);
   r.Get("require_annotation", &c.require_annotation);
   r.Get("socket_dir", &c.socket_dir);

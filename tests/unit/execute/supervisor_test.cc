@@ -128,6 +128,24 @@ TEST_F(SupervisorTest, NoServerUntilThePodOptsInThenTheWholePodIsSent) {
   EXPECT_EQ(start["container"]["runsc"]["root"], "/run/runsc-test");
 }
 
+// CRI passes every pod annotation, of any size; only the ones the server reads travel, so a huge one neither
+// fills the pipe nor costs the pod its server.
+TEST_F(SupervisorTest, OnlyTheAnnotationsTheServerReadsAreSent) {
+  Make();
+  auto info = Info("sbx", true);
+  info.annotations["kubectl.kubernetes.io/last-applied-configuration"] = std::string(300 << 10, 'x');
+  info.annotations["io.kubernetes.cri.sandbox-name"] = "pod-a";
+  sup_->OnContainerStarted(info);
+  const pid_t pid = sup_->ServerPid("t", "sbx");
+  ASSERT_GT(pid, 0);
+  ASSERT_TRUE(WaitFor([&] { return Ops(pid).size() >= 2; }));
+  auto start = nlohmann::json::parse(Input(pid)[1]);
+  EXPECT_EQ(start["container"]["annotations"],
+            (nlohmann::json{{"dev.gvshim.execute", "true"}, {"io.kubernetes.cri.sandbox-name", "pod-a"}}));
+  EXPECT_FALSE(Gone(pid));
+  EXPECT_EQ(sup_->ServerPid("t", "sbx"), pid);
+}
+
 TEST_F(SupervisorTest, DisabledOrAbsentConfigStartsNothing) {
   Make("require_annotation = false\n");
   auto info = Info("sbx", true);
