@@ -5,11 +5,10 @@
 // into the shim, no thread or socket is created.
 //
 // The shim tells the server about the pod's containers over the server's stdin (wire.h); closing it ends the
-// server, which stops its runners and removes its socket and record. A server that dies is started again a second
-// later and given the pod's containers again (after kMaxRestarts deaths in a row, each within a minute of its
-// start, the pod goes without). If the shim itself
-// dies, the server sees end of input and cleans up the same way.
-// Hooks never fail the container operation they follow: errors are logged.
+// server, which stops its runners and removes its socket and record. A server that dies is started again a
+// second later and given the pod's containers again (after kMaxRestarts deaths in a row, each within a minute
+// of its start, the pod goes without). If the shim itself dies, the server sees end of input and cleans up
+// the same way. Hooks never fail the container operation they follow: errors are logged.
 #pragma once
 
 #include <sys/types.h>
