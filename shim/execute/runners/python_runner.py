@@ -1259,10 +1259,12 @@ class Runner:
         """The job's main process is done (or gone): kill its group, take what its pipes hold, finish."""
         if self.opts.phase_times:
             job.stamps.setdefault("end", time.monotonic())
+        # Stragglers (a job without a pid namespace, a worker's leftovers): the group dies with the job.
         try:
             os.kill(-job.pid, signal.SIGKILL)
         except OSError:
             pass
+        # Take what the pipes already hold; a writer that escaped the group must not keep the job open.
         for fd in list(job.fds):
             role = job.fds[fd]
             while True:
@@ -1551,27 +1553,7 @@ class Runner:
             job.maxrss = ru.ru_maxrss * 1024
             if self.opts.phase_times:
                 job.stamps["end"] = time.monotonic()
-            # Stragglers of a job without a pid namespace: the group dies with the job.
-            try:
-                os.kill(-job.pid, signal.SIGKILL)
-            except OSError:
-                pass
-            # Take what the pipes already hold; a writer that escaped the group must not keep the job open.
-            for fd in list(job.fds):
-                role = job.fds[fd]
-                while True:
-                    try:
-                        chunk = os.read(fd, 1 << 16)
-                    except (BlockingIOError, InterruptedError):
-                        break
-                    if not chunk:
-                        break
-                    self.take(job, role, chunk)
-                self.sel.unregister(fd)
-                os.close(fd)
-                del job.fds[fd]
-                del self.by_fd[fd]
-            self.maybe_finish(job)
+            self.end_job_processes(job)
 
     def sweep_uid(self, uid):
         """Kills what a finished job left running under its uid.
