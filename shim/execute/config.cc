@@ -62,12 +62,9 @@ class Parser {
       const std::string name(k.str());
       const std::string key = absl::StrCat(prefix, ".", name);
       uint64_t* field = nullptr;
-      if (name == "wall_timeout_ms") field = &out->wall_timeout_ms;
-      if (name == "cpu_time_ms") field = &out->cpu_time_ms;
-      if (name == "memory_bytes") field = &out->memory_bytes;
-      if (name == "output_bytes") field = &out->output_bytes;
-      if (name == "max_processes") field = &out->max_processes;
-      if (name == "file_size_bytes") field = &out->file_size_bytes;
+      for (const LimitField& f : kLimitFields) {
+        if (name == f.name) field = &(out->*f.member);
+      }
       if (field == nullptr) return Error(n, key, "unknown key");
       int64_t v = 0;
       if (absl::Status st = Int(n, key, 1, std::numeric_limits<int64_t>::max(), &v); !st.ok()) return st;
@@ -167,40 +164,27 @@ absl::StatusOr<ExecuteConfig> ParseExecuteTable(const toml::table* t, const std:
     if (!st.ok()) return st;
   }
   // A default above its maximum would make every request that omits the field exceed the maximum.
-  const struct {
-    const char* name;
-    uint64_t def, max;
-  } pairs[] = {
-      {"wall_timeout_ms", cfg.default_limits.wall_timeout_ms, cfg.max_limits.wall_timeout_ms},
-      {"cpu_time_ms", cfg.default_limits.cpu_time_ms, cfg.max_limits.cpu_time_ms},
-      {"memory_bytes", cfg.default_limits.memory_bytes, cfg.max_limits.memory_bytes},
-      {"output_bytes", cfg.default_limits.output_bytes, cfg.max_limits.output_bytes},
-      {"max_processes", cfg.default_limits.max_processes, cfg.max_limits.max_processes},
-      {"file_size_bytes", cfg.default_limits.file_size_bytes, cfg.max_limits.file_size_bytes},
-  };
-  for (const auto& pr : pairs) {
-    if (pr.def > pr.max) {
+  for (const LimitField& f : kLimitFields) {
+    const uint64_t def = cfg.default_limits.*f.member, max = cfg.max_limits.*f.member;
+    if (def > max) {
       const toml::node& where = limits_node != nullptr       ? *limits_node
                                 : max_limits_node != nullptr ? *max_limits_node
                                                              : static_cast<const toml::node&>(*t);
-      return p.Error(where, absl::StrCat("execute.limits.", pr.name),
-                     absl::StrFormat("default %d is above the maximum %d (execute.max_limits.%s)", pr.def,
-                                     pr.max, pr.name));
+      return p.Error(
+          where, absl::StrCat("execute.limits.", f.name),
+          absl::StrFormat("default %d is above the maximum %d (execute.max_limits.%s)", def, max, f.name));
     }
   }
   return cfg;
 }
 
 Limits EffectiveLimits(const Limits& req, const ExecuteConfig& cfg) {
-  auto pick = [](uint64_t r, uint64_t def, uint64_t max) { return r == 0 ? def : std::min(r, max); };
-  const Limits& d = cfg.default_limits;
-  const Limits& m = cfg.max_limits;
-  return Limits{pick(req.wall_timeout_ms, d.wall_timeout_ms, m.wall_timeout_ms),
-                pick(req.cpu_time_ms, d.cpu_time_ms, m.cpu_time_ms),
-                pick(req.memory_bytes, d.memory_bytes, m.memory_bytes),
-                pick(req.output_bytes, d.output_bytes, m.output_bytes),
-                pick(req.max_processes, d.max_processes, m.max_processes),
-                pick(req.file_size_bytes, d.file_size_bytes, m.file_size_bytes)};
+  Limits out;
+  for (const LimitField& f : kLimitFields) {
+    const uint64_t r = req.*f.member;
+    out.*f.member = r == 0 ? cfg.default_limits.*f.member : std::min(r, cfg.max_limits.*f.member);
+  }
+  return out;
 }
 
 }  // namespace gvshim::execute

@@ -24,6 +24,18 @@ struct Limits {
   bool operator==(const Limits&) const = default;
 };
 
+// Every field of Limits with its name (the key in TOML, in JSON and, with '-' for '_', in runner options):
+// code that handles all limits alike loops over this instead of naming each field.
+struct LimitField {
+  const char* name;
+  uint64_t Limits::*member;
+};
+inline constexpr LimitField kLimitFields[] = {
+    {"wall_timeout_ms", &Limits::wall_timeout_ms}, {"cpu_time_ms", &Limits::cpu_time_ms},
+    {"memory_bytes", &Limits::memory_bytes},       {"output_bytes", &Limits::output_bytes},
+    {"max_processes", &Limits::max_processes},     {"file_size_bytes", &Limits::file_size_bytes},
+};
+
 enum class StartMode { kLazy, kEager };
 
 struct ExecuteConfig {

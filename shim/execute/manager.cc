@@ -13,6 +13,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_replace.h"
 #include "nlohmann/json.hpp"
 #include "shim/base/log.h"
 #include "shim/base/status.h"
@@ -282,22 +283,11 @@ class Sandbox : public Backend {
  private:
   std::vector<std::string> RunnerArgs(Language lang, const std::string& sandbox_network) const {
     const Limits& d = cfg_.default_limits;
-    std::vector<std::string> a = {
-        "--max-jobs",
-        absl::StrCat(cfg_.max_concurrent),
-        "--default-wall-timeout-ms",
-        absl::StrCat(d.wall_timeout_ms),
-        "--default-cpu-time-ms",
-        absl::StrCat(d.cpu_time_ms),
-        "--default-memory-bytes",
-        absl::StrCat(d.memory_bytes),
-        "--default-output-bytes",
-        absl::StrCat(d.output_bytes),
-        "--default-max-processes",
-        absl::StrCat(d.max_processes),
-        "--default-file-size-bytes",
-        absl::StrCat(d.file_size_bytes),
-    };
+    std::vector<std::string> a = {"--max-jobs", absl::StrCat(cfg_.max_concurrent)};
+    for (const LimitField& f : kLimitFields) {  // --default-wall-timeout-ms N, ...
+      a.push_back(absl::StrCat("--default-", absl::StrReplaceAll(f.name, {{"_", "-"}})));
+      a.push_back(absl::StrCat(d.*f.member));
+    }
     // The fast, isolated path of the runners (PROTOCOL.md): a pool of uids, one per job at a time, so a job's
     // leftovers are found and killed by uid; workers made ahead of time. Configured args come after and win.
     const uint32_t pool = std::max<uint32_t>(8, cfg_.max_concurrent * 2);

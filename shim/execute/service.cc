@@ -9,6 +9,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "shim/base/log.h"
+#include "shim/execute/wire.h"
 
 namespace gvshim::execute {
 namespace {
@@ -106,16 +107,10 @@ absl::Status ValidateRequest(const pb::ExecuteRequest& req, const ExecuteConfig&
       return absl::InvalidArgumentError(absl::StrCat("env: the value of ", k, " contains a NUL byte"));
     }
   }
-  const pb::Limits& l = req.limits();
-  const struct {
-    const char* name;
-    uint64_t value;
-  } limits[] = {{"wall_timeout_ms", l.wall_timeout_ms()}, {"cpu_time_ms", l.cpu_time_ms()},
-                {"memory_bytes", l.memory_bytes()},       {"output_bytes", l.output_bytes()},
-                {"max_processes", l.max_processes()},     {"file_size_bytes", l.file_size_bytes()}};
-  for (const auto& f : limits) {
+  const Limits limits = FromProto(req.limits());
+  for (const LimitField& f : kLimitFields) {
     // A negative number sent through a signed client type arrives as a huge unsigned one.
-    if (f.value > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+    if (limits.*f.member > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
       return absl::InvalidArgumentError(absl::StrCat("limits.", f.name, " is negative or out of range"));
     }
   }
@@ -131,13 +126,7 @@ nlohmann::json BuildExecFrame(const pb::ExecuteRequest& req, const ExecuteConfig
       {"args_json", req.arguments_json().empty() ? std::string("{}") : req.arguments_json()},
       {"env", std::move(env)},
       {"allow_network", req.allow_network()},
-      {"limits",
-       {{"wall_timeout_ms", eff.wall_timeout_ms},
-        {"cpu_time_ms", eff.cpu_time_ms},
-        {"memory_bytes", eff.memory_bytes},
-        {"output_bytes", eff.output_bytes},
-        {"max_processes", eff.max_processes},
-        {"file_size_bytes", eff.file_size_bytes}}},
+      {"limits", ToJson(eff)},
   };
   if (!req.stdin().empty()) frame["stdin"] = absl::Base64Escape(req.stdin());
   return frame;

@@ -5,12 +5,6 @@
 namespace gvshim::execute {
 namespace {
 
-nlohmann::json LimitsJson(const Limits& l) {
-  return {{"wall_timeout_ms", l.wall_timeout_ms}, {"cpu_time_ms", l.cpu_time_ms},
-          {"memory_bytes", l.memory_bytes},       {"output_bytes", l.output_bytes},
-          {"max_processes", l.max_processes},     {"file_size_bytes", l.file_size_bytes}};
-}
-
 // Reads fields by name; the first failure is kept and named.
 class Reader {
  public:
@@ -43,12 +37,7 @@ class Reader {
       return;
     }
     Reader r(*it, absl::StrCat(where_, ".", key), optional_);
-    r.Get("wall_timeout_ms", &l->wall_timeout_ms);
-    r.Get("cpu_time_ms", &l->cpu_time_ms);
-    r.Get("memory_bytes", &l->memory_bytes);
-    r.Get("output_bytes", &l->output_bytes);
-    r.Get("max_processes", &l->max_processes);
-    r.Get("file_size_bytes", &l->file_size_bytes);
+    for (const LimitField& f : kLimitFields) r.Get(f.name, &(l->*f.member));
     if (!r.status().ok()) status_ = r.status();
   }
   void Fail(const std::string& key, absl::string_view what) {
@@ -68,6 +57,12 @@ class Reader {
 
 }  // namespace
 
+nlohmann::json ToJson(const Limits& l) {
+  nlohmann::json j = nlohmann::json::object();
+  for (const LimitField& f : kLimitFields) j[f.name] = l.*f.member;
+  return j;
+}
+
 nlohmann::json ToJson(const ExecuteConfig& c) {
   return {{"enabled", c.enabled},
           {"require_annotation", c.require_annotation},
@@ -83,8 +78,8 @@ nlohmann::json ToJson(const ExecuteConfig& c) {
           {"python_args", c.python_args},
           {"node_args", c.node_args},
           {"server", c.server},
-          {"limits", LimitsJson(c.default_limits)},
-          {"max_limits", LimitsJson(c.max_limits)}};
+          {"limits", ToJson(c.default_limits)},
+          {"max_limits", ToJson(c.max_limits)}};
 }
 
 absl::StatusOr<ExecuteConfig> ConfigFromJson(const nlohmann::json& j) {

@@ -38,6 +38,8 @@ struct SandboxHello {
   ExecuteConfig config;
 };
 
+// {"wall_timeout_ms": N, ...}: also the `limits` of the runners' exec frame.
+nlohmann::json ToJson(const Limits& l);
 nlohmann::json ToJson(const ExecuteConfig& c);
 nlohmann::json ToJson(const ContainerInfo& c);
 nlohmann::json ToJson(const SandboxHello& h);
