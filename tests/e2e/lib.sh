@@ -259,6 +259,8 @@ our_shim_pids() {
   done
 }
 no_shims() { [[ -z $(our_shim_pids) ]]; }
+pid_alive() { kill -0 "$1" 2>/dev/null; }
+pid_gone() { ! kill -0 "$1" 2>/dev/null; }
 
 # mounts_under DIR: mount points below DIR.
 mounts_under() { awk -v d="$1/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo; }

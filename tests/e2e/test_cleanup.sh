@@ -8,7 +8,6 @@ CASES=(shim_exits_after_last_delete shim_sigkill_then_delete no_leftovers)
 e2e_require_root_runsc "${CASES[@]}"
 e2e_setup
 
-pid_gone() { ! kill -0 "$1" 2>/dev/null; }
 runsc_lacks() { ! runsc_ids | grep -qx "$1"; }
 
 shim_exits_after_last_delete() {

@@ -197,8 +197,6 @@ server_pids_of() {
   done
   return 0
 }
-alive() { kill -0 "$1" 2>/dev/null; }
-not_alive() { ! kill -0 "$1" 2>/dev/null; }
 no_record() { [[ -z $(record_field "$1" socket) ]]; }
 has_server() { [[ -n $(record_field "$1" server_pid) ]]; }
 
@@ -224,8 +222,8 @@ dead_server_is_restarted() {
   old=$(record_field "$POD" server_pid)
   [[ $old =~ ^[0-9]+$ ]] || fail "no server_pid for $POD"
   kill -9 "$old"
-  wait_for 30 not_alive "$old"
-  new_server() { new=$(record_field "$POD" server_pid); [[ -n $new && $new != "$old" ]] && alive "$new"; }
+  wait_for 30 pid_gone "$old"
+  new_server() { new=$(record_field "$POD" server_pid); [[ -n $new && $new != "$old" ]] && pid_alive "$new"; }
   wait_for 30 new_server
   new=$(record_field "$POD" server_pid)
   assert_eq "$new" "$(server_pids_of "$(shim_pid "$POD")")" "the restarted server is the shim's child"
@@ -250,7 +248,7 @@ server_ends_with_the_pod() {
   c task kill -s SIGKILL exe2 >/dev/null
   wait_for 30 status_is exe2 STOPPED
   c task delete exe2 >/dev/null
-  wait_for 15 not_alive "$server"
+  wait_for 15 pid_gone "$server"
   [[ ! -e $sock ]] || fail "socket $sock left after the pod was deleted"
   wait_for 5 no_record exe2
 }
@@ -264,7 +262,7 @@ server_ends_with_a_killed_shim() {
   spid=$(shim_pid exe3)
   kill -9 "$spid"
   # End of input on its pipe: the server stops its runners and removes its socket and record.
-  wait_for 15 not_alive "$server"
+  wait_for 15 pid_gone "$server"
   [[ ! -e $sock ]] || fail "socket $sock left after the shim was killed"
   wait_for 5 no_record exe3
 }
