@@ -290,7 +290,9 @@ class Sandbox : public Backend {
     }
     // The fast, isolated path of the runners (PROTOCOL.md): a pool of uids, one per job at a time, so a job's
     // leftovers are found and killed by uid; workers made ahead of time. Configured args come after and win.
-    const uint32_t pool = std::max<uint32_t>(8, cfg_.max_concurrent * 2);
+    // Three uids per concurrent job: one running, one in a ready worker, and one released and waiting (with
+    // others) for the check that nothing of its last job survived.
+    const uint32_t pool = std::max<uint32_t>(8, cfg_.max_concurrent * 3);
     // Disjoint pools per language: a runner kills whatever runs under a uid of its pool before reusing it.
     a.insert(a.end(),
              {"--uid", lang == Language::kPython ? "100000" : "200000", "--uid-count", absl::StrCat(pool)});
