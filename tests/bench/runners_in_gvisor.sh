@@ -10,7 +10,9 @@
 # on stdin/stdout) and drives it from a Python driver on the host. Prints numbers; never asserts timings.
 #
 #   tests/bench/runners_in_gvisor.sh            (as root; needs runsc, python3, node)
+# Then the cost of one fork in the patterns a fork-server can use (see FORK_PROBE).
 # Env: JOBS (sequential jobs per runner, default 200), COLD (cold runs per language, default 15),
+#      LANGS (default python,javascript,fork), FORKS (forks per probe, default 100), FORK_REPS (default 3),
 #      TPUT_JOBS (jobs per throughput point, default 160), RUNNERS_DIR (default shim/execute/runners),
 #      PY_RUNNER_ARGS / JS_RUNNER_ARGS (override the runner options), PLATFORM (default ptrace).
 set -euo pipefail
@@ -290,7 +292,89 @@ def bench(lang, argv, code, cold_argv):
     return p50, cp50
 
 
-which = os.environ.get("LANGS", "python,javascript").split(",")
+# Why a fork-server costs what it costs in gVisor: a forked child shares its parent's memory copy-on-write, and
+# the sentry breaks that sharing in chunks of up to 2 MiB. So what the parent touches between forks while
+# children are alive is copied again after every fork. The probe loads the Python runner's modules (its
+# source arrives on stdin) and forks N times in one of these patterns; the sandbox CPU of N forks minus that
+# of 0 forks gives the cost of one.
+FORK_PROBE = r"""
+import gc, json, os, signal, socket, sys
+ns = {"__name__": "gvshim_runner"}
+exec(sys.stdin.read(), ns)
+ns["_preload"]([])
+gc.collect()
+gc.freeze()
+n, live, work, batch = (int(x) for x in sys.argv[1:5])
+a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+r, w = os.pipe()
+alive = []
+done = 0
+while done < n:
+    pids = []
+    for _ in range(batch):
+        pid = os.fork()
+        if pid == 0:
+            if live:
+                os.read(r, 1)  # nobody writes: waits until killed
+            os._exit(0)
+        pids.append(pid)
+    done += batch
+    if not live:
+        for p in pids:
+            os.waitpid(p, 0)
+        pids = []
+    for p in pids if work else ():  # what a zygote does per worker: a JSON message and its answer
+        b.send(json.dumps({"op": "spawned", "pid": p, "fds": [1, 2, 3, 4]}).encode())
+        json.loads(a.recv(65536))
+    alive.extend(pids)
+    while len(alive) > live:
+        p = alive.pop(0)
+        os.kill(p, signal.SIGKILL)
+        os.waitpid(p, 0)
+for p in alive:
+    os.kill(p, signal.SIGKILL)
+    os.waitpid(p, 0)
+"""
+
+FORK_PATTERNS = [
+    ("child exits at once, parent waits for it", 0, 0, 1),
+    ("8 children alive, parent does nothing else", 8, 0, 1),
+    ("8 children alive, parent answers each fork", 8, 1, 1),
+    ("8 children alive, 4 forks back to back, then the answers", 8, 1, 4),
+]
+
+
+def fork_cost():
+    n = int(os.environ.get("FORKS", "100"))
+    reps = int(os.environ.get("FORK_REPS", "3"))
+    with open(os.path.join(runners, "python_runner.py"), "rb") as f:
+        src = f.read()
+
+    def cpu_of(args):
+        c0 = sandbox_cpu_ms()
+        out = subprocess.run(runsc + ["exec", cid, "/usr/bin/python3", "-I", "-c", FORK_PROBE] + args,
+                             input=src, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        if out.returncode != 0:
+            raise SystemExit("fork probe failed: %r" % out.stderr[-500:])
+        return sandbox_cpu_ms() - c0
+
+    print("== fork cost inside the sandbox (Python with the runner's modules loaded; %d forks, median of %d)"
+          % (n, reps))
+    if sandbox_cpu_ms() is None:
+        print("   no cpuacct cgroup for the sandbox: skipped")
+        return
+    base = None
+    for name, live, work, batch in FORK_PATTERNS:
+        per = []
+        for _ in range(reps):
+            args = [str(live), str(work), str(batch)]
+            per.append((cpu_of([str(n)] + args) - cpu_of(["0"] + args)) / n)
+        ms = statistics.median(per)
+        base = base or ms
+        print("   %-62s %6.1f ms sandbox CPU per fork  (%.2fx)" % (name, ms, ms / base))
+
+
+which = os.environ.get("LANGS", "python,javascript,fork").split(",")
 if "python" in which:
     with open(os.path.join(runners, "python_runner.py")) as f:
         bench("python", ["/usr/bin/python3", "-I", "-c", f.read()] + py_args, PY_CODE,
@@ -299,6 +383,9 @@ if "javascript" in which:
     with open(os.path.join(runners, "node_runner.js")) as f:
         bench("javascript", [os.environ["NODE"], "-e", f.read(), "--"] + js_args, JS_CODE,
               [os.environ["NODE"], "-e", JS_COLD])
+
+if "fork" in which:
+    fork_cost()
 
 # What is left in the sandbox after the runners are gone: only the init (and this probe) should remain.
 probe = ("import os\nfor p in sorted(os.listdir('/proc')):\n    if p.isdigit() and int(p) != os.getpid():\n"
