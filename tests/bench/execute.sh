@@ -31,6 +31,10 @@ SHIM_PID=$(cat "$GVS_STATE/io.containerd.runtime.v2.task/$NS/$POD/shim.pid")
 # The pod's Execute server process (it serves the socket and runs the runners).
 SERVER_PID=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["server_pid"])' "${SOCK%.sock}.json")
 
+# The sandbox process (runsc's, in the cgroup whose CPU time the bench reads).
+SANDBOX_PID=$(ctr -a "$GVS_SOCK" -n "$NS" task ls | awk -v pod="$POD" '$1 == pod {print $2}')
+
 /usr/bin/python3 "$ROOT/tests/bench/execute_bench.py" --socket "$SOCK" --shim-pid "$SHIM_PID" --server-pid "$SERVER_PID" \
+  --sandbox-pid "${SANDBOX_PID:-0}" \
   --ctr "ctr -a $GVS_SOCK -n $NS" --pod "$POD" --n "${N:-200}" --baseline-n "${BASELINE_N:-20}" \
   --soak "${SOAK:-10000}" --tp-seconds "${TP_SECONDS:-10}" --gap-ms "${GAP_MS:-200}"

@@ -28,6 +28,28 @@ def load_pb2(tmp):
     return execute_pb2
 
 
+def cpu_ms(pid):
+    """utime + stime of a process, in ms."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000.0 / os.sysconf("SC_CLK_TCK")
+
+
+def sandbox_cpu_reader(pid):
+    """CPU time (ms) of the cgroup v1 cpuacct group the sandbox process pid runs in; None where there is none."""
+    try:
+        with open(f"/proc/{pid}/cgroup") as f:
+            for line in f:
+                _, ctrls, path = line.rstrip("\n").split(":", 2)
+                if "cpuacct" in ctrls.split(","):
+                    usage = f"/sys/fs/cgroup/{ctrls}{path}/cpuacct.usage"
+                    if os.path.exists(usage):
+                        return lambda: int(open(usage).read()) / 1e6
+    except OSError:
+        pass
+    return None
+
+
 def pct(values, p):
     v = sorted(values)
     return v[min(len(v) - 1, int(p / 100.0 * len(v)))]
@@ -49,6 +71,7 @@ def main():
     ap.add_argument("--server-pid", type=int, required=True)
     ap.add_argument("--ctr", required=True)
     ap.add_argument("--pod", required=True)
+    ap.add_argument("--sandbox-pid", type=int, default=0, help="the pod's sandbox process (for its CPU time)")
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--baseline-n", type=int, default=20)
     ap.add_argument("--soak", type=int, default=10000)
@@ -107,9 +130,12 @@ def main():
                   f"back-to-back p50 {c50:6.1f} ms p99 {c99:6.1f} ms (speed-up {b50 / c50:5.1f}x) | "
                   f"runsc exec p50 {b50:6.1f} ms")
 
-        print(f"Throughput (python main(a, b), {a.tp_seconds:.0f} s per level)")
+        print(f"Throughput (python main(a, b), {a.tp_seconds:.0f} s per level); CPU per execution of the sandbox, "
+              "the Execute server and this gRPC client")
+        sandbox_cpu = sandbox_cpu_reader(a.sandbox_pid) if a.sandbox_pid else None
         for conc in (1, 4, 8):
             done = 0
+            c0 = (sandbox_cpu() if sandbox_cpu else 0.0, cpu_ms(a.server_pid), sum(os.times()[:2]) * 1000)
             end = time.perf_counter() + a.tp_seconds
             with concurrent.futures.ThreadPoolExecutor(conc) as ex:
                 def worker():
@@ -119,7 +145,10 @@ def main():
                         n += 1
                     return n
                 done = sum(f.result() for f in [ex.submit(worker) for _ in range(conc)])
-            print(f"  concurrency {conc}: {done / a.tp_seconds:6.1f} executions/s")
+            c1 = (sandbox_cpu() if sandbox_cpu else 0.0, cpu_ms(a.server_pid), sum(os.times()[:2]) * 1000)
+            sb, srv, cli = ((y - x) / max(done, 1) for x, y in zip(c0, c1))
+            print(f"  concurrency {conc}: {done / a.tp_seconds:6.1f} executions/s; CPU per execution: sandbox "
+                  + (f"{sb:.1f} ms" if sandbox_cpu else "n/a") + f", server {srv:.1f} ms, client {cli:.1f} ms")
 
         before = {name: shim_footprint(pid) for name, pid in (("shim", a.shim_pid), ("Execute server", a.server_pid))}
         t0 = time.perf_counter()
