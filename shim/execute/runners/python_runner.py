@@ -1144,7 +1144,7 @@ class Runner:
                 self.on_worker_exit(msg["pid"], msg["status"], msg["maxrss"])
             elif op == "swept":
                 uid, _ = self.sweeping.pop(msg["seq"])
-                self.release_uid_when_clean(uid)
+                self.release_uid_when_clean(uid, urgent=True)  # had leftovers: check again at once
 
     def on_worker_exit(self, pid, status, maxrss):
         w = self.workers.pop(pid, None)
@@ -1161,12 +1161,15 @@ class Runner:
             self.release_uid_when_clean(w.uid)
             self.refill()
             return
+        # The worker killed everything else of its uid before its "exit" record; a job without that record (killed
+        # on a limit, crashed) may have left processes running: check its uid now rather than with the next batch.
+        clean = job.exited and job.kill_reason is None
         if not job.exited:
             job.exited = True
             job.wait_status = status
             job.maxrss = maxrss
             self.end_job_processes(job)
-        self.release_uid_when_clean(w.uid)
+        self.release_uid_when_clean(w.uid, urgent=not clean)
 
     def defer(self, fn, *args):
         self.deferred.append((fn, args))
@@ -1174,14 +1177,14 @@ class Runner:
     def defer_rmtree(self, path):
         self.defer(_rmtree, path)
 
-    def release_uid_when_clean(self, uid):
+    def release_uid_when_clean(self, uid, urgent=False):
         """Returns a worker's uid to the pool once no process of it is alive; sweeps (as that uid) if needed.
 
         The check (a /proc scan) is deferred and done for all released uids at once."""
         if not self.own_uids:
             return
         self.unverified.add(uid)
-        self.schedule_verify()
+        self.schedule_verify(now=urgent)
 
     # Released uids checked by one /proc scan (a few syscalls per process, each a trip through gVisor).
     VERIFY_BATCH = 4
@@ -1250,7 +1253,7 @@ class Runner:
                     os.close(fd)
                 _rmtree(w.workdir)
             # Leftovers of a job killed here may still run: the uid is checked (and swept) before reuse.
-            self.release_uid_when_clean(w.uid)
+            self.release_uid_when_clean(w.uid, urgent=True)
         for net in self.idle:
             self.idle[net] = [w for w in self.idle[net] if w.zygote is not z]
         if self.running:

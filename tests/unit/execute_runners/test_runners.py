@@ -628,6 +628,23 @@ class PythonRunnerPreforkTest(PythonRunnerTest):
         for _ in range(20):
             self.assertStatus(self.runner.run(self.snippet("script_print")), "success")
 
+    def test_leftovers_of_a_killed_job_swept_without_further_jobs(self):
+        # A job killed on its wall clock never reaches its worker's own kill(-1); a daemon it started in its own
+        # session escapes the group kill. The released uid is checked (and swept) at once, not with a later batch
+        # of released uids: no other job runs here, yet the daemon must go.
+        if not IS_ROOT:
+            self.skipTest("needs a uid per worker (root)")
+        marker = "gvx-killed-" + uuid.uuid4().hex
+        code = ("import os, sys\n"
+                "if os.fork() == 0:\n"
+                "    os.setsid()\n"
+                "    os.execv(sys.executable, [sys.executable, '-c', 'import time; time.sleep(60)', 'MARKER'])\n"
+                "while True:\n"
+                "    pass\n").replace("MARKER", marker)
+        res = self.runner.run(code, limits={"wall_timeout_ms": 1000})
+        self.assertStatus(res, "timeout")
+        self.assertEqual(wait_gone(marker, limit=10.0), [])
+
     def test_job_directories_removed(self):
         # The runner removes an untouched job directory with two rmdir calls and anything else with an
         # fd-based walk: files, nested directories, a missing artifacts/, symlinks to outside (not followed).
