@@ -157,6 +157,19 @@ def wait_gone(marker, limit=15.0):
     return found
 
 
+def daemon_snippet(marker, body):
+    """Python snippet text defining _start_daemon() (a `sleep 60` tagged with marker, in a session of its own, so
+    neither the job's process group nor its parent's end reach it), followed by body."""
+    return ("import os, sys\n"
+            "def _start_daemon():\n"
+            "    if os.fork() == 0:\n"
+            "        os.setsid()\n"
+            "        if os.fork() == 0:\n"
+            "            os.execv(sys.executable, [sys.executable, '-c', 'import time; time.sleep(60)', %r])\n"
+            "        os._exit(0)\n"
+            "    os.wait()\n" % marker) + body
+
+
 class RunnerTests:
     """Scenarios shared by both runners; subclasses supply the snippets (SNIPPETS) and how to start."""
 
@@ -611,16 +624,7 @@ class PythonRunnerPreforkTest(PythonRunnerTest):
         if not IS_ROOT:
             self.skipTest("needs a uid per worker (root)")
         marker = "gvx-daemon-" + uuid.uuid4().hex
-        code = ("import os, sys\n"
-                "def main():\n"
-                "    if os.fork() == 0:\n"
-                "        os.setsid()\n"
-                "        if os.fork() == 0:\n"
-                "            os.execv(sys.executable, [sys.executable, '-c', 'import time; time.sleep(60)', 'MARKER'])\n"
-                "        os._exit(0)\n"
-                "    os.wait()\n"
-                "    return 'daemon started'\n").replace("MARKER", marker)
-        res = self.runner.run(code)
+        res = self.runner.run(daemon_snippet(marker, "def main():\n    _start_daemon()\n    return 'daemon started'\n"))
         self.assertStatus(res, "success")
         # The worker kills every other process of its uid before it reports its end.
         self.assertEqual(wait_gone(marker), [])
@@ -635,13 +639,8 @@ class PythonRunnerPreforkTest(PythonRunnerTest):
         if not IS_ROOT:
             self.skipTest("needs a uid per worker (root)")
         marker = "gvx-killed-" + uuid.uuid4().hex
-        code = ("import os, sys\n"
-                "if os.fork() == 0:\n"
-                "    os.setsid()\n"
-                "    os.execv(sys.executable, [sys.executable, '-c', 'import time; time.sleep(60)', 'MARKER'])\n"
-                "while True:\n"
-                "    pass\n").replace("MARKER", marker)
-        res = self.runner.run(code, limits={"wall_timeout_ms": 1000})
+        res = self.runner.run(daemon_snippet(marker, "_start_daemon()\nwhile True:\n    pass\n"),
+                              limits={"wall_timeout_ms": 1000})
         self.assertStatus(res, "timeout")
         self.assertEqual(wait_gone(marker, limit=10.0), [])
 
