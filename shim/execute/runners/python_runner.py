@@ -1144,7 +1144,7 @@ class Runner:
                 self.on_worker_exit(msg["pid"], msg["status"], msg["maxrss"])
             elif op == "swept":
                 uid, _ = self.sweeping.pop(msg["seq"])
-                self.release_uid_when_clean(uid, urgent=True)  # had leftovers: check again at once
+                self.release_uid_when_clean(uid)  # had leftovers: check again
 
     def on_worker_exit(self, pid, status, maxrss):
         w = self.workers.pop(pid, None)
@@ -1158,7 +1158,7 @@ class Runner:
             for fd in (w.job_w, w.out_r, w.err_r, w.rec_r):
                 os.close(fd)
             self.defer_rmtree(w.workdir)
-            self.release_uid_when_clean(w.uid)
+            self.release_uid_when_clean(w.uid, clean=True)  # it never ran a job
             self.refill()
             return
         # The worker killed everything else of its uid before its "exit" record; a job without that record (killed
@@ -1169,7 +1169,7 @@ class Runner:
             job.wait_status = status
             job.maxrss = maxrss
             self.end_job_processes(job)
-        self.release_uid_when_clean(w.uid, urgent=not clean)
+        self.release_uid_when_clean(w.uid, clean=clean)
 
     def defer(self, fn, *args):
         self.deferred.append((fn, args))
@@ -1177,20 +1177,23 @@ class Runner:
     def defer_rmtree(self, path):
         self.defer(_rmtree, path)
 
-    def release_uid_when_clean(self, uid, urgent=False):
+    def release_uid_when_clean(self, uid, clean=False):
         """Returns a worker's uid to the pool once no process of it is alive; sweeps (as that uid) if needed.
 
-        The check (a /proc scan) is deferred and done for all released uids at once."""
+        The check (a /proc scan, deferred) waits for a few released uids only when the uid is known clean: its
+        worker never ran a job, or ended its job with its own kill(-1) and "exit" record. Any other uid may have
+        processes running on, and is checked at once."""
         if not self.own_uids:
             return
         self.unverified.add(uid)
-        self.schedule_verify(now=urgent)
+        self.schedule_verify(now=not clean)
 
     # Released uids checked by one /proc scan (a few syscalls per process, each a trip through gVisor).
     VERIFY_BATCH = 4
 
     def schedule_verify(self, now=False):
-        """Defers a check of the released uids: once a few have gathered, or at once when the pool runs short."""
+        """Defers a check of the released uids: once a few have gathered; at once when asked (now), when the pool
+        runs short or when a job waits for a worker."""
         if self.verify_scheduled or not self.unverified:
             return
         if now or len(self.unverified) >= self.VERIFY_BATCH or len(self.free_uids) < 2 or self.pending:
@@ -1230,7 +1233,7 @@ class Runner:
             if sz is z:
                 del self.spawning[seq]
                 _rmtree(workdir)
-                self.release_uid_when_clean(uid)
+                self.release_uid_when_clean(uid, clean=True)  # its worker was never handed over
         for seq, (uid, sz) in list(self.sweeping.items()):
             if sz is z:
                 del self.sweeping[seq]
@@ -1253,7 +1256,7 @@ class Runner:
                     os.close(fd)
                 _rmtree(w.workdir)
             # Leftovers of a job killed here may still run: the uid is checked (and swept) before reuse.
-            self.release_uid_when_clean(w.uid, urgent=True)
+            self.release_uid_when_clean(w.uid)
         for net in self.idle:
             self.idle[net] = [w for w in self.idle[net] if w.zygote is not z]
         if self.running:
