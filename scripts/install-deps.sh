@@ -1,7 +1,19 @@
 #!/usr/bin/env bash
 # Installs every Debian 12 package gvshim needs to build, test and run its e2e suite.
 # Idempotent: packages already present are skipped, and `apt-get update` runs only when something is missing.
+#
+# runsc comes from Debian's bookworm-backports suite (0.0~20240729): it is the first Debian runsc whose mount
+# namespaces keep a mount private to the namespace that made it, which per-snippet isolation needs (see
+# docs/runsc.md). The suite is added as a deb822 sources file, and only runsc is taken from it (pin below).
+# The older bookworm runsc (0.0~20221219) is unpacked, not installed, under $GVSHIM_OLD_RUNSC_DIR so that
+# `GVSHIM_RUNSC=old scripts/test.sh` can run the e2e suite against it.
 set -euo pipefail
+
+RUNSC_VERSION=0.0~20240729.0-4~bpo12+2
+OLD_RUNSC_VERSION=0.0~20221219.0-2+b3
+OLD_RUNSC_DIR=${GVSHIM_OLD_RUNSC_DIR:-/opt/gvshim/runsc-20221219}
+BACKPORTS_SOURCES=/etc/apt/sources.list.d/gvshim-bookworm-backports.sources
+BACKPORTS_PIN=/etc/apt/preferences.d/gvshim-runsc-backports
 
 PACKAGES=(
   # toolchain
@@ -14,8 +26,8 @@ PACKAGES=(
   # containerd's protos (the build stages them from /usr/share/gocode)
   golang-github-containerd-containerd-dev golang-github-containerd-cgroups-dev golang-github-gogo-protobuf-dev
   # runtime pieces used by the e2e tests and the quickstart
-  containerd runsc busybox-static containernetworking-plugins iproute2 jq
-  python3 python3-grpcio python3-grpc-tools nodejs
+  containerd busybox-static containernetworking-plugins iproute2 jq
+  python3 python3-dev python3-grpcio python3-grpc-tools nodejs
   # `script` (bsdutils) gives ctr a tty; mount/umount/findmnt (util-linux, mount); ldd (libc-bin); procps for ps
   bsdutils util-linux mount libc-bin procps coreutils findutils tar ca-certificates
 )
@@ -25,6 +37,37 @@ if [[ $(id -u) -ne 0 ]]; then
   exit 1
 fi
 
+# The archive's address as the machine's own Debian source gives it (deb.debian.org when there is none).
+debian_uri() {
+  local uri
+  uri=$(sed -n 's/^URIs:[[:space:]]*\(http[^ ]*\/debian\)\/\?$/\1/p' /etc/apt/sources.list.d/debian.sources 2>/dev/null |
+    head -n 1 || true)
+  if [[ -z $uri ]]; then
+    uri=$(sed -n 's/^deb[[:space:]]\+\(http[^ ]*\/debian\)\/\?[[:space:]]\+bookworm[[:space:]].*/\1/p' \
+      /etc/apt/sources.list 2>/dev/null | head -n 1 || true)
+  fi
+  echo "${uri:-http://deb.debian.org/debian}"
+}
+
+need_update=0
+want_sources="Types: deb
+URIs: $(debian_uri)
+Suites: bookworm-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg"
+if [[ ! -f $BACKPORTS_SOURCES || $(cat "$BACKPORTS_SOURCES") != "$want_sources" ]]; then
+  echo "install-deps: adding bookworm-backports ($BACKPORTS_SOURCES)"
+  echo "$want_sources" >"$BACKPORTS_SOURCES"
+  need_update=1
+fi
+# Backports are NotAutomatic (priority 100): nothing else is taken from the suite. runsc alone is pinned to it.
+want_pin="Package: runsc
+Pin: release n=bookworm-backports
+Pin-Priority: 990"
+if [[ ! -f $BACKPORTS_PIN || $(cat "$BACKPORTS_PIN") != "$want_pin" ]]; then
+  echo "$want_pin" >"$BACKPORTS_PIN"
+fi
+
 missing=()
 for p in "${PACKAGES[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
@@ -32,12 +75,21 @@ for p in "${PACKAGES[@]}"; do
   fi
 done
 
-if [[ ${#missing[@]} -eq 0 ]]; then
-  echo "install-deps: all ${#PACKAGES[@]} packages present"
+runsc_ok=0
+if [[ $(dpkg-query -W -f='${Status} ${Version}' runsc 2>/dev/null || true) == "install ok installed $RUNSC_VERSION" ]]; then
+  runsc_ok=1
+fi
+old_ok=0
+if [[ -x $OLD_RUNSC_DIR/runsc ]] && [[ $("$OLD_RUNSC_DIR/runsc" --version 2>/dev/null | head -n 1) == *20221219* ]]; then
+  old_ok=1
+fi
+
+if [[ ${#missing[@]} -eq 0 && $runsc_ok -eq 1 && $old_ok -eq 1 && $need_update -eq 0 ]]; then
+  echo "install-deps: all ${#PACKAGES[@]} packages present, runsc $RUNSC_VERSION, old runsc in $OLD_RUNSC_DIR"
   exit 0
 fi
 
-echo "install-deps: installing ${missing[*]}"
+echo "install-deps: installing ${missing[*]:-} runsc=$RUNSC_VERSION"
 export DEBIAN_FRONTEND=noninteractive
 # policy-rc.d stops the containerd package from starting a system daemon where an init system would run one;
 # the tests always start their own private containerd and never touch a system one.
@@ -52,5 +104,22 @@ cleanup() { if [[ $created_policy -eq 1 ]]; then rm -f "$policy"; fi; }
 trap cleanup EXIT
 
 apt-get update
-apt-get install -y --no-install-recommends "${missing[@]}"
-echo "install-deps: done"
+if [[ ${#missing[@]} -gt 0 ]]; then
+  apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+if [[ $runsc_ok -eq 0 ]]; then
+  apt-get install -y --no-install-recommends --allow-downgrades "runsc=$RUNSC_VERSION"
+fi
+if [[ $old_ok -eq 0 ]]; then
+  # The bookworm runsc, unpacked beside the installed one (not registered with dpkg).
+  tmp=$(mktemp -d)
+  chmod 755 "$tmp"  # apt-get download runs as _apt
+  (cd "$tmp" && apt-get download "runsc=$OLD_RUNSC_VERSION")
+  dpkg-deb -x "$tmp"/runsc_*.deb "$tmp/x"
+  mkdir -p "$OLD_RUNSC_DIR"
+  install -m 0755 "$tmp/x/usr/sbin/runsc" "$OLD_RUNSC_DIR/runsc.new" 2>/dev/null ||
+    install -m 0755 "$tmp/x/usr/bin/runsc" "$OLD_RUNSC_DIR/runsc.new"
+  mv "$OLD_RUNSC_DIR/runsc.new" "$OLD_RUNSC_DIR/runsc"
+  rm -rf "$tmp"
+fi
+echo "install-deps: done ($(runsc --version | head -n 1); old: $("$OLD_RUNSC_DIR/runsc" --version | head -n 1))"
