@@ -20,7 +20,8 @@ if [[ ! -f $DIR/.gvshim-containerd ]]; then
   exit 1
 fi
 SOCK=$DIR/c.sock
-RUNSC=$(command -v runsc || echo /usr/bin/runsc)
+RUNSC=$(sed -n 's/^GVS_RUNSC=//p' "$DIR/env" 2>/dev/null || true)
+[[ -n $RUNSC ]] || RUNSC=$(command -v runsc || echo /usr/bin/runsc)
 RUNSC_REAL=$(readlink -f "$RUNSC")
 log() { echo "containerd-down: $*" >&2; }
 

@@ -9,7 +9,11 @@
 #   GVS_DIR GVS_SOCK GVS_TTRPC GVS_ROOT GVS_STATE GVS_PID GVS_LOG GVS_CONFIG
 #   GVS_SHIM_CONFIG  the private gvshim.toml (also given to shims through GVSHIM_CONFIG)
 #   GVS_RUNSC_ROOT   runsc --root base used by gvshim (it appends /<namespace>)
-#   GVS_RUNC_WRAPPER runc-compatible wrapper that runs runsc --platform=ptrace --network=none (baseline)
+#   GVS_RUNC_WRAPPER runc-compatible wrapper that runs runsc [--platform=P] --network=none (baseline)
+#   GVS_RUNSC        the runsc binary both runtimes use
+# Env: GVSHIM_RUNSC           runsc to use: unset/"new" = runsc on PATH (0.0~20240729), "old" = the bookworm
+#                             0.0~20221219 that install-deps unpacks under /opt/gvshim/runsc-20221219, or a path
+#      GVSHIM_RUNSC_PLATFORM  runsc --platform for both runtimes (default: runsc's own default)
 #   GVS_RUNC_ROOT    --runc-root for the baseline
 # Stop it with scripts/containerd-down.sh DIR.
 set -euo pipefail
@@ -48,13 +52,24 @@ fi
 echo "gvshim private containerd" >"$DIR/.gvshim-containerd"
 mkdir -p "$DIR"/{root,state,opt,runsc,runc-root,cni/bin,cni/conf,fifo}
 
-RUNSC=$(command -v runsc || echo /usr/bin/runsc)
+case ${GVSHIM_RUNSC:-new} in
+  new | "") RUNSC=$(command -v runsc || echo /usr/bin/runsc) ;;
+  old) RUNSC=${GVSHIM_OLD_RUNSC_DIR:-/opt/gvshim/runsc-20221219}/runsc ;;
+  *) RUNSC=$GVSHIM_RUNSC ;;
+esac
+if [[ ! -x $RUNSC ]]; then
+  echo "containerd-up.sh: runsc $RUNSC not found (GVSHIM_RUNSC=${GVSHIM_RUNSC:-}; run scripts/install-deps.sh)" >&2
+  exit 1
+fi
+PLATFORM=${GVSHIM_RUNSC_PLATFORM:-}
+PLATFORM_FLAG=
+if [[ -n $PLATFORM ]]; then PLATFORM_FLAG="--platform=$PLATFORM "; fi
 CONTAINERD=$(command -v containerd || echo /usr/bin/containerd)
 
 # Baseline: containerd's runc shim driving runsc through this wrapper (runc-compatible CLI).
 cat >"$DIR/runsc-runc" <<WRAP
 #!/bin/sh
-exec "$RUNSC" --platform=ptrace --network=none "\$@"
+exec "$RUNSC" ${PLATFORM_FLAG}--network=none "\$@"
 WRAP
 chmod 755 "$DIR/runsc-runc"
 
@@ -63,7 +78,7 @@ cat >"$DIR/gvshim.toml" <<TOML
 [runsc]
 binary = "$RUNSC"
 root = "$DIR/runsc"
-platform = "ptrace"
+platform = "$PLATFORM"
 network = "none"
 debug = false
 
@@ -141,6 +156,7 @@ GVS_SHIM_CONFIG=$DIR/gvshim.toml
 GVS_RUNSC_ROOT=$DIR/runsc
 GVS_EXECUTE_DIR=$DIR/execute
 GVS_RUNC_WRAPPER=$DIR/runsc-runc
+GVS_RUNSC=$RUNSC
 GVS_RUNC_ROOT=$DIR/runc-root
 GVS_BIN_DIR=$BIN_DIR
 ENV

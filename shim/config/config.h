@@ -17,7 +17,7 @@ inline constexpr char kDefaultPath[] = "/etc/containerd/gvshim.toml";
 struct RunscConfig {
   std::string binary = "runsc";
   std::string root = "/run/gvshim/runsc";  // the shim appends /<containerd namespace>
-  std::string platform = "ptrace";
+  std::string platform;  // "" = runsc's default (systrap in 20240729, ptrace in 20221219)
   std::string network = "none";
   bool debug = false;
   std::string debug_log;                    // runsc --debug-log (directory or file pattern) when debug is on

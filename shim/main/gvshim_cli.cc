@@ -2,15 +2,21 @@
 //   gvshim version
 //   gvshim profile check FILE...   validate seccomp profiles with libseccomp (exit 1 if any is invalid)
 //   gvshim exec ...                run a snippet through a pod's Execute service
+//   gvshim runsc-id [--root R | --namespace NS [--config F]] ID...   runsc's id of a container (runsc::ContainerId)
 //   gvshim execute-server          (started by the shim) the Execute server of one pod; see
 //   shim/execute/wire.h
 #include <cstdio>
 #include <string>
 #include <vector>
 
+#include <cstdlib>
+
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "shim/config/config.h"
 #include "shim/execute/server_main.h"
 #include "shim/main/exec_client.h"
+#include "shim/runsc/runsc.h"
 #include "shim/seccomp/profile.h"
 
 namespace {
@@ -24,7 +30,9 @@ int Usage() {
       "  gvshim version\n"
       "  gvshim profile check FILE...   validate seccomp JSON profiles (OCI/Docker format)\n"
       "  gvshim exec --pod NS/NAME | --id ID [--lang python|javascript] (-c CODE | FILE) [--arg k=v ...]\n"
-      "                                  run a snippet in a pod's sandbox (gvshim exec --help)\n");
+      "                                  run a snippet in a pod's sandbox (gvshim exec --help)\n"
+      "  gvshim runsc-id (--root RUNSC_ROOT | --namespace NS [--config FILE]) ID...\n"
+      "                                  the id runsc knows a container by (runsc list/state/ps/events)\n");
   return 2;
 }
 
@@ -50,6 +58,38 @@ int ProfileCheck(const std::vector<std::string>& files) {
   return bad == 0 ? 0 : 1;
 }
 
+// The runsc root is the shim's: [runsc] root of the config, plus "/<containerd namespace>".
+int RunscId(const std::vector<std::string>& args) {
+  std::string root, ns, config_path;
+  std::vector<std::string> ids;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if ((a == "--root" || a == "--namespace" || a == "-n" || a == "--config") && i + 1 < args.size()) {
+      (a == "--root" ? root : a == "--config" ? config_path : ns) = args[++i];
+    } else if (!a.empty() && a[0] == '-') {
+      std::fprintf(stderr, "gvshim runsc-id: unknown option %s\n", a.c_str());
+      return 2;
+    } else {
+      ids.push_back(a);
+    }
+  }
+  if (ids.empty() || root.empty() == ns.empty()) return Usage();
+  if (root.empty()) {
+    if (config_path.empty()) {
+      const char* env = std::getenv("GVSHIM_CONFIG");
+      config_path = env != nullptr && *env != '\0' ? env : gvshim::config::kDefaultPath;
+    }
+    auto cfg = gvshim::config::Load(config_path, /*explicit_path=*/false);
+    if (!cfg.ok()) {
+      std::fprintf(stderr, "gvshim runsc-id: %s\n", std::string(cfg.status().message()).c_str());
+      return 1;
+    }
+    root = absl::StrCat(cfg->runsc.root, "/", ns);
+  }
+  for (const std::string& id : ids) std::printf("%s\n", gvshim::runsc::ContainerId(root, id).c_str());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -62,6 +102,7 @@ int main(int argc, char** argv) {
   if (args[0] == "profile" && args.size() >= 2 && args[1] == "check") {
     return ProfileCheck({args.begin() + 2, args.end()});
   }
+  if (args[0] == "runsc-id") return RunscId({args.begin() + 1, args.end()});
   if (args[0] == "exec") return gvshim::cli::ExecMain({args.begin() + 1, args.end()});
   if (args[0] == "execute-server" && args.size() == 1) return gvshim::execute::ExecuteServerMain(0);
   return Usage();

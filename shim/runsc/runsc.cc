@@ -17,6 +17,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "shim/base/hash.h"
 #include "shim/base/status.h"
 #include "shim/sys/fd.h"
 #include "shim/sys/reaper.h"
@@ -123,12 +124,12 @@ class RunscCli : public Runsc {
     AddFlag(args, "--pid-file", o.pid_file);
     AddFlag(args, "--console-socket", o.console_socket);
     AddFlag(args, "--user-log", o.user_log);
-    args.push_back(id);
+    args.push_back(Rid(id));
     return Invoke("create", id, std::move(args), &o.stdio, g_.timeout).status();
   }
 
   absl::Status Start(const std::string& id, const Stdio& stdio) override {
-    return Invoke("start", id, {"start", id}, &stdio, g_.timeout).status();
+    return Invoke("start", id, {"start", Rid(id)}, &stdio, g_.timeout).status();
   }
 
   absl::StatusOr<pid_t> StartExec(const std::string& id, const ExecOptions& o) override {
@@ -138,7 +139,7 @@ class RunscCli : public Runsc {
     AddFlag(args, "--console-socket", o.console_socket);
     AddFlag(args, "--pid-file", o.pid_file);
     AddFlag(args, "--internal-pid-file", o.internal_pid_file);
-    args.push_back(id);
+    args.push_back(Rid(id));
     sys::SpawnOptions opts;
     opts.argv = Argv(std::move(args));
     opts.stdin_fd = o.stdio.in;
@@ -153,7 +154,7 @@ class RunscCli : public Runsc {
   }
 
   absl::StatusOr<int> Wait(const std::string& id) override {
-    ASSIGN_OR_RETURN(auto r, Invoke("wait", id, {"wait", id}, nullptr, absl::InfiniteDuration()));
+    ASSIGN_OR_RETURN(auto r, Invoke("wait", id, {"wait", Rid(id)}, nullptr, absl::InfiniteDuration()));
     auto code = ParseWait(r.out);
     if (!code.ok()) return Annotate(code.status(), absl::StrCat("runsc wait ", id));
     return code;
@@ -166,7 +167,7 @@ class RunscCli : public Runsc {
       args.push_back("--pid");
       args.push_back(absl::StrCat(pid));
     }
-    args.push_back(id);
+    args.push_back(Rid(id));
     args.push_back(absl::StrCat(signal));
     return Invoke("kill", id, std::move(args), nullptr, g_.timeout).status();
   }
@@ -174,34 +175,34 @@ class RunscCli : public Runsc {
   absl::Status Delete(const std::string& id, bool force) override {
     std::vector<std::string> args = {"delete"};
     if (force) args.push_back("--force");
-    args.push_back(id);
+    args.push_back(Rid(id));
     return Invoke("delete", id, std::move(args), nullptr, g_.timeout).status();
   }
 
   absl::StatusOr<State> GetState(const std::string& id) override {
-    ASSIGN_OR_RETURN(auto r, Invoke("state", id, {"state", id}, nullptr, g_.timeout));
+    ASSIGN_OR_RETURN(auto r, Invoke("state", id, {"state", Rid(id)}, nullptr, g_.timeout));
     auto st = ParseState(r.out);
     if (!st.ok()) return Annotate(st.status(), absl::StrCat("runsc state ", id));
     return st;
   }
 
   absl::StatusOr<std::vector<ProcessInfo>> Ps(const std::string& id) override {
-    ASSIGN_OR_RETURN(auto r, Invoke("ps", id, {"ps", id}, nullptr, g_.timeout));
+    ASSIGN_OR_RETURN(auto r, Invoke("ps", id, {"ps", Rid(id)}, nullptr, g_.timeout));
     auto ps = ParsePsTable(r.out);
     if (!ps.ok()) return Annotate(ps.status(), absl::StrCat("runsc ps ", id));
     return ps;
   }
 
   absl::Status Pause(const std::string& id) override {
-    return Invoke("pause", id, {"pause", id}, nullptr, g_.timeout).status();
+    return Invoke("pause", id, {"pause", Rid(id)}, nullptr, g_.timeout).status();
   }
 
   absl::Status Resume(const std::string& id) override {
-    return Invoke("resume", id, {"resume", id}, nullptr, g_.timeout).status();
+    return Invoke("resume", id, {"resume", Rid(id)}, nullptr, g_.timeout).status();
   }
 
   absl::StatusOr<Stats> GetStats(const std::string& id) override {
-    ASSIGN_OR_RETURN(auto r, Invoke("events", id, {"events", "--stats", id}, nullptr, g_.timeout));
+    ASSIGN_OR_RETURN(auto r, Invoke("events", id, {"events", "--stats", Rid(id)}, nullptr, g_.timeout));
     auto stats = ParseStats(r.out);
     if (!stats.ok()) return Annotate(stats.status(), absl::StrCat("runsc events --stats ", id));
     return stats;
@@ -221,6 +222,9 @@ class RunscCli : public Runsc {
     args.push_back(value);
   }
 
+  std::string Rid(const std::string& id) const { return g_.map_ids ? ContainerId(g_.root, id) : id; }
+
+  // "runsc start web" (the caller's id; runsc's own is in runsc's log and `gvshim runsc-id`).
   static std::string What(absl::string_view cmd, absl::string_view id) {
     return id.empty() ? absl::StrCat("runsc ", cmd) : absl::StrCat("runsc ", cmd, " ", id);
   }
@@ -271,6 +275,13 @@ class RunscCli : public Runsc {
 };
 
 }  // namespace
+
+std::string ContainerId(const std::string& root, const std::string& id) {
+  // Two FNV-1a-64 runs with different offsets over "root\0id": 128 bits, fixed width.
+  const std::string key = absl::StrCat(root, absl::string_view("\0", 1), id);
+  return absl::StrCat("gv", absl::Hex(Fnv1a64(key), absl::kZeroPad16),
+                      absl::Hex(Fnv1a64(key, kFnv64Offset ^ 0x9e3779b97f4a7c15ull), absl::kZeroPad16));
+}
 
 std::unique_ptr<Runsc> NewRunscCli(GlobalOptions opts) { return std::make_unique<RunscCli>(std::move(opts)); }
 

@@ -25,10 +25,13 @@ struct GlobalOptions {
   std::string log_format = "json";
   bool debug = false;
   std::string debug_log;  // --debug-log
-  std::string platform = "ptrace";
+  std::string platform;  // --platform; empty: runsc's default
   std::string network = "none";
   bool oci_seccomp = false;
   std::vector<std::string> extra_flags;        // passed verbatim after the others, e.g. "--overlay"
+  // Give runsc ContainerId(root, id) instead of the caller's id (see ContainerId). Off only for tests that
+  // check argv literally.
+  bool map_ids = true;
   absl::Duration timeout = absl::Seconds(60);  // per call, except Wait and exec
 };
 
@@ -99,11 +102,20 @@ class Runsc {
   virtual absl::StatusOr<std::vector<State>> List() = 0;
 };
 
+// The id runsc knows a container by: "gv" + 32 hex digits of a hash of (state root, caller's id). runsc
+// 0.0~20240729 resolves ids by prefix ("web" is ambiguous once "web2" exists, and every command on it fails), and
+// both versions name a sandbox's control socket after its id in the host-wide abstract namespace, so equal ids
+// under two roots (two containerd namespaces or two containerds) collide. Ids of one fixed length derived from
+// (root, id) avoid both. The root already ends in the containerd namespace (RunscOptions). Stable across
+// versions: `delete` after a shim upgrade must find the container. `gvshim runsc-id` prints it.
+std::string ContainerId(const std::string& root, const std::string& id);
+
 // Errors: "runsc <cmd> <id>: exit <code>: <runsc's message>", where the message is runsc's stderr or, when
 // that went elsewhere (create/start hand their stdio to the sandbox), the last error line runsc wrote to
 // --log. Codes: NOT_FOUND when runsc says the container does not exist; FAILED_PRECONDITION when it refuses
 // because of the container's state ("in state created", "not running"); DEADLINE_EXCEEDED on timeout; UNKNOWN
 // otherwise.
+// List() returns runsc's ids (ContainerId form when map_ids).
 std::unique_ptr<Runsc> NewRunscCli(GlobalOptions opts);
 
 // --- Pure helpers (exposed for tests) ---

@@ -153,9 +153,9 @@ absl::StatusOr<std::string> Service::Create(const std::string& payload) {
     log::SetLevel(level);
   }
 
-  ASSIGN_OR_RETURN(PreparedSpec prep, PrepareSpec(req.bundle(), cfg, &profiles_));
-
   runsc::GlobalOptions g = RunscOptions(cfg, options_.ns);
+  ASSIGN_OR_RETURN(PreparedSpec prep, PrepareSpec(req.bundle(), cfg, &profiles_, g.root));
+
   g.log_path = req.bundle() + "/runsc.log";
   g.oci_seccomp = prep.oci_seccomp;
   RETURN_IF_ERROR(WriteDeleteInfo(req.bundle(), g));

@@ -49,7 +49,7 @@ absl::StatusOr<nlohmann::json> ProfileCache::Get(const std::string& path) {
 }
 
 absl::StatusOr<PreparedSpec> PrepareSpec(const std::string& bundle, const config::Config& cfg,
-                                         ProfileCache* profiles) {
+                                         ProfileCache* profiles, const std::string& runsc_root) {
   const std::string path = bundle + "/config.json";
   ASSIGN_OR_RETURN(nlohmann::json spec, oci::LoadSpec(path));
   oci::HardeningPolicy policy;
@@ -71,13 +71,17 @@ absl::StatusOr<PreparedSpec> PrepareSpec(const std::string& bundle, const config
   if (!hardened_or.ok()) return Annotate(hardened_or.status(), path);
   oci::HardeningResult hardened = std::move(*hardened_or);
   spec = std::move(hardened.spec);
+  const bool joins = [&] {
+    auto type = annotations.find(kContainerTypeAnnotation);
+    return type != annotations.end() && type->second == "container";
+  }();
+  if (auto sb = annotations.find(kSandboxIdAnnotation); joins && !runsc_root.empty() && sb != annotations.end()) {
+    spec["annotations"][kSandboxIdAnnotation] = runsc::ContainerId(runsc_root, sb->second);
+  }
   RETURN_IF_ERROR(oci::SaveSpec(path, spec));
   for (const std::string& note : hardened.notes) log::Debugf("harden %s: %s", bundle, note);
   PreparedSpec out;
-  if (auto type = annotations.find(kContainerTypeAnnotation);
-      type != annotations.end() && type->second == "container") {
-    out.creates_sandbox = false;
-  }
+  out.creates_sandbox = !joins;
   // A profile from the policy, or one the client put in the spec (e.g. a pod's RuntimeDefault), is enforced
   // by runsc only with --oci-seccomp.
   out.oci_seccomp = hardened.needs_oci_seccomp;

@@ -47,9 +47,11 @@ class ProfileCache {
 
 // Reads <bundle>/config.json, decides how the container is created, and hardens the spec in place (policy from the
 // config's [hardening] table, tightened by dev.gvshim.* annotations). Errors name the file, key or annotation;
-// nothing is written when it fails.
+// nothing is written when it fails. With `runsc_root`, a joining container's io.kubernetes.cri.sandbox-id in the
+// saved spec becomes runsc's id of the sandbox (runsc::ContainerId), which is how runsc finds the sandbox to join;
+// PreparedSpec keeps containerd's ids.
 absl::StatusOr<PreparedSpec> PrepareSpec(const std::string& bundle, const config::Config& cfg,
-                                         ProfileCache* profiles);
+                                         ProfileCache* profiles, const std::string& runsc_root = "");
 
 // The runsc flags the config asks for, with the state root of containerd namespace `ns`.
 runsc::GlobalOptions RunscOptions(const config::Config& cfg, const std::string& ns);

@@ -242,12 +242,31 @@ shim_pid() {
 runsc_root() {
   if [[ $E2E_RUNTIME == gvisor ]]; then echo "$GVS_RUNSC_ROOT/$E2E_NS"; else echo "$GVS_RUNC_ROOT/$E2E_NS"; fi
 }
+# runsc_ids: every id runsc lists under runsc_root (runsc's own ids). A root that does not exist yet lists
+# nothing; any other runsc error fails the caller.
 runsc_ids() {
   local r
   r=$(runsc_root)
   [[ -d $r ]] || return 0
-  runsc --root "$r" list -quiet 2>/dev/null || true
+  "${GVS_RUNSC:-runsc}" --root "$r" list -quiet
 }
+# runsc_id NAME: the id runsc knows container NAME by. gvshim maps ids (runsc::ContainerId, `gvshim runsc-id`);
+# the baseline runc shim passes them through.
+runsc_id() {
+  if [[ $E2E_RUNTIME == gvisor ]]; then
+    "$E2E_BIN_DIR/gvshim" runsc-id --root "$(runsc_root)" "$1"
+  else
+    echo "$1"
+  fi
+}
+# runsc_lists NAME: runsc still has state for container NAME.
+runsc_lists() {
+  local rid ids
+  rid=$(runsc_id "$1")
+  ids=$(runsc_ids) || fail "runsc list under $(runsc_root) failed"
+  grep -qxF -- "$rid" <<<"$ids"
+}
+runsc_lacks() { ! runsc_lists "$1"; }
 
 # our_shim_pids: shims started by our containerd (their argv has "-address" followed by our socket).
 our_shim_pids() {

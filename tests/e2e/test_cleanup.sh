@@ -8,8 +8,6 @@ CASES=(shim_exits_after_last_delete shim_sigkill_then_delete no_leftovers)
 e2e_require_root_runsc "${CASES[@]}"
 e2e_setup
 
-runsc_lacks() { ! runsc_ids | grep -qx "$1"; }
-
 shim_exits_after_last_delete() {
   start_sleeper cl1
   local pid bundle
@@ -17,6 +15,8 @@ shim_exits_after_last_delete() {
   [[ $pid =~ ^[0-9]+$ ]] || fail "no shim pid for cl1 (got [$pid])"
   kill -0 "$pid" || fail "shim $pid not running"
   bundle=$(bundle_dir cl1)
+  runsc_lists cl1 || fail "the probe does not see running cl1 in runsc's list"
+  [[ -n $(mounts_under "$bundle") ]] || fail "the probe sees no rootfs mount under $bundle while cl1 runs"
   c task kill -s SIGKILL cl1
   wait_for 30 status_is cl1 STOPPED
   c task delete cl1 >/dev/null 2>&1
@@ -32,6 +32,7 @@ shim_sigkill_then_delete() {
   local pid
   pid=$(shim_pid cl2)
   [[ $pid =~ ^[0-9]+$ ]] || fail "no shim pid for cl2 (got [$pid])"
+  runsc_lists cl2 || fail "the probe does not see running cl2 in runsc's list"
   kill -KILL "$pid"
   wait_for 10 pid_gone "$pid"
   # containerd notices the lost shim and runs `shim delete`; a forced task delete must then succeed or find

@@ -110,20 +110,21 @@ kill_created_task() {
   assert_contains "$out" "wait_exit_status=137"
   assert_contains "$out" "status_after_wait=STOPPED"
   assert_contains "$out" "delete_exit_status=137"
-  [[ -z $(runsc_ids | grep -x x9) ]] || fail "runsc still lists x9"
+  runsc_lacks x9 || fail "runsc still lists x9"
 }
 
 task_delete() {
   defer cleanup_container x10
   crun -d "$E2E_IMAGE" x10 sh -c 'exit 7' >/dev/null
   wait_for 30 status_is x10 STOPPED
+  runsc_lists x10 || fail "the probe does not see stopped x10 in runsc's list before the delete"
   local out rc
   run_rc out rc c task delete x10
   assert_eq 0 "$rc" "task delete"
   assert_contains "$out" "exit code 7"
   assert_eq "" "$(task_status x10)" "task gone from ctr task ls"
   c container delete x10
-  [[ -z $(runsc_ids | grep -x x10) ]] || fail "runsc still lists x10"
+  runsc_lacks x10 || fail "runsc still lists x10"
 }
 
 e2e_run_cases "${CASES[@]}"

@@ -65,6 +65,7 @@ class FakeRunscTest : public ::testing::Test {
     opts_.binary = SourceDir() + "/tests/testdata/fake-runsc";
     opts_.root = dir_ + "/root";
     opts_.log_path = dir_ + "/runsc.log";
+    opts_.map_ids = false;  // argv is checked literally; ContainerIdTest covers the mapping
     prefix_ = absl::StrCat(opts_.binary, " --root ", opts_.root, " --log ", opts_.log_path,
                            " --log-format json --platform ptrace --network none ");
     cli_ = NewRunscCli(opts_);
@@ -220,6 +221,33 @@ TEST(ParseTest, StateListWait) {
   EXPECT_FALSE(ParseList("{").ok());
   EXPECT_EQ(*ParseWait(R"({"id":"c1","exitStatus":137})"), 137);
   EXPECT_FALSE(ParseWait("{}").ok());
+}
+
+TEST(ContainerIdTest, FixedWidthAndStable) {
+  // Pinned: `delete` after a shim upgrade must find containers made by the previous version.
+  EXPECT_EQ(ContainerId("/run/gvshim/runsc/default", "web"), ContainerId("/run/gvshim/runsc/default", "web"));
+  const std::string a = ContainerId("/r/ns", "web"), b = ContainerId("/r/ns", "web2");
+  EXPECT_EQ(a.size(), 34u);
+  EXPECT_EQ(b.size(), 34u);
+  EXPECT_EQ(a.rfind("gv", 0), 0u);
+  EXPECT_NE(a, b);
+  EXPECT_NE(b.rfind(a, 0), 0u);  // neither is a prefix of the other: runsc 20240729 matches ids by prefix
+  EXPECT_NE(ContainerId("/r/ns1", "web"), ContainerId("/r/ns2", "web"));  // namespaces (roots) differ
+  EXPECT_NE(ContainerId("/r/a", "b/c"), ContainerId("/r/a/b", "c"));      // the separator is not a path char
+}
+
+TEST_F(FakeRunscTest, MappedIdsReachRunsc) {
+  GlobalOptions g = opts_;
+  g.map_ids = true;
+  auto cli = NewRunscCli(g);
+  ASSERT_TRUE(cli->Start("c1", Stdio{}).ok());
+  ASSERT_TRUE(cli->Delete("c1", true).ok());
+  const std::string rid = ContainerId(opts_.root, "c1");
+  EXPECT_THAT(Calls(), ElementsAre("start " + rid, "delete --force " + rid));
+  Canned("", 1, "container does not exist");
+  absl::Status st = cli->Kill("c1", 9, false, 0);
+  EXPECT_EQ(st.code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(std::string(st.message()), ::testing::StartsWith("runsc kill c1: "));  // the caller's id
 }
 
 TEST_F(FakeRunscTest, CreateArgvAndStdio) {

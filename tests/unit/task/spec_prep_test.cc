@@ -11,6 +11,8 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "shim/runsc/runsc.h"
+#include "tests/unit/fakes/test_util.h"
 
 namespace gvshim::task {
 namespace {
@@ -120,6 +122,26 @@ TEST_F(SpecPrepTest, SandboxIdAnnotation) {
   EXPECT_EQ(p->sandbox_id, "sb-1");
   EXPECT_EQ(p->annotations.at(kSandboxIdAnnotation), "sb-1");
   EXPECT_FALSE(p->creates_sandbox);
+}
+
+TEST_F(SpecPrepTest, JoiningContainerGetsRunscsIdOfTheSandbox) {
+  nlohmann::json spec = MinimalSpec();
+  spec["annotations"] = {{kSandboxIdAnnotation, "sb-1"}, {kContainerTypeAnnotation, "container"}};
+  WriteSpec(spec.dump());
+  auto p = PrepareSpec(dir_, config::Config(), &profiles_, "/run/r/ns1");
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->sandbox_id, "sb-1");  // containerd's id for the shim
+  auto saved = nlohmann::json::parse(gvshim::testing::ReadFile(dir_ + "/config.json"));
+  EXPECT_EQ(saved["annotations"][kSandboxIdAnnotation], runsc::ContainerId("/run/r/ns1", "sb-1"));  // runsc's
+}
+
+TEST_F(SpecPrepTest, SandboxContainerKeepsItsAnnotation) {
+  nlohmann::json spec = MinimalSpec();
+  spec["annotations"] = {{kSandboxIdAnnotation, "sb-1"}, {kContainerTypeAnnotation, "sandbox"}};
+  WriteSpec(spec.dump());
+  ASSERT_TRUE(PrepareSpec(dir_, config::Config(), &profiles_, "/run/r/ns1").ok());
+  auto saved = nlohmann::json::parse(gvshim::testing::ReadFile(dir_ + "/config.json"));
+  EXPECT_EQ(saved["annotations"][kSandboxIdAnnotation], "sb-1");
 }
 
 TEST_F(SpecPrepTest, OomCounterFile) {
