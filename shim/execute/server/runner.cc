@@ -255,12 +255,18 @@ absl::Status Runner::CheckIsolation(Proc* p) {
       if (n.is_string()) absl::StrAppend(&notes, "; ", n.get<std::string>());
     }
   }
+  auto has = [&](const char* m) { return std::find(missing.begin(), missing.end(), m) != missing.end(); };
+  std::string hint;
+  if (has("native") || has("launcher")) {
+    hint = "; gvshim's helpers are not usable in the execute container (see [execute] helpers_dir)";
+  } else if (has("mount_ns")) {
+    hint = "; mounts are not private to a mount namespace here: runsc 0.0~20240729 or later is needed";
+  }
   return absl::FailedPreconditionError(absl::StrCat(
       Name(), ": this sandbox cannot isolate snippets (missing: ",
-      missing.empty() ? std::string("unknown") : absl::StrJoin(missing, ", "), notes,
-      "); runsc 0.0~20240729 or later is needed for private mount namespaces. Set [execute] "
-      "allow_weak_isolation = true to run snippets anyway (they can then see each other's files under /tmp and "
-      "the execute container's processes)"));
+      missing.empty() ? std::string("unknown") : absl::StrJoin(missing, ", "), notes, ")", hint,
+      ". Set [execute] allow_weak_isolation = true to run snippets anyway (they can then see each other's "
+      "files under /tmp and the execute container's processes)"));
 }
 
 absl::StatusOr<nlohmann::json> Runner::Run(nlohmann::json exec, const JobControl& ctl) {
