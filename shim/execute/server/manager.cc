@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <fstream>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/ascii.h"
@@ -161,11 +162,20 @@ class Sandbox : public Backend {
   }
 
   // Eager start: the default runner of each language starts now, in the background.
+  // Eager start: the default Python runner now, the Node runner once Python is ready (two interpreters
+  // starting at once on a small node would slow both down); a request for a runner that has not started yet
+  // starts it at once, as in lazy mode.
   void PrestartDefaults() {
-    for (Language l : {Language::kPython, Language::kJavaScript}) {
-      auto r = RunnerFor(l, "");
-      if (r.ok()) (*r)->Prestart();
-    }
+    absl::MutexLock lock(&serve_mu_);
+    if (stopped_ || prestart_.joinable()) return;
+    auto py = RunnerFor(Language::kPython, "");
+    if (py.ok()) (*py)->Prestart();
+    std::shared_ptr<Runner> first = py.ok() ? *py : nullptr;
+    prestart_ = std::thread([this, first] {
+      if (first != nullptr) (void)first->EnsureReady(absl::Now() + absl::Seconds(60));
+      auto js = RunnerFor(Language::kJavaScript, "");
+      if (js.ok()) (*js)->Prestart();
+    });
   }
 
   // Returns true when the sandbox has no containers left (or `id` was the sandbox container).
@@ -194,14 +204,17 @@ class Sandbox : public Backend {
     if (stopped_) return;
     stopped_ = true;
     if (service_ != nullptr) service_->Close();
+    std::thread prestart = std::move(prestart_);
     std::map<std::pair<std::string, Language>, std::shared_ptr<Runner>> runners;
     {
       absl::MutexLock l(&mu_);
       closed_ = true;
       runners.swap(runners_);
     }
-    // Stopping the runners answers their running jobs, so the handlers return before the server waits.
+    // Stopping the runners answers their running jobs, so the handlers return before the server waits; it also
+    // ends the eager start's wait.
     for (auto& [k, r] : runners) r->Stop();
+    if (prestart.joinable()) prestart.join();
     if (server_ != nullptr) {
       server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
       server_->Wait();
@@ -326,6 +339,7 @@ class Sandbox : public Backend {
   absl::Mutex serve_mu_ ABSL_ACQUIRED_BEFORE(mu_);  // serialises EnsureServing/Stop
   std::unique_ptr<Service> service_ ABSL_GUARDED_BY(serve_mu_);
   std::unique_ptr<grpc::Server> server_ ABSL_GUARDED_BY(serve_mu_);
+  std::thread prestart_ ABSL_GUARDED_BY(serve_mu_);  // eager start: Node after Python
   bool stopped_ ABSL_GUARDED_BY(serve_mu_) = false;
 
   absl::Mutex mu_;

@@ -6,6 +6,7 @@
 
 import json
 import os
+import select
 import selectors
 import signal
 import sys
@@ -96,17 +97,6 @@ class Runner:
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
         self.sel.register(self.pin, selectors.EVENT_READ, "proto")
         self.sel.register(self.wake_r, selectors.EVENT_READ, "wake")
-        self.iso = isolation.probe(opts)
-        self.isolated = self.iso["complete"]
-        # Jobs may run at all: with full isolation, or with weak isolation where the node allows it.
-        self.usable = self.isolated or (opts.allow_weak and self.iso["native"] and self.iso["setuid"])
-        self.default_net = bool(self.iso["net_ns"])  # jobs that did not ask for the network get none
-        self.uids = UidPool(opts.uid, opts.uid_count)
-        self.weak_base = None
-        if self.usable and not self.isolated:
-            self.weak_base = os.path.join(opts.weak_dir, "gvshim-py-%d" % self.pid)
-            os.makedirs(self.weak_base, exist_ok=True)
-            os.chmod(self.weak_base, 0o711)
         self.running = True
         self.zygotes = {}  # channel fd -> Zygote
         self.seq = 0
@@ -114,11 +104,96 @@ class Runner:
         self.idle = {False: [], True: []}  # net -> [Worker]
         self.workers = {}  # pid -> Worker
         self.pending = []  # jobs waiting for a worker
+        self.uids = UidPool(opts.uid, opts.uid_count)
+        self.weak_base = None
+        # Until the first job was handed over (or the runner sat idle), keep just one worker ready: more forks
+        # would compete with the first job for the CPU.
+        self.warming = True
+        iso = isolation.probe_namespaces(opts)
+        self.default_net = bool(iso["net_ns"])  # jobs that did not ask for the network get none
+        self.isolated = False
+        if iso["root"] and iso["native"] and iso["launcher"] and iso["pid_ns"] and iso["mount_ns"]:
+            self.isolated = True  # tried by the first worker, which reports what it sees (self_check)
+            self.iso = iso
+            self.start_zygote()
+            iso.update(self.check_first_worker())
+        self.iso = isolation.finish(iso)
+        self.isolated = self.iso["complete"]
+        # Jobs may run at all: with full isolation, or with weak isolation where the node allows it.
+        self.usable = self.isolated or (opts.allow_weak and self.iso["native"] and self.iso["setuid"])
+        if not self.isolated:
+            for w in list(self.workers.values()):  # a worker set up for full isolation is of no use now
+                self.retire_worker(w)
+        if self.usable and not self.isolated:
+            self.weak_base = os.path.join(opts.weak_dir, "gvshim-py-%d" % self.pid)
+            os.makedirs(self.weak_base, exist_ok=True)
+            os.chmod(self.weak_base, 0o711)
         if self.usable:
-            n = opts.zygotes or min(os.cpu_count() or 1, opts.prefork, 4)
-            for _ in range(max(1, n)):
+            if not self.zygotes:
                 self.start_zygote()
             self.refill()
+        else:
+            for fd in list(self.zygotes):
+                self.sel.unregister(fd)
+                self.zygotes.pop(fd).sock.close()
+
+    def check_first_worker(self):
+        """Phase 2 of the probe: forks the first worker in full isolation and waits (bounded) for what it reports
+        it sees. Returns the proc/tmpfs/setuid findings (all false, with its error, if it failed)."""
+        # setuid keeps phase 1's answer (root can drop) unless the worker got far enough to say.
+        found = {"proc": False, "tmpfs": False}
+        uid = self.uids.take()
+        self.seq += 1
+        z = next(iter(self.zygotes.values()))
+        z.inflight += 1
+        self.spawning[self.seq] = (uid, self.default_net, None, z)
+        self.zsend(z, {"op": "spawn", "seq": self.seq, "uid": uid, "gid": self.opts.gid, "net": self.default_net,
+                       "isolated": True, "check": True, "weak_dir": None})
+        deadline = time.monotonic() + 60
+        seq = self.seq
+        while seq in self.spawning and time.monotonic() < deadline and z.sock.fileno() in self.zygotes:
+            select.select([z.sock], [], [], max(0.0, deadline - time.monotonic()))
+            self.on_zygote_readable(z)
+        w = next((w for w in self.workers.values() if w.uid == uid), None)
+        if w is None:
+            found["notes"] = ["the first worker could not be started"]
+            return found
+        line = b""
+        while not line.endswith(b"\n") and time.monotonic() < deadline:
+            ready, _, _ = select.select([w.rec_r], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                break
+            try:
+                chunk = os.read(w.rec_r, 4096)
+            except BlockingIOError:
+                continue
+            if not chunk:
+                break
+            line += chunk
+        try:
+            rec = json.loads(line)
+            for k in ("proc", "tmpfs", "setuid"):
+                found[k] = rec.get(k) is True
+        except ValueError:
+            err = b""
+            try:
+                err = os.read(w.err_r, 4096)
+            except OSError:
+                pass
+            found["notes"] = self.iso.get("notes", []) + [
+                "the isolated set-up of the first worker failed: %s" % err.decode("utf-8", "replace").strip()]
+            self.retire_worker(w)
+        return found
+
+    def retire_worker(self, w):
+        """An idle worker that will get no job: closing its job channel makes it exit (its uid comes back when
+        the zygote reports that)."""
+        if w in self.idle[w.net]:
+            self.idle[w.net].remove(w)
+        try:
+            os.kill(w.pid, signal.SIGKILL)
+        except OSError:
+            pass
 
     # --- zygotes and workers ---------------------------------------------------------------------------
     def start_zygote(self):
@@ -150,11 +225,21 @@ class Runner:
         finally:
             z.sock.setblocking(False)
 
+    def end_warming(self):
+        """After the first job (or a quiet moment): the other zygotes, and the full set of idle workers."""
+        if not self.warming or not self.usable:
+            return
+        self.warming = False
+        n = max(1, self.opts.zygotes or min(os.cpu_count() or 1, self.opts.prefork, 4))
+        while len(self.zygotes) < n:
+            self.start_zygote()
+        self.refill()
+
     def refill(self):
-        """Keeps `prefork` idle workers of the default kind, plus one on the way per waiting job."""
+        """Keeps `prefork` idle workers of the default kind (one while warming up), plus one per waiting job."""
         if not self.running or not self.zygotes:
             return
-        want = {self.default_net: self.opts.prefork, (not self.default_net): 0}
+        want = {self.default_net: 1 if self.warming else self.opts.prefork, (not self.default_net): 0}
         for job in self.pending:
             want[job.net] += 1
         for net in (self.default_net, not self.default_net):
@@ -180,7 +265,7 @@ class Runner:
                 z.inflight += 1
                 self.spawning[self.seq] = (uid, net, weak_dir, z)
                 self.zsend(z, {"op": "spawn", "seq": self.seq, "uid": uid, "gid": self.opts.gid, "net": net,
-                               "weak_dir": weak_dir, "ipc_ok": self.iso["ipc_ns"]})
+                               "isolated": self.isolated, "weak_dir": weak_dir, "ipc_ok": self.iso["ipc_ns"]})
                 have += 1
 
     def on_zygote_readable(self, z):
@@ -500,7 +585,10 @@ class Runner:
         try:
             self.send(self.result_frame(job, duration))
         finally:
-            self.refill()
+            if self.warming:
+                self.end_warming()  # the first result is out: now the rest of the warm-up
+            else:
+                self.refill()
 
     def result_frame(self, job, duration):
         lim = job.spec["limits"]
@@ -614,14 +702,22 @@ class Runner:
                         self.kill(job, "timeout")
                     elif timeout is None or left < timeout:
                         timeout = left
+            if self.warming and not self.jobs:
+                # Nothing asked for a while: finish warming up now rather than on the first job's time.
+                if timeout is None or timeout > 0.3:
+                    timeout = 0.3
+                if not self.poll(timeout, order):
+                    self.end_warming()
+                continue
             self.poll(timeout, order)
         self.shutdown()
 
     def poll(self, timeout, order, protocol=True):
+        """Serves what is ready within timeout; returns whether anything was."""
         try:
             events = self.sel.select(timeout)
         except InterruptedError:
-            return
+            return True
         events.sort(key=lambda e: order.get(e[0].data, 1))  # a new request first, then the jobs' pipes
         for key, _ in events:
             if key.data == "proto":
@@ -640,6 +736,7 @@ class Runner:
                     self.on_zygote_readable(z)
             elif key.fd in self.by_fd:
                 self.on_job_readable(key.fd)
+        return bool(events)
 
     def reap(self):
         while True:
