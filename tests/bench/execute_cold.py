@@ -58,6 +58,7 @@ def main():
     ap.add_argument("--execute-dir", required=True)
     ap.add_argument("--config", required=True, help="the containerd's gvshim.toml (copied per start mode)")
     ap.add_argument("--reps", type=int, default=7)
+    ap.add_argument("--summary", help="also write the medians as JSON to this file")
     a = ap.parse_args()
     ctr = shlex.split(a.ctr)
     base_cfg = open(a.config).read()
@@ -135,6 +136,11 @@ def main():
             print("  %-6s %-10s no successful sample" % (mode, lang))
     for lang, s in base.items():
         print("  baseline `ctr task exec` %-10s %8.1f ms (median)" % (lang, statistics.median(s)))
+    if a.summary:
+        out = {"%s_%s" % (mode, lang): (statistics.median(s) if s else None) for (mode, lang), s in results.items()}
+        out.update({"exec_%s" % lang: statistics.median(s) for lang, s in base.items()})
+        with open(a.summary, "w") as f:
+            json.dump(out, f)
 
 
 if __name__ == "__main__":

@@ -10,9 +10,11 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "nlohmann/json.hpp"
 #include "shim/config/config.h"
@@ -47,6 +49,11 @@ class SupervisorTest : public ::testing::Test {
         << "if [ -e \"$d/ignore-eof\" ]; then trap '' TERM; while :; do sleep 0.05; done; fi\n"
         << "while IFS= read -r line; do\n"
         << "  echo \"$line\" >>\"$d/in.$$\"\n"
+        << "  case $line in *'\"op\":\"start\"'*)\n"
+        << "    id=$(echo \"$line\" | sed 's/.*\"exec_container\":\"\\([^\"/]*\\)\\/execute\".*/\\1/')\n"
+        << "    while [ -e \"$d/hold-warm\" ]; do sleep 0.02; done\n"
+        << "    [ -e \"$d/no-warm\" ] || echo \"{\\\"op\\\":\\\"warm\\\",\\\"id\\\":\\\"$id\\\"}\" ;;\n"
+        << "  esac\n"
         << "  if [ -e \"$d/crash\" ]; then rm -f \"$d/crash\"; exit 7; fi\n"
         << "done\n"
         << "echo EOF >>\"$d/in.$$\"\n";
@@ -59,7 +66,8 @@ class SupervisorTest : public ::testing::Test {
     fs::remove_all(dir_);
   }
 
-  void Make(const std::string& extra = "", absl::Duration stop_timeout = absl::Seconds(5)) {
+  void Make(const std::string& extra = "", absl::Duration stop_timeout = absl::Seconds(5),
+            absl::Duration eager_wait = absl::Seconds(15)) {
     auto cfg = config::Parse(absl::StrCat("[execute]\nenabled = true\nsocket_dir = \"", dir_,
                                           "/s\"\nserver = \"", server_, "\"\n", extra),
                              "g.toml");
@@ -73,6 +81,7 @@ class SupervisorTest : public ::testing::Test {
       return std::make_unique<testing::FakeRunscView>(&runsc_);
     };
     o.default_helpers_dir = dir_ + "/helpers";
+    o.eager_wait = eager_wait;
     sup_ = std::make_unique<Supervisor>(o);
   }
 
@@ -316,6 +325,31 @@ TEST_F(SupervisorTest, MissingHelpersAreNamed) {
   ASSERT_TRUE(WaitFor([&] { return Ops(pid).size() >= 2; }));
   auto start = nlohmann::json::parse(Input(pid)[1]);
   EXPECT_THAT(start["container"]["exec_error"].get<std::string>(), HasSubstr(kLauncherName));
+}
+
+// Eager start: Start (OnContainerStarted) returns once the server says the container's runners are ready.
+TEST_F(SupervisorTest, AnEagerContainerIsReportedStartedOnceItsRunnersAreWarm) {
+  Make("start = \"eager\"\n");
+  std::ofstream(dir_ + "/hold-warm") << "";
+  absl::Notification returned;
+  std::thread t([&] {
+    sup_->OnContainerStarted(Info("app", true));
+    returned.Notify();
+  });
+  ASSERT_TRUE(WaitFor([&] { return sup_->ServerPid("t", "sbx") > 0 && Ops(sup_->ServerPid("t", "sbx")).size() >= 2; }));
+  EXPECT_FALSE(returned.WaitForNotificationWithTimeout(absl::Milliseconds(300)));  // still waiting for "warm"
+  fs::remove(dir_ + "/hold-warm");
+  EXPECT_TRUE(returned.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  t.join();
+}
+
+TEST_F(SupervisorTest, AnEagerContainerWhoseRunnersNeverWarmStillStartsAfterTheWait) {
+  Make("start = \"eager\"\n", absl::Seconds(5), absl::Milliseconds(300));
+  std::ofstream(dir_ + "/no-warm") << "";
+  const absl::Time t0 = absl::Now();
+  sup_->OnContainerStarted(Info("app", true));
+  EXPECT_GE(absl::Now() - t0, absl::Milliseconds(300));
+  EXPECT_LT(absl::Now() - t0, absl::Seconds(10));
 }
 
 TEST_F(SupervisorTest, AMissingServerProgramIsLoggedAndNothingBreaks) {
