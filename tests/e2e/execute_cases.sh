@@ -416,7 +416,7 @@ eager_pod_starts_warm() {
   defer cleanup_container eager1
   crun -d --runtime-config-path "$eager" --annotation dev.gvshim.execute=true "$EXEC_IMAGE" eager1 \
     "${POD_INIT[@]}" >/dev/null
-  health=$("$PY" "$E2E_DIR/tools/execute_probe.py" "$(record_field eager1 socket)" health)
+  health=$("$GVSHIM" exec --dir "$GVS_EXECUTE_DIR" --namespace "$E2E_NS" --id eager1 --health)
   e2e_log "$health"
   assert_contains "$health" "python@eager1: ready" "the Python runner was warm when the container started"
   assert_contains "$health" "javascript@eager1: ready" "the Node runner was warm when the container started"
