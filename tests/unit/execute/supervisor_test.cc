@@ -55,6 +55,7 @@ class SupervisorTest : public ::testing::Test {
         << "    [ -e \"$d/no-warm\" ] || echo \"{\\\"op\\\":\\\"warm\\\",\\\"id\\\":\\\"$id\\\"}\" ;;\n"
         << "  esac\n"
         << "  if [ -e \"$d/crash\" ]; then rm -f \"$d/crash\"; exit 7; fi\n"
+        << "  if [ -e \"$d/crash-always\" ]; then exit 7; fi\n"
         << "done\n"
         << "echo EOF >>\"$d/in.$$\"\n";
     fs::permissions(server_, fs::perms::owner_all);
@@ -226,6 +227,24 @@ TEST_F(SupervisorTest, ADeadServerIsStartedAgainWithThePod) {
   ASSERT_TRUE(WaitFor([&] { return Ops(second).size() >= 2; }));
   EXPECT_THAT(Ops(second), ElementsAre("sandbox", "start sbx"));
   EXPECT_TRUE(Gone(first));
+}
+
+// A server that keeps dying right after its start is restarted kMaxRestarts times, then the pod goes without.
+TEST_F(SupervisorTest, ACrashLoopingServerIsGivenUpAfterFiveRestarts) {
+  Make();
+  std::ofstream(dir_ + "/crash-always") << "";
+  sup_->OnContainerStarted(Info("sbx", true));
+  auto servers = [&] {
+    int n = 0;
+    for (const auto& e : fs::directory_iterator(dir_)) n += e.path().filename().string().rfind("argv.", 0) == 0;
+    return n;
+  };
+  ASSERT_TRUE(WaitFor([&] { return servers() == Supervisor::kMaxRestarts + 1; }, absl::Seconds(20)));
+  // No further start: wait for the restart delay many times over, then count again.
+  ASSERT_TRUE(WaitFor([&] { return sup_->ServerPid("t", "sbx") == 0; }));
+  absl::SleepFor(absl::Milliseconds(500));  // 25 restart delays: a sixth restart would have happened
+  EXPECT_EQ(servers(), Supervisor::kMaxRestarts + 1);
+  EXPECT_EQ(sup_->ServerPid("t", "sbx"), 0);
 }
 
 TEST_F(SupervisorTest, AServerThatIgnoresEndOfInputIsKilled) {
