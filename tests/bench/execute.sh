@@ -75,8 +75,8 @@ def f(v, fmt="%.1f"):
     return "n/a" if v is None else fmt % v
 print("| runsc, platform | Python warm p50 (×) | Python back-to-back p50 (×) | JS warm p50 (×) | JS back-to-back p50 (×) "
       "| runs/s at 1 / 4 / 8 | sandbox CPU per run at 8 | cold start eager / lazy, Python | cold start eager / lazy, JS "
-      "| `runsc exec` Python / JS |")
-print("|---|---|---|---|---|---|---|---|---|---|")
+      "| `ctr run -d` eager / lazy | `runsc exec` Python / JS |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
 for c in sys.argv[2:]:
     tag = c.replace(":", "-")
     try:
@@ -95,6 +95,7 @@ for c in sys.argv[2:]:
            f(r.get("cpu_8")),
            "%s / %s" % (f(k.get("eager_python"), "%.0f"), f(k.get("lazy_python"), "%.0f")),
            "%s / %s" % (f(k.get("eager_javascript"), "%.0f"), f(k.get("lazy_javascript"), "%.0f")),
+           "%s / %s" % (f(k.get("start_eager_python"), "%.0f"), f(k.get("start_lazy_python"), "%.0f")),
            "%s / %s" % (f(py["runsc_exec_p50"]), f(js["runsc_exec_p50"]))]
     print("| " + " | ".join(row) + " |")
 PY
