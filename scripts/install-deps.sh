@@ -26,8 +26,9 @@ PACKAGES=(
   # protobuf / grpc / libraries
   protobuf-compiler protobuf-compiler-grpc libprotobuf-dev libgrpc++-dev libabsl-dev
   libseccomp-dev nlohmann-json3-dev libtomlplusplus-dev
-  # the node installer's Kubernetes API client (HTTPS with OpenSSL)
-  libcpp-httplib-dev libssl-dev
+  # the node installer's Kubernetes API client: Boost.Beast (header-only) over OpenSSL. (Debian's cpp-httplib
+  # ships its code only as a shared library, which the statically linked gvshim cannot use.)
+  libboost-dev libssl-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   # containerd's protos (the build stages them from /usr/share/gocode)
