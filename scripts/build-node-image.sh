@@ -52,7 +52,8 @@ for f in "$BIN_DIR/containerd-shim-gvisor-v1" "$BIN_DIR/gvshim" "$RUNSC" "$BUSYB
     exit 1
   fi
 done
-runsc_version=$("$RUNSC" --version | head -n 1)
+runsc_version=$("$RUNSC" --version)  # (not piped into head: runsc would get SIGPIPE, and pipefail fails the script)
+runsc_version=${runsc_version%%$'\n'*}
 if [[ $runsc_version != *"$RUNSC_WANT"* ]]; then
   echo "build-node-image.sh: $RUNSC is \"$runsc_version\", the node image ships runsc $RUNSC_WANT" >&2
   exit 1

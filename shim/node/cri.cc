@@ -10,6 +10,7 @@
 #include "absl/strings/str_split.h"
 #include "cri/runtime/v1/api.grpc.pb.h"
 #include "shim/base/status.h"
+#include "shim/sys/file.h"
 
 namespace gvshim::node {
 namespace {
@@ -149,6 +150,14 @@ class GrpcCri : public Cri {
       if (resp.status().state() == rt::CONTAINER_EXITED) {
         result.exit_code = resp.status().exit_code();
         result.reason = resp.status().reason();
+        if (!pod.log_dir_local.empty()) {
+          auto log = sys::ReadFileToString(absl::StrCat(pod.log_dir_local, "/", pod.name, ".log"));
+          if (log.ok()) {
+            result.output = CriLogText(*log);
+          } else {
+            result.output = absl::StrCat("(no container log: ", log.status().message(), ")\n");
+          }
+        }
         return absl::OkStatus();
       }
       if (absl::Now() >= deadline) {

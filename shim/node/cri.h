@@ -19,13 +19,14 @@ struct PodRun {
   std::vector<std::string> command, args;
   bool host_network = false;  // NODE network namespace (no CNI involved)
   std::string log_dir;        // the pod's log directory as containerd sees it (made by the caller)
+  std::string log_dir_local;  // the same directory as this process sees it (read before the pod is removed)
   absl::Duration timeout = absl::Seconds(120);
 };
 
 struct PodResult {
   int exit_code = -1;
   std::string reason;  // CRI's reason ("Completed", "Error", "OOMKilled", ...)
-  std::string output;  // the container's stdout+stderr, from the CRI log file (filled by the caller)
+  std::string output;  // the container's stdout+stderr, from the CRI log file in log_dir_local
   std::string sandbox_id, container_id;
 };
 

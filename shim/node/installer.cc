@@ -129,15 +129,12 @@ absl::StatusOr<PodResult> Installer::RunCanary() {
   pod.host_network = o_.canary_host_network;
   pod.timeout = o_.canary_timeout;
   pod.log_dir = absl::StrCat(o_.state_dir, "/canary-logs");
+  pod.log_dir_local = H(pod.log_dir);
   std::error_code ec;
-  fs::remove_all(H(pod.log_dir), ec);
-  fs::create_directories(H(pod.log_dir), ec);
+  fs::remove_all(pod.log_dir_local, ec);
+  fs::create_directories(pod.log_dir_local, ec);
   auto r = cri_.RunPod(pod);
-  if (r.ok()) {
-    auto log = ReadFile(H(absl::StrCat(pod.log_dir, "/", pod.name, ".log")));
-    if (log.ok()) r->output = CriLogText(*log);
-  }
-  fs::remove_all(H(pod.log_dir), ec);
+  fs::remove_all(pod.log_dir_local, ec);
   return r;
 }
 
@@ -156,8 +153,8 @@ absl::StatusOr<InstallReport> Installer::Install() {
   // Directories this install creates (kept from the first install's record), removed again by uninstall.
   nlohmann::json created_dirs =
       first_install ? nlohmann::json::array() : p.record.value("created_dirs", nlohmann::json::array());
-  for (const std::string& d :
-       {o_.install_dir, o_.profiles_dir, o_.state_dir, Dir(p.dropin_path), Dir(o_.gvshim_config)}) {
+  for (const std::string& d : {o_.install_dir, o_.profiles_dir, o_.state_dir, Dir(p.dropin_path),
+                               Dir(o_.gvshim_config), o_.shim_link_dir}) {
     for (fs::path x = d; x.has_relative_path() && !fs::exists(H(x.string())); x = x.parent_path()) {
       if (std::find(created_dirs.begin(), created_dirs.end(), x.string()) == created_dirs.end()) {
         created_dirs.push_back(x.string());
@@ -197,6 +194,35 @@ absl::StatusOr<InstallReport> Installer::Install() {
     if (*ch == Change::kWritten) rep.written.push_back(o_.gvshim_config);
     if (!existed) created.push_back(o_.gvshim_config);
     files[o_.gvshim_config] = Sha256(p.gvshim_toml);
+  }
+
+  // The shim by name on containerd's PATH: a symlink to the installed one. Someone else's file there is
+  // refused.
+  nlohmann::json links = nlohmann::json::array();
+  if (!o_.shim_link_dir.empty()) {
+    const std::string link = absl::StrCat(o_.shim_link_dir, "/containerd-shim-gvisor-v1");
+    const std::string target = absl::StrCat(o_.install_dir, "/containerd-shim-gvisor-v1");
+    std::error_code ec;
+    fs::path have = fs::read_symlink(H(link), ec);
+    if (ec && fs::exists(fs::symlink_status(H(link)))) {
+      undo_files();
+      return absl::FailedPreconditionError(absl::StrCat(link,
+                                                        " exists and is not gvshim's symlink; remove it (or "
+                                                        "set --shim-link-dir) and re-run; nothing changed"));
+    }
+    if (ec || have != target) {
+      if (!ec) fs::remove(H(link), ec);  // our older link pointing elsewhere
+      std::error_code mk;
+      fs::create_directories(H(o_.shim_link_dir), mk);
+      fs::create_symlink(target, H(link), mk);
+      if (mk) {
+        undo_files();
+        return absl::InternalError(absl::StrCat("symlink ", link, " -> ", target, ": ", mk.message()));
+      }
+      rep.written.push_back(link);
+      if (first_install) created.push_back(link);
+    }
+    links.push_back(link);
   }
 
   // 2. Config: the root's original bytes are kept once (the first install's), then drop-in and root written.
@@ -284,6 +310,7 @@ absl::StatusOr<InstallReport> Installer::Install() {
                         {"dropin", p.dropin_path},
                         {"files", files},
                         {"created_dirs", created_dirs},
+                        {"links", links},
                         {"root", root_rec},
                         {"handler", o_.handler},
                         {"containerd_config", o_.containerd_config}};
@@ -342,6 +369,13 @@ absl::Status Installer::Uninstall() {
   const nlohmann::json files = rec.value("files", nlohmann::json::object());
   for (auto& [path, sha] : files.items()) {
     RETURN_IF_ERROR(RemoveFile(H(path)).status());
+  }
+  for (const auto& link : rec.value("links", std::vector<std::string>{})) {
+    std::error_code ec;
+    if (fs::read_symlink(H(link), ec).string() ==
+        absl::StrCat(o_.install_dir, "/containerd-shim-gvisor-v1")) {
+      RETURN_IF_ERROR(RemoveFile(H(link)).status());
+    }
   }
   (void)RemoveFile(H(root.value("backup", absl::StrCat(o_.state_dir, "/config.toml.orig"))));
   RETURN_IF_ERROR(RemoveFile(H(rec_path)).status());

@@ -24,6 +24,9 @@ struct InstallerOptions {
   std::string state_dir = "/opt/gvshim/state";  // install record, the root config's original bytes
   std::string containerd_config = "/etc/containerd/config.toml";
   std::string gvshim_config = "/etc/containerd/gvshim.toml";
+  // A symlink to the shim in a directory on containerd's PATH (containerd 1.6 resolves a pod sandbox's shim
+  // by name, ignoring runtime_path); empty: none.
+  std::string shim_link_dir = "/usr/local/bin";
   std::string cri_socket = "/run/containerd/containerd.sock";
   std::string containerd_binary = "containerd";
   std::vector<std::string> restart_command;  // empty: systemctl restart containerd

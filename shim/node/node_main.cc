@@ -93,6 +93,7 @@ absl::StatusOr<InstallerOptions> Options(const Flags& f) {
   o.state_dir = f.Get("state-dir", o.state_dir);
   o.containerd_config = f.Get("containerd-config", o.containerd_config);
   o.gvshim_config = f.Get("gvshim-config", o.gvshim_config);
+  o.shim_link_dir = f.Get("shim-link-dir", o.shim_link_dir);
   o.cri_socket = f.Get("cri-socket", o.cri_socket);
   o.containerd_binary = f.Get("containerd-binary", o.containerd_binary);
   o.restart_command = Words(f.Get("restart-command"));
@@ -255,13 +256,14 @@ int Canary(const Flags& f) {
   pod.args.assign(f.rest.begin() + 1, f.rest.end());
   const std::string host_root = f.Get("host-root", "/");
   pod.log_dir = f.Get("log-dir", "/var/log/gvshim-canary");
+  pod.log_dir_local = HostPath(host_root, pod.log_dir);
   std::error_code ec;
-  std::filesystem::create_directories(HostPath(host_root, pod.log_dir), ec);
+  std::filesystem::create_directories(pod.log_dir_local, ec);
   auto cri = NewCriClient(HostPath(host_root, f.Get("cri-socket", "/run/containerd/containerd.sock")));
   auto r = cri->RunPod(pod);
   if (!r.ok()) return Fail("canary", r.status());
-  auto log = ReadFile(HostPath(host_root, absl::StrCat(pod.log_dir, "/", pod.name, ".log")));
-  if (log.ok()) std::fputs(CriLogText(*log).c_str(), stdout);
+  std::fputs(r->output.c_str(), stdout);
+  (void)RemoveFile(absl::StrCat(pod.log_dir_local, "/", pod.name, ".log"));
   std::fprintf(stderr, "gvshim node canary: %s/%s under handler %s exited %d (%s)\n", pod.ns.c_str(),
                pod.name.c_str(), pod.handler.c_str(), r->exit_code, r->reason.c_str());
   return r->exit_code;

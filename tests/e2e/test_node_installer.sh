@@ -83,7 +83,8 @@ cp "$CFG" "$D/config.orig"
 cat >"$D/start.sh" <<SH
 #!/bin/bash
 set -euo pipefail
-setsid containerd --config "$CFG" </dev/null >>"$D/containerd.log" 2>&1 &
+# containerd finds a pod sandbox's shim by name on its PATH: the host's /usr/local/bin comes first, as on a node.
+PATH="$HR/usr/local/bin:\$PATH" setsid containerd --config "$CFG" </dev/null >>"$D/containerd.log" 2>&1 &
 echo \$! >"$D/containerd.pid"
 deadline=\$((SECONDS + 30))
 until ctr -a "$SOCK" --timeout 2s version >/dev/null 2>&1; do
@@ -131,7 +132,8 @@ export KUBERNETES_SERVICE_HOST=127.0.0.1 KUBERNETES_SERVICE_PORT=$(cat "$KUBE/po
 
 ARGS=(--host-root=/ --install-dir="$HR/opt/gvshim/bin" --profiles-dir="$HR/opt/gvshim/seccomp-profiles"
       --state-dir="$HR/opt/gvshim/state" --containerd-config="$CFG" --gvshim-config="$HR/etc/containerd/gvshim.toml"
-      --cri-socket="$SOCK" --restart-command="bash $D/restart.sh" --node-config="$D/gvshim.json"
+      --cri-socket="$SOCK" --shim-link-dir="$HR/usr/local/bin" --restart-command="bash $D/restart.sh"
+      --node-config="$D/gvshim.json"
       --payload="$PAYLOAD" --canary-image="$NODE_IMAGE" --canary-host-network --node-name="$NODE_NAME"
       --handler=gvisor --node-label="$LABEL=ready")
 node_cmd() { timeout --kill-after=5 300 "$GVSHIM" node "$@" "${ARGS[@]}"; }
@@ -175,7 +177,9 @@ install() {
   grep -q "^PATCH /api/v1/nodes/$NODE_NAME {\"metadata\":{\"labels\":{\"$LABEL\":\"ready\"}}}$" "$KUBE/requests.log" ||
     fail "label patch: $(cat "$KUBE/requests.log")"
   cmp "$PAYLOAD/runsc" "$HR/opt/gvshim/bin/runsc"
-  grep -q "binary = \"$HR/opt/gvshim/bin/runsc\"" "$HR/etc/containerd/gvshim.toml"
+  [[ $(readlink "$HR/usr/local/bin/containerd-shim-gvisor-v1") == "$HR/opt/gvshim/bin/containerd-shim-gvisor-v1" ]]
+  "$PY" -c 'import sys, tomllib; c = tomllib.load(open(sys.argv[1], "rb")); assert c["runsc"]["binary"] == sys.argv[2], c' \
+    "$HR/etc/containerd/gvshim.toml" "$HR/opt/gvshim/bin/runsc"
   run_rc out rc node_cmd status
   assert_eq 0 "$rc" "status after install: $out"
   # The canary pod is gone: the probe first sees pods (none left) through the same CRI listing ctr uses.
@@ -218,17 +222,18 @@ PYEOF
   local -a argv
   while read -r line; do
     name=$(jq -r .name <<<"$line") handler=$(jq -r .handler <<<"$line") image=$(jq -r .image <<<"$line")
-    mapfile -t argv < <(jq -r '.argv[]' <<<"$line")
+    mapfile -d '' -t argv < <(jq -j '.argv[] | (., "\u0000")' <<<"$line")  # NUL-separated: args span lines
     assert_eq gvisor "$handler" "RuntimeClass handler of $name"
+    run_rc out rc timeout 300 "$GVSHIM" node canary --cri-socket="$SOCK" --handler=runc --image="$image" \
+      --host-network --name="$name-runc" --namespace=default -- "${argv[@]}"
+    echo "$out" >&2
+    [[ $rc -ne 0 ]] || fail "the helm test pod passed under runc: $out"
+    assert_contains "$out" "not in gVisor"
     run_rc out rc timeout 300 "$GVSHIM" node canary --cri-socket="$SOCK" --handler="$handler" --image="$image" \
       --host-network --name="$name" --namespace=default -- "${argv[@]}"
     echo "$out" >&2
     assert_eq 0 "$rc" "helm test pod $name under $handler"
-    assert_contains "$out" "gvshim-test: gVisor, read-only root, no capabilities, no_new_privs"
-    run_rc out rc timeout 300 "$GVSHIM" node canary --cri-socket="$SOCK" --handler=runc --image="$image" \
-      --host-network --name="$name-runc" --namespace=default -- "${argv[@]}"
-    [[ $rc -ne 0 ]] || fail "the helm test pod passed under runc: $out"
-    assert_contains "$out" "not in gVisor"
+    assert_contains "$out" "gvshim-test: gVisor, read-only root, no capabilities"
   done <"$D/pods.json"
 }
 
@@ -242,8 +247,8 @@ uninstall_restores_the_original() {
   diff "$D/dump.before" "$D/dump.uninstalled" || fail "config dump differs from the one before install"
   assert_eq 2 "$(restarts)" "restarted once by uninstall"
   assert_eq "" "$(label)" "label removed"
-  [[ ! -e $HR/opt/gvshim && ! -e $HR/etc/containerd/gvshim.toml && ! -e $HR/etc/containerd/gvshim ]] ||
-    fail "left behind: $(find "$HR/opt" "$HR/etc/containerd" -mindepth 1 2>/dev/null | grep -v config.toml)"
+  [[ ! -e $HR/opt/gvshim && ! -e $HR/etc/containerd/gvshim.toml && ! -e $HR/etc/containerd/gvshim && ! -e $HR/usr ]] ||
+    fail "left behind: $(find "$HR/opt" "$HR/usr" "$HR/etc/containerd" -mindepth 1 2>/dev/null | grep -v config.toml)"
   run_rc out rc node_cmd status
   assert_eq 3 "$rc" "status after uninstall: $out"
 }

@@ -198,6 +198,8 @@ TEST_F(InstallerTest, InstallsRestartsOnceVerifiesAndLabels) {
   EXPECT_THAT(Slurp(Host("/etc/containerd/config.toml")),
               HasSubstr("/etc/containerd/gvshim/cri-gvisor.toml"));
   EXPECT_EQ(Slurp(Host("/opt/gvshim/state/config.toml.orig")), kRootConfig);
+  EXPECT_EQ(fs::read_symlink(Host("/usr/local/bin/containerd-shim-gvisor-v1")),
+            "/opt/gvshim/bin/containerd-shim-gvisor-v1");
   auto st = inst.Status();
   EXPECT_TRUE(st.ok()) << st.status();
 }
@@ -269,6 +271,8 @@ TEST_F(InstallerTest, UninstallRestoresTheOriginalExactly) {
   EXPECT_FALSE(fs::exists(Host("/etc/containerd/gvshim/cri-gvisor.toml")));
   EXPECT_FALSE(fs::exists(Host("/opt/gvshim")));
   EXPECT_FALSE(fs::exists(Host("/etc/containerd/gvshim.toml")));
+  EXPECT_FALSE(fs::exists(fs::symlink_status(Host("/usr/local/bin/containerd-shim-gvisor-v1"))));
+  EXPECT_FALSE(fs::exists(Host("/usr")));  // made by the install, so removed again
   EXPECT_FALSE(kube_.labels.contains("gvshim.dev/gvisor"));
   EXPECT_EQ(host_->restarts, 2);
   // The restart is the last host command, after the restored config was validated.
@@ -293,6 +297,15 @@ TEST_F(InstallerTest, RootEditedAfterInstallKeepsTheEdit) {
   std::string now = Slurp(Host("/etc/containerd/config.toml"));
   EXPECT_EQ(toml::parse(now)["debug"]["level"].value_or(""), std::string("debug"));
   EXPECT_THAT(now, ::testing::Not(HasSubstr("cri-gvisor.toml")));
+}
+
+TEST_F(InstallerTest, SomeoneElsesShimOnThePathIsRefused) {
+  Spit(Host("/usr/local/bin/containerd-shim-gvisor-v1"), "another shim");
+  auto rep = Make().Install();
+  EXPECT_THAT(rep.status().message(), HasSubstr("is not gvshim's symlink"));
+  EXPECT_EQ(Slurp(Host("/usr/local/bin/containerd-shim-gvisor-v1")), "another shim");
+  EXPECT_FALSE(fs::exists(Host("/opt/gvshim")));
+  EXPECT_EQ(host_->restarts, 0);
 }
 
 TEST_F(InstallerTest, BadNodeConfigChangesNothing) {
