@@ -130,7 +130,7 @@ def case_off(docs):
 
 def case_enabled(docs):
     rc = check_runtimeclass(docs)
-    check(rc["overhead"]["podFixed"] == {"cpu": "50m", "memory": "48Mi"}, f"measured overhead {rc['overhead']}")
+    check(rc["overhead"]["podFixed"] == {"cpu": "50m", "memory": "32Mi"}, f"measured overhead {rc['overhead']}")
     ds, cm = check_installer(docs)
     spec = ds["spec"]["template"]["spec"]
     check(spec["nodeSelector"] == {"kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64"}, "default nodeSelector")
