@@ -7,7 +7,8 @@
 # Content (linux/amd64):
 #   /usr/local/bin/gvshim                the installer (`gvshim node run|install|uninstall|status|retire|canary`)
 #   /opt/gvshim-node/payload/            what the installer copies onto the node: containerd-shim-gvisor-v1, gvshim,
-#                                        runsc (0.0~20240729 from Debian's bookworm-backports), seccomp-profiles/
+#                                        runsc (0.0~20240729 from Debian's bookworm-backports), seccomp-profiles/,
+#                                        gvshim-helpers/ (Execute's in-sandbox helpers, found next to the shim)
 #   /bin/busybox + applets               sh, nsenter (the installer's way into the host's mount namespace), test
 #                                        (readiness probe), sleep, dmesg, grep (the chart's helm test pod)
 # The default command idles (sleep), so the image also serves as a pod sandbox ("pause") image where no
@@ -43,7 +44,8 @@ done
 log() { echo "build-node-image: $*" >&2; }
 
 BUSYBOX=$(command -v busybox.static 2>/dev/null || echo /bin/busybox)
-for f in "$BIN_DIR/containerd-shim-gvisor-v1" "$BIN_DIR/gvshim" "$RUNSC" "$BUSYBOX"; do
+for f in "$BIN_DIR/containerd-shim-gvisor-v1" "$BIN_DIR/gvshim" "$RUNSC" "$BUSYBOX" \
+  "$BIN_DIR/gvshim-helpers/gvshim-launch"; do
   [[ -x $f ]] || { echo "build-node-image.sh: $f is missing (scripts/build.sh --main; install-deps)" >&2; exit 1; }
   # Everything in the image must run without the host's libraries.
   if ldd "$f" >/dev/null 2>&1; then
@@ -63,7 +65,7 @@ dir=$OUT/node
 mkdir -p "$dir"
 key=$( {
   sha256sum "${BASH_SOURCE[0]}" "$BIN_DIR/containerd-shim-gvisor-v1" "$BIN_DIR/gvshim" "$RUNSC" "$BUSYBOX" \
-    "$ROOT"/seccomp-profiles/*.json | cut -d' ' -f1
+    "$ROOT"/seccomp-profiles/*.json "$BIN_DIR"/gvshim-helpers/* | cut -d' ' -f1
   echo "$NAME"
 } | sha256sum | cut -d' ' -f1)
 
@@ -75,7 +77,8 @@ else
   trap 'rm -rf "$work"' EXIT
   rootfs=$work/rootfs
   payload=$rootfs/opt/gvshim-node/payload
-  mkdir -p "$rootfs"/{bin,etc,dev,proc,sys,tmp,run,host,usr/local/bin} "$payload/seccomp-profiles"
+  mkdir -p "$rootfs"/{bin,etc,dev,proc,sys,tmp,run,host,usr/local/bin} "$payload/seccomp-profiles" \
+    "$payload/gvshim-helpers"
   chmod 1777 "$rootfs/tmp"
   install -m 0755 "$BUSYBOX" "$rootfs/bin/busybox"
   for applet in sh nsenter test sleep dmesg grep touch cat ls head echo; do ln -s busybox "$rootfs/bin/$applet"; done
@@ -86,7 +89,10 @@ else
   install -m 0755 "$BIN_DIR/gvshim" "$payload/gvshim"
   install -m 0755 "$RUNSC" "$payload/runsc"
   install -m 0644 "$ROOT"/seccomp-profiles/*.json "$payload/seccomp-profiles/"
-  (cd "$payload" && sha256sum containerd-shim-gvisor-v1 gvshim runsc seccomp-profiles/*.json >SHA256SUMS)
+  install -m 0755 "$BIN_DIR/gvshim-helpers/gvshim-launch" "$payload/gvshim-helpers/"
+  install -m 0644 "$BIN_DIR"/gvshim-helpers/*.so "$payload/gvshim-helpers/"
+  (cd "$payload" && sha256sum containerd-shim-gvisor-v1 gvshim runsc seccomp-profiles/*.json gvshim-helpers/* \
+    >SHA256SUMS)
 
   layer=$work/layer.tar
   tar -C "$rootfs" --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner --format=gnu -cf "$layer" .

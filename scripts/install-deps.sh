@@ -35,6 +35,8 @@ PACKAGES=(
   golang-github-containerd-containerd-dev golang-github-containerd-cgroups-dev golang-github-gogo-protobuf-dev
   # runtime pieces used by the e2e tests and the quickstart
   containerd busybox-static containernetworking-plugins iproute2 jq
+  # the node installer e2e: a TLS certificate for its Kubernetes API stand-in
+  openssl
   python3 python3-dev python3-grpcio python3-grpc-tools python3-yaml nodejs
   # the CRI suite (tests/cri): WebSocket client for the streaming server (exec/attach), runc for the bench baseline
   python3-websocket runc

@@ -102,6 +102,11 @@ absl::StatusOr<Installer::Plan> Installer::MakePlan() {
     }
   }
   if (ec) return absl::FailedPreconditionError(absl::StrCat("payload ", o_.payload_dir, ": ", ec.message()));
+  // Execute's in-sandbox helpers: the shim looks for them in gvshim-helpers/ next to its own binary.
+  for (const char* h : {"gvshim-launch", "_gvshim_isolate.abi3.so"}) {
+    p.files.emplace_back(absl::StrCat(o_.payload_dir, "/gvshim-helpers/", h),
+                         absl::StrCat(o_.install_dir, "/gvshim-helpers/", h));
+  }
   auto rec = ReadFile(H(absl::StrCat(o_.state_dir, "/install.json")));
   if (rec.ok()) p.record = nlohmann::json::parse(*rec, nullptr, false);
   return p;
@@ -153,8 +158,9 @@ absl::StatusOr<InstallReport> Installer::Install() {
   // Directories this install creates (kept from the first install's record), removed again by uninstall.
   nlohmann::json created_dirs =
       first_install ? nlohmann::json::array() : p.record.value("created_dirs", nlohmann::json::array());
-  for (const std::string& d : {o_.install_dir, o_.profiles_dir, o_.state_dir, Dir(p.dropin_path),
-                               Dir(o_.gvshim_config), o_.shim_link_dir}) {
+  for (const std::string& d :
+       {absl::StrCat(o_.install_dir, "/gvshim-helpers"), o_.install_dir, o_.profiles_dir, o_.state_dir,
+        Dir(p.dropin_path), Dir(o_.gvshim_config), o_.shim_link_dir}) {
     for (fs::path x = d; x.has_relative_path() && !fs::exists(H(x.string())); x = x.parent_path()) {
       if (std::find(created_dirs.begin(), created_dirs.end(), x.string()) == created_dirs.end()) {
         created_dirs.push_back(x.string());

@@ -9,7 +9,7 @@
 #include "nlohmann/json.hpp"
 #include "shim/base/status.h"
 #include "shim/config/config.h"
-#include "shim/execute/config.h"
+#include "shim/execute/common/config.h"
 #include "shim/oci/hardening.h"
 
 namespace gvshim::node {

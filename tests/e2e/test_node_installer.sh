@@ -225,12 +225,12 @@ PYEOF
     mapfile -d '' -t argv < <(jq -j '.argv[] | (., "\u0000")' <<<"$line")  # NUL-separated: args span lines
     assert_eq gvisor "$handler" "RuntimeClass handler of $name"
     run_rc out rc timeout 300 "$GVSHIM" node canary --cri-socket="$SOCK" --handler=runc --image="$image" \
-      --host-network --name="$name-runc" --namespace=default -- "${argv[@]}"
+      --host-network --log-dir="$D/canary-logs" --name="$name-runc" --namespace=default -- "${argv[@]}"
     echo "$out" >&2
     [[ $rc -ne 0 ]] || fail "the helm test pod passed under runc: $out"
     assert_contains "$out" "not in gVisor"
     run_rc out rc timeout 300 "$GVSHIM" node canary --cri-socket="$SOCK" --handler="$handler" --image="$image" \
-      --host-network --name="$name" --namespace=default -- "${argv[@]}"
+      --host-network --log-dir="$D/canary-logs" --name="$name" --namespace=default -- "${argv[@]}"
     echo "$out" >&2
     assert_eq 0 "$rc" "helm test pod $name under $handler"
     assert_contains "$out" "gvshim-test: gVisor, read-only root, no capabilities"

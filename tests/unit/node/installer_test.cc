@@ -154,6 +154,8 @@ class InstallerTest : public ::testing::Test {
     for (const char* b : {"containerd-shim-gvisor-v1", "gvshim", "runsc"})
       Spit(payload_ + "/" + b, std::string(b) + "-v1");
     Spit(payload_ + "/seccomp-profiles/default.json", "{}");
+    Spit(payload_ + "/gvshim-helpers/gvshim-launch", "launch");
+    Spit(payload_ + "/gvshim-helpers/_gvshim_isolate.abi3.so", "so");
     Spit(host_root_ + "/etc/containerd/config.toml", kRootConfig);
     host_ = std::make_unique<FakeHost>(host_root_);
   }
@@ -194,6 +196,7 @@ TEST_F(InstallerTest, InstallsRestartsOnceVerifiesAndLabels) {
   EXPECT_EQ(fs::status(Host("/opt/gvshim/bin/runsc")).permissions() & fs::perms::owner_exec,
             fs::perms::owner_exec);
   EXPECT_TRUE(fs::exists(Host("/opt/gvshim/seccomp-profiles/default.json")));
+  EXPECT_EQ(Slurp(Host("/opt/gvshim/bin/gvshim-helpers/gvshim-launch")), "launch");
   EXPECT_THAT(Slurp(Host("/etc/containerd/gvshim.toml")), HasSubstr("/opt/gvshim/bin/runsc"));
   EXPECT_THAT(Slurp(Host("/etc/containerd/config.toml")),
               HasSubstr("/etc/containerd/gvshim/cri-gvisor.toml"));
