@@ -289,7 +289,9 @@ absl::StatusOr<InstallReport> Installer::Install() {
 
   // 5. Canary (when something changed or the node is not labelled yet), then the label.
   ASSIGN_OR_RETURN(bool labelled, HasLabel());
-  if (rep.config_changed || !labelled || !rep.written.empty()) {
+  // Verified before: the node carries the label, or (outside a cluster) a previous install completed.
+  const bool verified = labelled || ((kube_ == nullptr || o_.node_name.empty()) && !first_install);
+  if (rep.config_changed || !verified || !rep.written.empty()) {
     auto c = RunCanary();
     absl::Status cs = c.status();
     if (c.ok() && c->exit_code != 0) {

@@ -311,6 +311,19 @@ TEST_F(InstallerTest, SomeoneElsesShimOnThePathIsRefused) {
   EXPECT_EQ(host_->restarts, 0);
 }
 
+TEST_F(InstallerTest, OutsideAClusterAReRunSkipsTheCanaryToo) {
+  InstallerOptions o = Opts();
+  o.node_name.clear();
+  ASSERT_TRUE(Installer(o, *host_, cri_, nullptr).Install().ok());
+  EXPECT_EQ(cri_.pods.size(), 1u);
+  auto rep = Installer(o, *host_, cri_, nullptr).Install();
+  ASSERT_TRUE(rep.ok()) << rep.status();
+  EXPECT_FALSE(rep->canary_ran);
+  EXPECT_FALSE(rep->labelled);
+  EXPECT_EQ(cri_.pods.size(), 1u);
+  EXPECT_TRUE(kube_.patches.empty());
+}
+
 TEST_F(InstallerTest, BadNodeConfigChangesNothing) {
   Spit(dir_ + "/gvshim.json", R"({"runsc":{"netwerk":"none"}})");
   InstallerOptions o = Opts();
