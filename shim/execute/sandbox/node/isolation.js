@@ -22,14 +22,14 @@ function launcherPath(opts) {
 }
 
 // The launcher's argv for one child. `dir` is the weak-mode working directory (null when isolated).
-function launchArgv(opts, iso, { uid, limits, allowNetwork, dir, childSource }) {
+function launchArgv(opts, iso, { uid, limits, allowNetwork, dir, childSource, isolated, check }) {
   // --parent: the launcher dies with this runner (and its child, pid 1 of the job's namespace, with it).
   const a = [launcherPath(opts), 'job', '--parent', String(process.pid), '--uid', String(uid), '--gid', String(opts.gid)];
   if (iso.pid_ns) a.push('--pid-ns');
   if (iso.ipc_ns) a.push('--ipc-ns');
   if (iso.net_ns && !allowNetwork) a.push('--net-ns');
   let workdir = dir;
-  if (iso.complete) {
+  if (isolated) {
     workdir = opts.workspace;
     a.push('--mount-ns', '--proc', '--tmpfs-bytes', String(opts.tmpfsBytes));
     for (const p of iso.tmpfs_paths) a.push('--tmpfs', `${p}:1777`);
@@ -40,26 +40,22 @@ function launchArgv(opts, iso, { uid, limits, allowNetwork, dir, childSource }) 
   a.push('--rlimit', 'CORE=0', '--rlimit', `CPU=${cpu}`, '--rlimit', `FSIZE=${limits.file_size_bytes}`,
     '--rlimit', `NPROC=${limits.max_processes}`, '--rlimit', `AS=${limits.memory_bytes + opts.asSlackBytes}`);
   for (const e of [`PATH=/usr/local/bin:/usr/bin:/bin`, `HOME=${workdir}`,
-    `TMPDIR=${iso.complete ? '/tmp' : workdir}`, 'LANG=C.UTF-8']) {
+    `TMPDIR=${isolated ? '/tmp' : workdir}`, 'LANG=C.UTF-8']) {
     a.push('--env', e);
   }
   const heapMb = Math.max(16, Math.floor(limits.memory_bytes / (1024 * 1024)));
   a.push('--', opts.node, `--max-old-space-size=${heapMb}`, '-e', childSource);
+  if (check) a.push('--', '--self-check', JSON.stringify({ uid, tmpfs: iso.tmpfs_paths }));
   return a;
 }
 
-// Runs in a child started exactly like a job's: what does it see?
-const LOOK_AROUND = `
-const fs = require('fs');
-const pids = fs.readdirSync('/proc').filter((e) => /^[0-9]+$/.test(e));
-const tmp = JSON.parse(process.argv[1] || '[]').every((p) => fs.readdirSync(p).length === 0);
-process.stdout.write(JSON.stringify({ pids, tmp, uid: process.getuid(), pid: process.pid }));
-`;
-
+// Phase 1, before any child: which namespaces work here and whether a mount stays private to its namespace,
+// from gvshim-launch's `probe`. Phase 2 is the first child's own check (child.js, selfCheck), which the runner
+// waits for before it says `ready` (finish() then completes the report).
 function probe(opts) {
   const iso = { root: process.getuid() === 0 };
   for (const k of REQUIRED) iso[k] = false;
-  iso.setuid = iso.root;  // checked for real below, when the full set-up can be tried
+  iso.setuid = iso.root;  // checked for real by the first child
   const notes = [];
   const launcher = launcherPath(opts);
   try {
@@ -75,36 +71,32 @@ function probe(opts) {
       return false;
     }
   });
+  if (!fs.existsSync(opts.workspace)) notes.push(`no working directory mount point ${opts.workspace}`);
   if (iso.launcher && iso.root) {
     const scratch = fs.mkdtempSync(path.join(opts.weakDir, 'gvshim-js-probe-'));
     const r = spawnSync(launcher, ['probe', scratch], { encoding: 'utf8', env: {} });
     fs.rmSync(scratch, { recursive: true, force: true });
     try {
-      Object.assign(iso, JSON.parse(r.stdout));
+      const found = JSON.parse(r.stdout);
+      for (const k of ['pid_ns', 'net_ns', 'ipc_ns', 'mount_ns']) iso[k] = found[k] === true;
     } catch (e) {
       notes.push(`launcher probe: ${(r.stderr || r.stdout || String(r.error)).trim()}`);
     }
-    if (iso.pid_ns && iso.mount_ns) {
-      const look = Object.assign({}, iso, { complete: true });
-      const limits = { cpu_time_ms: 10000, file_size_bytes: 1 << 20, max_processes: 64, memory_bytes: 256 << 20 };
-      const argv = launchArgv(opts, look, { uid: opts.uid, limits, allowNetwork: false, dir: null, childSource: LOOK_AROUND });
-      argv.push(JSON.stringify(iso.tmpfs_paths));
-      const c = spawnSync(argv[0], argv.slice(1), { encoding: 'utf8', env: {}, cwd: '/' });
-      try {
-        const seen = JSON.parse(c.stdout);
-        iso.proc = seen.pids.length === 1 && seen.pids[0] === '1' && seen.pid === 1;
-        iso.tmpfs = seen.tmp;
-        iso.setuid = seen.uid === opts.uid;
-      } catch (e) {
-        notes.push(`isolated child: ${(c.stderr || c.stdout || String(c.error)).trim()}`);
-      }
-    }
   }
-  iso.missing = REQUIRED.filter((k) => !iso[k]);
-  iso.complete = iso.missing.length === 0;
-  iso.mode = iso.complete ? 'isolated' : 'weak';
   if (notes.length) iso.notes = notes;
   return iso;
 }
 
-module.exports = { probe, launchArgv, REQUIRED };
+// Whether the first child should be started fully isolated (and then checks what it sees).
+function canIsolate(iso) {
+  return iso.root && iso.launcher && iso.pid_ns && iso.mount_ns;
+}
+
+function finish(iso) {
+  iso.missing = REQUIRED.filter((k) => !iso[k]);
+  iso.complete = iso.missing.length === 0;
+  iso.mode = iso.complete ? 'isolated' : 'weak';
+  return iso;
+}
+
+module.exports = { probe, canIsolate, finish, launchArgv, REQUIRED };

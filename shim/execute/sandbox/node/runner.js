@@ -25,16 +25,93 @@ class Runner {
     this.freeUids = [];
     for (let u = opts.uid; u < opts.uid + opts.uidCount; u++) this.freeUids.push(u);
     this.iso = isolation.probe(opts);
-    this.usable = this.iso.complete || (opts.allowWeak && this.iso.launcher && this.iso.setuid);
+    this.isolated = false;
+    this.usable = false;
     this.weakBase = null;
-    if (this.usable && !this.iso.complete) {
-      this.weakBase = path.join(opts.weakDir, `gvshim-js-${process.pid}`);
-      fs.mkdirSync(this.weakBase, { recursive: true });
-      fs.chmodSync(this.weakBase, 0o711);
-    }
     this.poolKey = this.profileKey(opts.defaults, false);
     this.stopping = false;
     this.refillPending = false;
+    // Until the first job's result is out (or the runner sat idle), keep just one child ready: more node starts
+    // would compete with the first job for the CPU.
+    this.warming = true;
+    this.settled = false;
+    this.early = [];  // exec frames that came before `ready`: run once the isolation is known
+  }
+
+  // Completes the isolation report (after the first child's check, if one ran) and says `ready`.
+  settle(found) {
+    Object.assign(this.iso, found);
+    isolation.finish(this.iso);
+    this.isolated = this.iso.complete;
+    this.usable = this.isolated || (this.opts.allowWeak && this.iso.launcher && this.iso.setuid);
+    if (!this.isolated) {
+      for (const e of this.pool) this.killEntry(e);  // set up for full isolation: of no use now
+      this.pool = [];
+    }
+    if (this.usable && !this.isolated) {
+      this.weakBase = path.join(this.opts.weakDir, `gvshim-js-${process.pid}`);
+      fs.mkdirSync(this.weakBase, { recursive: true });
+      fs.chmodSync(this.weakBase, 0o711);
+    }
+    this.send({
+      type: 'ready', runner: 'javascript', protocol: P.PROTOCOL_VERSION, pid: process.pid, version: process.version,
+      isolation: this.iso, max_jobs: this.opts.maxJobs, defaults: this.opts.defaults,
+    });
+    if (this.usable) this.refillSoon();
+    this.warmTimer = setTimeout(() => this.endWarming(), 300);
+    this.settled = true;
+    for (const msg of this.early.splice(0)) this.startJob(msg);
+  }
+
+  endWarming() {
+    if (!this.warming) return;
+    this.warming = false;
+    clearTimeout(this.warmTimer);
+    this.refillSoon();
+  }
+
+  // Phase 2 of the probe: the first child, started fully isolated, reports what it sees (child.js).
+  checkFirstChild() {
+    const entry = this.spawnChild(this.opts.defaults, false, { isolated: true, check: true });
+    if (!entry) return this.settle({ proc: false, tmpfs: false, setuid: false });
+    let buf = Buffer.alloc(0);
+    let err = Buffer.alloc(0);
+    let done = false;
+    const onErr = (c) => { err = Buffer.concat([err, c]).subarray(0, 4096); };
+    const finish = (found) => {
+      if (done) return;
+      done = true;
+      entry.child.stdio[4].removeListener('data', onData);
+      entry.child.stderr.removeListener('data', onErr);
+      clearTimeout(timer);
+      this.settle(found);
+    };
+    const onData = (c) => {
+      buf = Buffer.concat([buf, c]);
+      const nl = buf.indexOf(10);
+      if (nl < 0) return;
+      try {
+        const rec = JSON.parse(buf.subarray(0, nl).toString('utf8'));
+        finish({ proc: rec.proc === true, tmpfs: rec.tmpfs === true, setuid: rec.setuid === true });
+        this.pool.push(entry);
+      } catch (e) {
+        finish({ proc: false, tmpfs: false, setuid: false });
+      }
+    };
+    const failed = () => finish({
+      proc: false, tmpfs: false,  // setuid keeps phase 1's answer: the child did not get far enough to say
+      notes: (this.iso.notes || []).concat([`the isolated start of the first child failed: ${err.toString().trim()}`]),
+    });
+    entry.child.stdio[4].on('data', onData);
+    entry.child.stderr.on('data', onErr);
+    entry.child.once('exit', () => setImmediate(failed));
+    const timer = setTimeout(failed, 60000);
+  }
+
+  killEntry(e) {
+    try {
+      process.kill(-e.child.pid, 'SIGKILL');
+    } catch (err) { /* gone */ }
   }
 
   send(obj) {
@@ -50,16 +127,16 @@ class Runner {
     });
     process.stdin.on('end', () => this.shutdown());
     process.stdin.on('error', () => this.shutdown());
-    this.send({
-      type: 'ready', runner: 'javascript', protocol: P.PROTOCOL_VERSION, pid: process.pid, version: process.version,
-      isolation: this.iso, max_jobs: this.opts.maxJobs, defaults: this.opts.defaults,
-    });
-    if (this.usable) this.refillSoon();
+    if (isolation.canIsolate(this.iso)) this.checkFirstChild();
+    else this.settle({});
   }
 
   onMessage(msg) {
     switch (msg.type) {
-      case 'exec': this.startJob(msg); break;
+      case 'exec':
+        if (this.settled) this.startJob(msg);
+        else this.early.push(msg);
+        break;
       case 'cancel': {
         const job = this.jobs.get(msg.id);
         if (job) this.kill(job, 'cancel');
@@ -78,7 +155,7 @@ class Runner {
       !!allowNetwork]);
   }
 
-  spawnChild(limits, allowNetwork) {
+  spawnChild(limits, allowNetwork, { isolated = this.isolated, check = false } = {}) {
     const uid = this.freeUids.shift();
     if (uid === undefined) return null;
     let dir = null;
@@ -88,7 +165,7 @@ class Runner {
       fs.chownSync(dir, uid, this.opts.gid);
       fs.chownSync(path.join(dir, 'artifacts'), uid, this.opts.gid);
     }
-    const argv = isolation.launchArgv(this.opts, this.iso, { uid, limits, allowNetwork, dir, childSource });
+    const argv = isolation.launchArgv(this.opts, this.iso, { uid, limits, allowNetwork, dir, childSource, isolated, check });
     const child = spawn(argv[0], argv.slice(1), {
       stdio: ['pipe', 'pipe', 'pipe', 'pipe', 'pipe'], detached: true, env: {}, cwd: '/',
     });
@@ -120,11 +197,11 @@ class Runner {
     this.refillPending = true;
     setImmediate(() => {
       this.refillPending = false;
-      if (this.stopping || this.pool.length >= this.opts.poolSize) return;
+      if (this.stopping || this.pool.length >= (this.warming ? 1 : this.opts.poolSize)) return;
       const e = this.spawnChild(this.opts.defaults, false);
       if (!e) return;  // no free uid: a child's exit refills
       this.pool.push(e);
-      if (this.pool.length < this.opts.poolSize) this.refillSoon();
+      if (this.pool.length < (this.warming ? 1 : this.opts.poolSize)) this.refillSoon();
     });
   }
 
@@ -158,7 +235,7 @@ class Runner {
     if (!entry) return this.send(P.emptyResult(id, 'rejected', 'runner busy: no free uid'));
     // A warm child's replacement starts after this job's result is out (finish), so it does not compete with
     // the job for the CPU; a job that found no warm child needs one now.
-    if (!warm) this.refillSoon();
+    if (!warm && !this.warming) this.refillSoon();
     const job = {
       id, spec, entry, warm, start: process.hrtime.bigint(), out: { stdout: [], stderr: [] },
       outLen: { stdout: 0, stderr: 0 }, truncated: { stdout: false, stderr: false }, records: [], recordsLen: 0,
@@ -210,7 +287,7 @@ class Runner {
       code: spec.code, args: spec.args, env: spec.env, phase_times: this.opts.phaseTimes, result_cap: P.RESULT_CAP,
       max_artifacts: this.opts.maxArtifacts, max_artifact_bytes: this.opts.maxArtifactBytes,
       isolation: {
-        mode: this.iso.mode, pid_ns: this.iso.pid_ns, mount_ns: this.iso.complete, proc: this.iso.complete,
+        mode: this.iso.mode, pid_ns: this.iso.pid_ns, mount_ns: this.isolated, proc: this.isolated,
         net_ns: this.iso.net_ns && !allowNetwork, ipc_ns: this.iso.ipc_ns, warm,
       },
     };
@@ -262,7 +339,8 @@ class Runner {
   finish(job) {
     if (job.finished || (job.exitCode === null && job.signal === null && !job.entry.exited)) return;
     job.finished = true;
-    this.refillSoon();
+    if (this.warming) this.endWarming();
+    else this.refillSoon();
     clearTimeout(job.timer);
     clearTimeout(job.closeTimer);
     this.jobs.delete(job.id);

@@ -13,13 +13,14 @@
 # so in its `ready` frame (isolation.complete = false, isolation.missing); the server refuses jobs then,
 # unless the node allows weak isolation.
 
+import json
 import os
 
 import gvshim_native as native
 from gvshim_protocol import diag
 
 # Everything a job gets in isolated mode, by the name `ready` reports when it is missing.
-REQUIRED = ("native", "pid_ns", "mount_ns", "proc", "tmpfs", "net_ns", "ipc_ns", "setuid")
+REQUIRED = ("native", "launcher", "pid_ns", "mount_ns", "proc", "tmpfs", "net_ns", "ipc_ns", "setuid")
 
 
 def drop_privileges(uid, gid):
@@ -72,117 +73,66 @@ def isolate_worker(req, opts, isolated):
     return workdir, setup
 
 
-def _fork_in_new_pidns(fn):
-    """Runs fn() as pid 1 of a new pid namespace and returns its exit status (255: could not). The namespace is
-    made the way a zygote makes them (PidNamespaces, then fork), twice from one process: a zygote does it
-    before every fork, so doing it again must work too."""
-    pid = os.fork()
-    if pid == 0:
-        code = 255
-        try:
-            pidns = native.PidNamespaces()
-            pidns.next()
-            c = os.fork()
-            if c == 0:
-                os._exit(0)
-            os.waitpid(c, 0)
-            pidns.next()
-            c = os.fork()
-            if c == 0:
-                rc = 255
-                try:
-                    rc = fn()
-                finally:
-                    os._exit(rc)
-            _, st = os.waitpid(c, 0)
-            code = os.WEXITSTATUS(st) if os.WIFEXITED(st) else 255
-        except BaseException:  # noqa: BLE001
-            code = 255
-        finally:
-            os._exit(code)
-    _, st = os.waitpid(pid, 0)
-    return os.WEXITSTATUS(st) if os.WIFEXITED(st) else 255
-
-
-def probe(opts):
-    """Checks, in throw-away processes, what the sandbox lets a job have. Never changes the runner itself."""
+def probe_namespaces(opts):
+    """Phase 1, before any worker: which namespaces work here, and whether a mount stays private to its mount
+    namespace. Asked from gvshim-launch's `probe` (a static program: its forks are cheap, the runner's are not).
+    Never changes the runner itself."""
     iso = {name: False for name in REQUIRED}
     iso["root"] = os.geteuid() == 0
-    iso["setuid"] = iso["root"]  # checked for real below, when the full set-up can be tried
+    iso["setuid"] = iso["root"]  # checked for real by the first worker (self_check)
+    notes = []
     err = native.load(opts.helpers)
     if err:
-        iso["notes"] = [err]
-        return finish(iso)
+        notes.append(err)
+    else:
+        iso["native"] = True
+    launcher = os.path.join(opts.helpers, "gvshim-launch")
     if not os.path.isdir(opts.workspace):
-        iso["notes"] = ["no working directory mount point %s" % opts.workspace]
-    iso["native"] = True
+        notes.append("no working directory mount point %s" % opts.workspace)
     scratch = os.path.join(opts.weak_dir, "gvshim-probe-%d" % os.getpid())
-    os.makedirs(scratch, 0o700, exist_ok=True)
-    marker = os.path.join(scratch, "inner")
-
-    def phase1():
-        bits = 1 if os.getpid() == 1 else 0  # the first child after unshare(CLONE_NEWPID) is its pid 1
-        try:
-            native.unshare(native.CLONE_NEWNS)
-            native.mount(None, "/", None, native.MS_REC | native.MS_PRIVATE, None)
-            native.mount("tmpfs", scratch, "tmpfs", 0, "size=64k")
-            open(marker, "w").close()
-            bits |= 2
-        except OSError:
-            pass
-        for bit, flag in ((4, native.CLONE_NEWNET), (8, native.CLONE_NEWIPC)):
-            try:
-                native.unshare(flag)
-                bits |= bit
-            except OSError:
-                pass
-        return bits
-
-    bits = _fork_in_new_pidns(phase1)
-    if bits == 255:
-        bits = 0
-    iso["pid_ns"] = bool(bits & 1)
-    iso["net_ns"] = bool(bits & 4)
-    iso["ipc_ns"] = bool(bits & 8)
-    leaked = os.path.exists(marker)
-    if leaked:  # the probe's tmpfs showed up here: mounts are not private to a namespace (runsc 20221219)
-        try:
-            native.umount2(scratch, native.MNT_DETACH)
-        except OSError:
-            pass
-    iso["mount_ns"] = bool(bits & 2) and not leaked
-    if iso["pid_ns"] and iso["mount_ns"]:
-        # The whole worker set-up, as a worker does it; then look around as the job would.
-        def phase2():
-            try:
-                _, setup = isolate_worker({"uid": opts.uid, "gid": opts.gid, "net": iso["net_ns"]}, opts, True)
-            except BaseException as e:  # noqa: BLE001 - reported, and the runner goes weak
-                diag("probe: the isolated set-up of a worker failed: %s" % e)
-                return 255
-            ok = 0
-            if sorted(e for e in os.listdir("/proc") if e.isdigit()) == ["1"]:
-                ok |= 1
-            if all(os.listdir(p) == [] for p in setup["tmpfs"] if p != opts.workspace):
-                ok |= 2
-            if os.getuid() == opts.uid:
-                ok |= 4
-            return ok
-
-        ok = _fork_in_new_pidns(phase2)
-        if ok != 255:
-            iso["proc"] = bool(ok & 1)
-            iso["tmpfs"] = bool(ok & 2)
-            iso["setuid"] = bool(ok & 4)
-        else:
-            iso.setdefault("notes", []).append("the isolated set-up of a worker failed (see the runner's log)")
     try:
-        os.rmdir(scratch)
-    except OSError:
-        pass
-    return finish(iso)
+        os.makedirs(scratch, 0o700, exist_ok=True)
+        r, w = os.pipe()
+        try:
+            pid = os.posix_spawn(launcher, [launcher, "probe", scratch], {},
+                                 file_actions=[(os.POSIX_SPAWN_DUP2, w, 1), (os.POSIX_SPAWN_CLOSE, r)])
+        finally:
+            os.close(w)
+        out = b""
+        while True:
+            chunk = os.read(r, 4096)
+            if not chunk:
+                break
+            out += chunk
+        os.close(r)
+        os.waitpid(pid, 0)
+        found = json.loads(out)
+        iso["launcher"] = True
+        for k in ("pid_ns", "net_ns", "ipc_ns", "mount_ns"):
+            iso[k] = found.get(k) is True
+    except (OSError, ValueError) as e:
+        notes.append("%s probe: %s" % (launcher, e))
+    finally:
+        try:
+            os.rmdir(scratch)
+        except OSError:
+            pass
+    if notes:
+        iso["notes"] = notes
+    return iso
+
+
+def self_check(setup, opts, uid):
+    """Phase 2, in the first worker right after its isolated set-up: what a job will see. Returns the record the
+    runner waits for before it says `ready`."""
+    return {"kind": "check",
+            "proc": os.getpid() == 1 and sorted(e for e in os.listdir("/proc") if e.isdigit()) == ["1"],
+            "tmpfs": all(os.listdir(p) == [] for p in setup["tmpfs"] if p != opts.workspace) and bool(setup["tmpfs"]),
+            "setuid": os.getuid() == uid and os.geteuid() == uid}
 
 
 def finish(iso):
+    """Completes the report once every check has run (`complete`, `missing`, `mode`)."""
     iso["missing"] = [name for name in REQUIRED if not iso.get(name)]
     iso["complete"] = not iso["missing"]
     iso["mode"] = "isolated" if iso["complete"] else "weak"

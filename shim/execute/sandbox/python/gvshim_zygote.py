@@ -12,7 +12,8 @@
 # answers.
 #
 # Runner -> zygote (SOCK_SEQPACKET, one JSON message each):
-#   {"op":"spawn","seq":N,"uid":U,"gid":G,"net":bool,"weak_dir":D|null}
+#   {"op":"spawn","seq":N,"uid":U,"gid":G,"net":bool,"isolated":bool,"check":bool,"weak_dir":D|null}
+#   (check: the worker reports what it sees after its set-up, gvshim_isolation.self_check, on its records pipe)
 # Zygote -> runner:
 #   {"op":"spawned","seq":N,"pid":P} + fds [job_w, stdout_r, stderr_r, records_r]   (or {"op":"error",...})
 #   {"op":"exited","pid":P,"status":S,"maxrss":B}         a worker was reaped (its namespace is empty then)
@@ -182,8 +183,10 @@ def worker_main(req, fds, t_fork, opts, iso):
     os.dup2(high[3], 3)
     os.dup2(high[0], 4)
     os.closerange(5, os.sysconf("SC_OPEN_MAX") if os.sysconf("SC_OPEN_MAX") < 1 << 16 else 1 << 16)
-    isolated = iso["complete"]
+    isolated = bool(req.get("isolated"))
     workdir, setup = isolation.isolate_worker(req, opts, isolated)
+    if req.get("check"):
+        jobmod.record(3, isolation.self_check(setup, opts, req["uid"]))
     # Run a dummy job through the same code (records to /dev/null): after a fork, every first write to a page
     # costs a trip through gVisor's sentry, so take those faults now rather than on the job's time.
     sink = os.open(os.devnull, os.O_WRONLY)
