@@ -12,6 +12,7 @@
 #include "shim/oci/hardening.h"
 #include "shim/seccomp/profile.h"
 #include "shim/sys/file.h"
+#include "shim/task/terminal.h"
 
 namespace gvshim::task {
 namespace {
@@ -49,7 +50,8 @@ absl::StatusOr<nlohmann::json> ProfileCache::Get(const std::string& path) {
 }
 
 absl::StatusOr<PreparedSpec> PrepareSpec(const std::string& bundle, const config::Config& cfg,
-                                         ProfileCache* profiles, const std::string& runsc_root) {
+                                         ProfileCache* profiles, const std::string& runsc_root,
+                                         const std::string& pty_relay) {
   const std::string path = bundle + "/config.json";
   ASSIGN_OR_RETURN(nlohmann::json spec, oci::LoadSpec(path));
   oci::HardeningPolicy policy;
@@ -75,9 +77,20 @@ absl::StatusOr<PreparedSpec> PrepareSpec(const std::string& bundle, const config
     auto type = annotations.find(kContainerTypeAnnotation);
     return type != annotations.end() && type->second == "container";
   }();
-  if (auto sb = annotations.find(kSandboxIdAnnotation); joins && !runsc_root.empty() && sb != annotations.end()) {
+  if (auto sb = annotations.find(kSandboxIdAnnotation);
+      joins && !runsc_root.empty() && sb != annotations.end()) {
     spec["annotations"][kSandboxIdAnnotation] = runsc::ContainerId(runsc_root, sb->second);
   }
+  const bool pod_sandbox = [&] {
+    auto type = annotations.find(kContainerTypeAnnotation);
+    return type != annotations.end() && type->second == "sandbox";
+  }();
+  const bool relay = !pty_relay.empty() && !pod_sandbox;
+  if (relay) {
+    if (absl::Status st = AddPtyRelay(&spec, pty_relay); !st.ok()) return Annotate(st, path);
+  }
+  auto resources = ResourcesFromSpec(spec);
+  if (!resources.ok()) return Annotate(resources.status(), path);
   RETURN_IF_ERROR(oci::SaveSpec(path, spec));
   for (const std::string& note : hardened.notes) log::Debugf("harden %s: %s", bundle, note);
   PreparedSpec out;
@@ -86,6 +99,8 @@ absl::StatusOr<PreparedSpec> PrepareSpec(const std::string& bundle, const config
   // by runsc only with --oci-seccomp.
   out.oci_seccomp = hardened.needs_oci_seccomp;
   out.annotations = annotations;
+  out.resources = *resources;
+  out.pty_relay = relay;
   if (auto it = annotations.find(kSandboxIdAnnotation); it != annotations.end()) out.sandbox_id = it->second;
   out.rootfs = bundle + "/rootfs";
   if (auto root = spec.find("root"); root != spec.end() && root->is_object()) {

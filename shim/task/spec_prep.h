@@ -2,10 +2,9 @@
 #pragma once
 
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
-
-#include <nlohmann/json.hpp>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
@@ -13,6 +12,7 @@
 #include "github.com/containerd/cgroups/stats/v1/metrics.pb.h"
 #include "shim/config/config.h"
 #include "shim/runsc/runsc.h"
+#include "shim/task/resources.h"
 
 namespace gvshim::task {
 
@@ -22,20 +22,22 @@ inline constexpr char kSandboxIdAnnotation[] = "io.kubernetes.cri.sandbox-id";
 inline constexpr char kDeleteInfoFile[] = "gvshim-runsc.json";
 
 struct PreparedSpec {
-  bool creates_sandbox = true;  // false when the CRI says this container joins an existing pod sandbox
-  bool oci_seccomp = false;     // the spec carries a seccomp profile runsc must enforce (--oci-seccomp)
-  std::string oom_counter_file; // see process::ContainerOptions::oom_counter_file
-  std::string rootfs;           // absolute path of the root filesystem (spec root.path resolved against the bundle)
-  std::string sandbox_id;       // io.kubernetes.cri.sandbox-id, else empty
+  bool creates_sandbox = true;   // false when the CRI says this container joins an existing pod sandbox
+  bool oci_seccomp = false;      // the spec carries a seccomp profile runsc must enforce (--oci-seccomp)
+  std::string oom_counter_file;  // see process::ContainerOptions::oom_counter_file
+  std::string rootfs;  // absolute path of the root filesystem (spec root.path resolved against the bundle)
+  std::string sandbox_id;  // io.kubernetes.cri.sandbox-id, else empty
   std::map<std::string, std::string> annotations;
+  Resources resources;     // linux.resources as gvshim honours them (shim/task/resources.h)
+  bool pty_relay = false;  // gvshim-ptyrelay was mounted into the container (shim/task/terminal.h)
 };
 
 // The file holding the "oom_kill" counter of the cgroup at `cgroups_path` (OCI linux.cgroupsPath, absolute),
 // for cgroup v1 (memory controller mounted at <root>/memory) or v2 (unified at <root>); "" if not found.
 std::string OomCounterFile(const std::string& cgroup_root, const std::string& cgroups_path);
 
-// Validated seccomp profiles in OCI form, by path: libseccomp validation costs milliseconds, so each profile is
-// checked once per shim. Thread-safe.
+// Validated seccomp profiles in OCI form, by path: libseccomp validation costs milliseconds, so each profile
+// is checked once per shim. Thread-safe.
 class ProfileCache {
  public:
   absl::StatusOr<nlohmann::json> Get(const std::string& path);
@@ -45,13 +47,16 @@ class ProfileCache {
   std::map<std::string, nlohmann::json> profiles_ ABSL_GUARDED_BY(mu_);
 };
 
-// Reads <bundle>/config.json, decides how the container is created, and hardens the spec in place (policy from the
-// config's [hardening] table, tightened by dev.gvshim.* annotations). Errors name the file, key or annotation;
-// nothing is written when it fails. With `runsc_root`, a joining container's io.kubernetes.cri.sandbox-id in the
-// saved spec becomes runsc's id of the sandbox (runsc::ContainerId), which is how runsc finds the sandbox to join;
-// PreparedSpec keeps containerd's ids.
+// Reads <bundle>/config.json, decides how the container is created, and hardens the spec in place (policy
+// from the config's [hardening] table, tightened by dev.gvshim.* annotations). Errors name the file, key or
+// annotation; nothing is written when it fails. With `runsc_root`, a joining container's
+// io.kubernetes.cri.sandbox-id in the saved spec becomes runsc's id of the sandbox (runsc::ContainerId),
+// which is how runsc finds the sandbox to join; PreparedSpec keeps containerd's ids. With `pty_relay` (the
+// relay's host path), every container but a pod's sandbox container gets the relay mounted, and a terminal
+// init runs through it.
 absl::StatusOr<PreparedSpec> PrepareSpec(const std::string& bundle, const config::Config& cfg,
-                                         ProfileCache* profiles, const std::string& runsc_root = "");
+                                         ProfileCache* profiles, const std::string& runsc_root = "",
+                                         const std::string& pty_relay = "");
 
 // The runsc flags the config asks for, with the state root of containerd namespace `ns`.
 runsc::GlobalOptions RunscOptions(const config::Config& cfg, const std::string& ns);

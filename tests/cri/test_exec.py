@@ -81,10 +81,19 @@ def exec_tty(t):
         assert "not a tty" not in out, out
         assert re.search(r"/dev/pts/\d+", out), f"tty did not name a /dev/pts device:\n{out!r}"
         assert "30 100" in out, f"stty size does not show the resize to 100x30:\n{out!r}"
+        # A resize while the shell waits for input: the terminal follows it (SIGWINCH reaches the pty's owner).
         s.resize(120, 40)
-        s.send("stty size; echo SIZE-DONE\n")
-        out = s.wait_for_output("SIZE-DONE\r\n").decode(errors="replace")
-        assert "40 120" in out, f"second resize not seen:\n{out!r}"
+        deadline = time.monotonic() + 20
+        n = 0
+        while True:
+            n += 1
+            s.send(f"stty size; echo SIZE-$(({n}*1000))\n")
+            out = s.wait_for_output(f"SIZE-{n * 1000}\r\n").decode(errors="replace")
+            last = out.rsplit(f"SIZE-$(({n}*1000))", 1)[-1]
+            if "40 120" in last:
+                break
+            assert time.monotonic() < deadline, f"second resize not seen:\n{out!r}"
+            time.sleep(0.2)
         s.send("exit 3\n")
         assert s.exit_code() == 3
     finally:

@@ -9,8 +9,8 @@ from crilib.runner import case
 
 SLEEP = ["sleep", "100000"]
 MiB = 1 << 20
-# Holds about 48 MiB in the shell's memory, then sleeps.
-HOG = ["sh", "-c", "x=$(head -c 50000000 /dev/zero | tr '\\0' a); echo held; exec sleep 100000"]
+# dd fills a 48 MiB buffer and then blocks for ever writing it into a pipe nobody reads: 48 MiB held.
+HOG = ["sh", "-c", "dd if=/dev/zero bs=48M count=1 | sleep 100000"]
 # No field of a stats answer can be this large: 1 PiB. An unsigned underflow gives ~1.8e19.
 SANE = 1 << 50
 
@@ -37,7 +37,7 @@ def container_stats_per_container(t):
     idle = pod.run_container("idle", t.image, command=SLEEP)
     for cid in (hog, idle):
         t.cri.wait_container(cid, c.RUNNING)
-    hog_st = wait_stats(t, hog, lambda s: value(s.memory.working_set_bytes) > 40 * MiB, "the hog's 48 MiB")
+    hog_st = wait_stats(t, hog, lambda s: value(s.memory.working_set_bytes) > 45 * MiB, "the hog's 48 MiB")
     idle_st = t.cri.container_stats(idle)
     for name, st in (("hog", hog_st), ("idle", idle_st)):
         m = st.memory
@@ -66,7 +66,7 @@ def oom_killed(t):
     other = pod.run_container("other", t.image, command=SLEEP)
     t.cri.wait_container(other, c.RUNNING)
     hog = pod.run_container("hog", t.image, resources=dict(memory_limit_in_bytes=32 * MiB), command=[
-        "sh", "-c", "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived"])
+        "sh", "-c", "dd if=/dev/zero bs=200M count=1 | sleep 100000"])
     st = t.cri.wait_exit(hog, timeout=60)
     assert (st.exit_code, st.reason) == (137, "OOMKilled"), (st.exit_code, st.reason, st.message)
     assert pod.status().status.state == c.SANDBOX_READY
