@@ -85,9 +85,10 @@ Resources Merge(const Resources& current, const Resources& update) {
   return r;
 }
 
-uint64_t ReportedMemoryLimit(const Resources& r, uint64_t usage) {
-  if (!r.memory_limit || *r.memory_limit <= 0) return std::numeric_limits<uint64_t>::max();
-  uint64_t limit = static_cast<uint64_t>(*r.memory_limit);
+uint64_t ReportedMemoryLimit(const Resources& r, uint64_t usage, uint64_t runsc_limit) {
+  uint64_t limit = runsc_limit;
+  if (r.memory_limit && *r.memory_limit > 0) limit = static_cast<uint64_t>(*r.memory_limit);
+  if (limit == 0) return std::numeric_limits<uint64_t>::max();
   return limit < usage ? usage : limit;
 }
 

@@ -39,10 +39,10 @@ absl::StatusOr<Resources> ResourcesFromSpec(const nlohmann::json& spec);
 // Update: fields present in `update` replace those of `current`.
 Resources Merge(const Resources& current, const Resources& update);
 
-// The memory limit to report for a container using `usage` bytes: its limit, raised to `usage` if gVisor let
-// the container go past it between two checks (so that limit - usage never underflows); UINT64_MAX without a
-// limit (which containerd reads as "unlimited").
-uint64_t ReportedMemoryLimit(const Resources& r, uint64_t usage);
+// The memory limit to report for a container using `usage` bytes: its own limit, else what runsc reported
+// (`runsc_limit`, 0 = none), raised to `usage` if the container went past it between two checks (so that
+// limit - usage never underflows); UINT64_MAX when there is no limit (containerd reads that as "unlimited").
+uint64_t ReportedMemoryLimit(const Resources& r, uint64_t usage, uint64_t runsc_limit = 0);
 
 // True when a container using `usage` bytes is over its memory limit.
 bool OverMemoryLimit(const Resources& r, uint64_t usage);

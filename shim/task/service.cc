@@ -432,7 +432,8 @@ absl::StatusOr<std::string> Service::Stats(const std::string& payload) {
   FillMetrics(s, &m);
   {
     absl::MutexLock lock(&e->res_mu);
-    m.mutable_memory()->mutable_usage()->set_limit(ReportedMemoryLimit(e->resources, s.memory_usage));
+    m.mutable_memory()->mutable_usage()->set_limit(
+        ReportedMemoryLimit(e->resources, s.memory_usage, s.memory_limit));
   }
   tv2::StatsResponse resp;
   resp.mutable_stats()->set_type_url("io.containerd.cgroups.v1.Metrics");
