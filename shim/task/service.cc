@@ -17,8 +17,8 @@
 #include "shim/base/log.h"
 #include "shim/base/status.h"
 #include "shim/events/timestamp.h"
+#include "shim/task/launcher.h"
 #include "shim/task/spec_prep.h"
-#include "shim/task/terminal.h"
 
 namespace gvshim::task {
 namespace {
@@ -212,8 +212,9 @@ absl::StatusOr<std::string> Service::Create(const std::string& payload) {
   }
 
   runsc::GlobalOptions g = RunscOptions(cfg, options_.ns);
-  const std::string relay = ResolvePtyRelay(cfg, SelfExe());
-  ASSIGN_OR_RETURN(PreparedSpec prep, PrepareSpec(req.bundle(), cfg, &profiles_, g.root, relay));
+  const std::string launcher = ResolveLauncher(cfg, SelfExe());
+  ASSIGN_OR_RETURN(PreparedSpec prep, PrepareSpec(req.bundle(), cfg, &profiles_, g.root, launcher));
+  if (!prep.network.empty()) g.network = prep.network;
 
   g.log_path = req.bundle() + "/runsc.log";
   g.oci_seccomp = prep.oci_seccomp;
@@ -230,7 +231,11 @@ absl::StatusOr<std::string> Service::Create(const std::string& payload) {
   entry->info.annotations = prep.annotations;
   entry->info.runsc = g;
   entry->info.config = std::make_shared<const config::Config>(cfg);
-  entry->pty_relay = prep.pty_relay;
+  entry->launcher = prep.launcher;
+  entry->exec_seccomp = prep.exec_seccomp;
+  entry->exec_needs_launcher = prep.exec_needs_launcher;
+  entry->policy = prep.policy;
+  entry->privileged = prep.privileged;
   {
     absl::MutexLock lock(&entry->res_mu);
     entry->resources = prep.resources;
@@ -310,16 +315,28 @@ absl::StatusOr<std::string> Service::Exec(const std::string& payload) {
   ASSIGN_OR_RETURN(auto req, Decode<tv2::ExecProcessRequest>(payload, "Exec"));
   ASSIGN_OR_RETURN(auto e, Get(req.id()));
   // containerd sends the OCI Process as JSON inside the Any.
-  std::string json = req.spec().value();
-  if (!nlohmann::json::accept(json)) {
+  // containerd builds the exec's process from its own copy of the spec, which the shim's hardening never saw:
+  // harden it like the init, and run it through the launcher for a terminal or the container's seccomp
+  // profile.
+  auto process = nlohmann::json::parse(req.spec().value(), nullptr, /*allow_exceptions=*/false);
+  if (process.is_discarded() || !process.is_object()) {
     return absl::InvalidArgumentError(
-        absl::StrCat("Exec ", req.exec_id(), ": process spec is not valid JSON"));
+        absl::StrCat("Exec ", req.exec_id(), ": process spec is not a JSON object"));
   }
-  if (req.terminal() && e->pty_relay) {
-    auto wrapped = WrapTerminalProcess(json);
+  auto hardened = oci::HardenProcess(process, e->policy, e->privileged);
+  if (!hardened.ok()) return Annotate(hardened.status(), absl::StrCat("Exec ", req.exec_id()));
+  if (e->exec_needs_launcher) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "Exec ", req.exec_id(), " in ", req.id(),
+        ": the container has a seccomp profile that runsc applies to "
+        "its init only, and gvshim-launch (which applies it to execs) is not available ([shim] launcher)"));
+  }
+  if (e->launcher) {
+    auto wrapped = WrapExecProcess(*hardened, e->exec_seccomp);
     if (!wrapped.ok()) return Annotate(wrapped.status(), absl::StrCat("Exec ", req.exec_id()));
-    json = std::move(*wrapped);
+    *hardened = std::move(*wrapped);
   }
+  const std::string json = hardened->dump();
   RETURN_IF_ERROR(
       e->container->AddExec(req.exec_id(), {req.stdin(), req.stdout(), req.stderr(), req.terminal()}, json));
   return Empty();

@@ -69,7 +69,11 @@ class Service {
     ContainerLifecycle info;
     std::unique_ptr<runsc::Runsc> runsc;
     std::unique_ptr<process::Container> container;
-    bool pty_relay = false;  // gvshim-ptyrelay is mounted: terminal execs run through it
+    bool launcher = false;             // gvshim-launch is mounted: terminal execs run through it
+    bool exec_seccomp = false;         // execs run through `launch --seccomp` (the container has a profile)
+    bool exec_needs_launcher = false;  // a seccomp profile that execs could not get: they are refused
+    oci::HardeningPolicy policy;       // execs are hardened like the init
+    bool privileged = false;
     absl::Mutex res_mu;
     Resources resources ABSL_GUARDED_BY(res_mu);
     bool oom_killed ABSL_GUARDED_BY(res_mu) = false;  // the memory check killed it

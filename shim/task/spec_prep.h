@@ -11,6 +11,7 @@
 #include "absl/synchronization/mutex.h"
 #include "github.com/containerd/cgroups/stats/v1/metrics.pb.h"
 #include "shim/config/config.h"
+#include "shim/oci/hardening.h"
 #include "shim/runsc/runsc.h"
 #include "shim/task/resources.h"
 
@@ -28,8 +29,13 @@ struct PreparedSpec {
   std::string rootfs;  // absolute path of the root filesystem (spec root.path resolved against the bundle)
   std::string sandbox_id;  // io.kubernetes.cri.sandbox-id, else empty
   std::map<std::string, std::string> annotations;
-  Resources resources;     // linux.resources as gvshim honours them (shim/task/resources.h)
-  bool pty_relay = false;  // gvshim-ptyrelay was mounted into the container (shim/task/terminal.h)
+  Resources resources;               // linux.resources as gvshim honours them (shim/task/resources.h)
+  oci::HardeningPolicy policy;       // the policy after the pod's annotations (execs are hardened with it)
+  bool privileged = false;           // a privileged container the policy allowed
+  std::string network;               // runsc --network for this container when not the config's ("host")
+  bool launcher = false;             // gvshim-launch is mounted (shim/task/launcher.h)
+  bool exec_seccomp = false;         // the profile's BPF is mounted: execs run through `launch --seccomp`
+  bool exec_needs_launcher = false;  // a seccomp profile but no launcher: execs must be refused
 };
 
 // The file holding the "oom_kill" counter of the cgroup at `cgroups_path` (OCI linux.cgroupsPath, absolute),
@@ -41,10 +47,13 @@ std::string OomCounterFile(const std::string& cgroup_root, const std::string& cg
 class ProfileCache {
  public:
   absl::StatusOr<nlohmann::json> Get(const std::string& path);
+  // The BPF program of an OCI linux.seccomp object (seccomp::CompileBpf), cached by content.
+  absl::StatusOr<std::string> Bpf(const nlohmann::json& oci_seccomp);
 
  private:
   absl::Mutex mu_;
   std::map<std::string, nlohmann::json> profiles_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::string> bpf_ ABSL_GUARDED_BY(mu_);
 };
 
 // Reads <bundle>/config.json, decides how the container is created, and hardens the spec in place (policy

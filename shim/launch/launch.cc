@@ -1,23 +1,34 @@
-// gvshim-ptyrelay: gives a terminal process a real pseudo-terminal INSIDE the gVisor sandbox.
+// gvshim-launch: runs a container process INSIDE the gVisor sandbox with what runsc cannot give it itself.
 //
-//   /.gvshim/pty-relay COMMAND [ARG...]
+//   /.gvshim/launch [--pty] [--seccomp FILE] [--] COMMAND [ARG...]
 //
-// runsc hands a terminal process the caller's host pty as its stdio: isatty() works but the sandbox's devpts
-// does not know it, so ttyname() fails and `tty` prints "not a tty" (and sudo, less, Python's pty module,
-// many REPLs misbehave). The shim bind-mounts this static program read-only into every container and, for a
-// terminal process, runs it in front of the command: it opens /dev/ptmx inside the sandbox, runs COMMAND on
-// the slave as the leader of a new session, and copies bytes between its own stdio (the host pty, put in raw
-// mode so that only the inner line discipline cooks input) and the master. Window size follows the outer
-// terminal (SIGWINCH, and a check on every input). Signals it can catch are forwarded to COMMAND; it exits as
-// COMMAND did (same code, or the same signal). Only libc, linked statically: it runs in any image.
+// --pty: runsc hands a terminal process the caller's host pty as its stdio: isatty() works but the sandbox's
+//   devpts does not know it, so ttyname() fails and `tty` prints "not a tty" (and sudo, less, Python's pty
+//   module, many REPLs misbehave). With --pty the launcher opens /dev/ptmx inside the sandbox, runs COMMAND
+//   on the slave as the leader of a new session, and copies bytes between its own stdio (the host pty, put in
+//   raw mode so that only the inner line discipline cooks input) and the master. Window size follows the
+//   outer terminal (SIGWINCH, and a check on every input). Signals it can catch are forwarded to COMMAND; it
+//   exits as COMMAND did (same code, or the same signal).
+// --seccomp FILE: installs the BPF program in FILE (raw struct sock_filter instructions, exported by the shim
+// from
+//   the container's seccomp profile) on COMMAND just before it is executed. runsc applies a container's
+//   profile to its init process only; the shim starts every exec of such a container through this.
+//
+// The shim bind-mounts this program (and the BPF file) read-only into every container. Only libc, linked
+// statically: it runs in any image.
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
@@ -37,7 +48,7 @@ void OnSignal(int sig) {
 }
 
 void Die(const char* what) {
-  dprintf(2, "gvshim-ptyrelay: %s: %s\n", what, strerror(errno));
+  dprintf(2, "gvshim-launch: %s: %s\n", what, strerror(errno));
   _exit(127);
 }
 
@@ -77,13 +88,73 @@ void CopyWinsize(int from, int to) {
   _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 1);
 }
 
+// Reads the BPF program; exits 126 if it is unreadable or malformed (a process must not run unfiltered).
+struct sock_fprog LoadFilter(const char* path) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) Die(path);
+  struct stat st;
+  if (fstat(fd, &st) != 0) Die(path);
+  size_t n = static_cast<size_t>(st.st_size);
+  if (n == 0 || n % sizeof(struct sock_filter) != 0 || n / sizeof(struct sock_filter) > BPF_MAXINSNS) {
+    dprintf(2, "gvshim-launch: %s: not a BPF program (%zu bytes)\n", path, n);
+    _exit(126);
+  }
+  auto* filter = static_cast<struct sock_filter*>(malloc(n));
+  if (filter == nullptr) Die("malloc");
+  size_t got = 0;
+  while (got < n) {
+    ssize_t r = read(fd, reinterpret_cast<char*>(filter) + got, n - got);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) Die(path);
+    got += static_cast<size_t>(r);
+  }
+  close(fd);
+  return {static_cast<unsigned short>(n / sizeof(struct sock_filter)), filter};
+}
+
+// Installs the filter (with no_new_privs when the process may not install one without it) and executes the
+// command; never returns.
+[[noreturn]] void ExecFiltered(char** cmd, const struct sock_fprog* filter) {
+  if (filter != nullptr) {
+    if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, filter) != 0) {
+      if (errno != EACCES || prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
+          syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, filter) != 0) {
+        Die("install the seccomp filter");
+      }
+    }
+  }
+  execvp(cmd[0], cmd);
+  dprintf(2, "gvshim-launch: exec %s: %s\n", cmd[0], strerror(errno));
+  _exit(errno == ENOENT ? 127 : 126);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 2) {
-    dprintf(2, "usage: %s COMMAND [ARG...]\n", argv[0]);
+  bool use_pty = false;
+  const char* seccomp_file = nullptr;
+  int i = 1;
+  for (; i < argc; ++i) {
+    if (strcmp(argv[i], "--pty") == 0) {
+      use_pty = true;
+    } else if (strcmp(argv[i], "--seccomp") == 0 && i + 1 < argc) {
+      seccomp_file = argv[++i];
+    } else if (strcmp(argv[i], "--") == 0) {
+      ++i;
+      break;
+    } else {
+      break;
+    }
+  }
+  if (i >= argc) {
+    dprintf(2, "usage: %s [--pty] [--seccomp FILE] [--] COMMAND [ARG...]\n", argv[0]);
     return 2;
   }
+  char** cmd = argv + i;
+  struct sock_fprog filter_prog = {0, nullptr};
+  if (seccomp_file != nullptr) filter_prog = LoadFilter(seccomp_file);
+  const struct sock_fprog* filter = seccomp_file != nullptr ? &filter_prog : nullptr;
+  if (!use_pty) ExecFiltered(cmd, filter);
   int master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
   if (master < 0) Die("open /dev/ptmx");
   if (grantpt(master) != 0 || unlockpt(master) != 0) Die("unlock pty");
@@ -129,9 +200,7 @@ int main(int argc, char** argv) {
       if (dup2(slave, fd) < 0) Die("dup2");
     }
     if (slave > 2) close(slave);
-    execvp(argv[1], argv + 1);
-    dprintf(2, "gvshim-ptyrelay: exec %s: %s\n", argv[1], strerror(errno));
-    _exit(errno == ENOENT ? 127 : 126);
+    ExecFiltered(cmd, filter);
   }
   g_child = child;
 
