@@ -4,7 +4,7 @@
 //   gvshim exec ...                run a snippet through a pod's Execute service
 //   gvshim runsc-id [--root R | --namespace NS [--config F]] ID...   runsc's id of a container (runsc::ContainerId)
 //   gvshim execute-server          (started by the shim) the Execute server of one pod; see
-//   shim/execute/wire.h
+//   shim/execute/common/wire.h
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -14,7 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "shim/config/config.h"
-#include "shim/execute/server_main.h"
+#include "shim/execute/server/server_main.h"
 #include "shim/main/exec_client.h"
 #include "shim/runsc/runsc.h"
 #include "shim/seccomp/profile.h"
