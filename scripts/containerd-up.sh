@@ -17,7 +17,8 @@
 #      GVSHIM_RUNSC_NETWORK   gvshim's [runsc] network (default "none")
 #      GVS_SANDBOX_IMAGE      the CRI's pause image (default localhost/gvshim-test:pause, tests/cri builds it)
 #      GVS_CNI_CONFLIST       CNI network config for CRI pods (default: tests/cri/cni/gvshim-loopback only)
-#      GVS_SHIM_CONFIG_EXTRA  TOML appended to the private gvshim.toml (tables of its own)
+#      GVS_HARDENING_EXTRA    TOML lines added to the [hardening] table of the private gvshim.toml
+#      GVS_SHIM_EXTRA         TOML lines added to its [shim] table
 #   GVS_RUNC_ROOT    --runc-root for the baseline
 # Stop it with scripts/containerd-down.sh DIR.
 set -euo pipefail
@@ -90,6 +91,7 @@ debug = false
 
 [shim]
 log_level = "debug"
+${GVS_SHIM_EXTRA:-}
 
 # The Execute service, for pods (containers) annotated dev.gvshim.execute=true; sockets stay in this dir.
 [execute]
@@ -99,9 +101,9 @@ socket_dir = "$DIR/execute"
 # The shim's default profiles_dir (/usr/share/gvshim/seccomp-profiles) is not installed in tests: use the repo's.
 [hardening]
 profiles_dir = "$ROOT/seccomp-profiles"
+${GVS_HARDENING_EXTRA:-}
 TOML
 
-if [[ -n ${GVS_SHIM_CONFIG_EXTRA:-} ]]; then printf '\n%s\n' "$GVS_SHIM_CONFIG_EXTRA" >>"$DIR/gvshim.toml"; fi
 
 # Keep the CNI bin dir private but usable: Debian's plugins (containernetworking-plugins) and ours.
 # containerd 1.6's CRI refuses a result without an address on the pod's interface, so the default network is

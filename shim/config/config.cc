@@ -93,9 +93,9 @@ absl::Status ParseShim(const std::string& source, const toml::table& t, ShimConf
         return absl::InvalidArgumentError(
             absl::StrCat(Where(source, node, key), ": must be debug, info, warn or error"));
       }
-    } else if (k == "launcher") {
-      if (absl::Status st = GetString(source, node, key, &sc->launcher); !st.ok()) return st;
-      if (!sc->launcher.empty() && sc->launcher != "off" && sc->launcher[0] != '/') {
+    } else if (k == "wrap") {
+      if (absl::Status st = GetString(source, node, key, &sc->wrap); !st.ok()) return st;
+      if (!sc->wrap.empty() && sc->wrap != "off" && sc->wrap[0] != '/') {
         return absl::InvalidArgumentError(
             absl::StrCat(Where(source, node, key), ": must be \"\", \"off\" or an absolute path"));
       }

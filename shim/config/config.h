@@ -27,11 +27,11 @@ struct RunscConfig {
 
 struct ShimConfig {
   std::string log_level = "info";
-  // gvshim-launch on the host, bind-mounted read-only into containers: terminals get a pty of the sandbox's
-  // own devpts, and execs of a container with a seccomp profile get that profile. "" = the file next to the
-  // shim binary, "off" = none (terminals then get runsc's pass-through host pty, on which ttyname() fails,
-  // and an exec into a container with a seccomp profile is refused), or an absolute path.
-  std::string launcher;
+  // gvshim-wrap on the host, bind-mounted read-only into containers: terminals get a pty of the sandbox's own
+  // devpts, and execs of a container with a seccomp profile get that profile. "" = found next to the shim
+  // (see task::ResolveWrap), "off" = none (terminals then get runsc's pass-through host pty, on which
+  // ttyname() fails, and an exec into a container with a seccomp profile is refused), or an absolute path.
+  std::string wrap;
   // How often each running container with a memory limit has its usage checked against the limit (gVisor does
   // not enforce a container's own limit inside a pod's sandbox); over the limit, it is OOM-killed. 0 = never.
   int memory_check_ms = 1000;

@@ -386,6 +386,23 @@ absl::StatusOr<HardeningResult> HardenWithProfile(const nlohmann::json& spec, co
         "network, \"host\" the node's network through runsc --network=host)");
   }
 
+  // Bidirectional mount propagation cannot be given: nothing mounted inside the sandbox reaches the host.
+  if (auto mounts = spec.find("mounts"); mounts != spec.end()) {
+    for (const json& m : *mounts) {
+      auto options = m.find("options");
+      if (options == m.end() || !options->is_array()) continue;
+      for (const json& o : *options) {
+        if (o == "rshared" || o == "shared") {
+          return absl::FailedPreconditionError(absl::StrCat(
+              "mount ", m["destination"].get<std::string>(), ": propagation ", o.get<std::string>(),
+              " (mountPropagation: Bidirectional) cannot work under gVisor: mounts made inside the sandbox "
+              "never "
+              "reach the host"));
+        }
+      }
+    }
+  }
+
   // Read-only root; a spec that already asks for it keeps it.
   if (policy.readonly_rootfs) out["root"]["readonly"] = true;
 

@@ -17,8 +17,8 @@
 #include "shim/base/log.h"
 #include "shim/base/status.h"
 #include "shim/events/timestamp.h"
-#include "shim/task/launcher.h"
 #include "shim/task/spec_prep.h"
+#include "shim/task/wrap.h"
 
 namespace gvshim::task {
 namespace {
@@ -212,8 +212,8 @@ absl::StatusOr<std::string> Service::Create(const std::string& payload) {
   }
 
   runsc::GlobalOptions g = RunscOptions(cfg, options_.ns);
-  const std::string launcher = ResolveLauncher(cfg, SelfExe());
-  ASSIGN_OR_RETURN(PreparedSpec prep, PrepareSpec(req.bundle(), cfg, &profiles_, g.root, launcher));
+  const std::string wrap = ResolveWrap(cfg, SelfExe());
+  ASSIGN_OR_RETURN(PreparedSpec prep, PrepareSpec(req.bundle(), cfg, &profiles_, g.root, wrap));
   if (!prep.network.empty()) g.network = prep.network;
 
   g.log_path = req.bundle() + "/runsc.log";
@@ -231,9 +231,9 @@ absl::StatusOr<std::string> Service::Create(const std::string& payload) {
   entry->info.annotations = prep.annotations;
   entry->info.runsc = g;
   entry->info.config = std::make_shared<const config::Config>(cfg);
-  entry->launcher = prep.launcher;
-  entry->exec_seccomp = prep.exec_seccomp;
-  entry->exec_needs_launcher = prep.exec_needs_launcher;
+  entry->wrap = prep.wrap;
+  entry->exec_seccomp_bpf = prep.exec_seccomp_bpf;
+  entry->exec_needs_wrap = prep.exec_needs_wrap;
   entry->policy = prep.policy;
   entry->privileged = prep.privileged;
   {
@@ -316,7 +316,7 @@ absl::StatusOr<std::string> Service::Exec(const std::string& payload) {
   ASSIGN_OR_RETURN(auto e, Get(req.id()));
   // containerd sends the OCI Process as JSON inside the Any.
   // containerd builds the exec's process from its own copy of the spec, which the shim's hardening never saw:
-  // harden it like the init, and run it through the launcher for a terminal or the container's seccomp
+  // harden it like the init, and run it through gvshim-wrap for a terminal or the container's seccomp
   // profile.
   auto process = nlohmann::json::parse(req.spec().value(), nullptr, /*allow_exceptions=*/false);
   if (process.is_discarded() || !process.is_object()) {
@@ -325,14 +325,14 @@ absl::StatusOr<std::string> Service::Exec(const std::string& payload) {
   }
   auto hardened = oci::HardenProcess(process, e->policy, e->privileged);
   if (!hardened.ok()) return Annotate(hardened.status(), absl::StrCat("Exec ", req.exec_id()));
-  if (e->exec_needs_launcher) {
+  if (e->exec_needs_wrap) {
     return absl::FailedPreconditionError(absl::StrCat(
         "Exec ", req.exec_id(), " in ", req.id(),
         ": the container has a seccomp profile that runsc applies to "
-        "its init only, and gvshim-launch (which applies it to execs) is not available ([shim] launcher)"));
+        "its init only, and gvshim-wrap (which applies it to execs) is not available ([shim] wrap)"));
   }
-  if (e->launcher) {
-    auto wrapped = WrapExecProcess(*hardened, e->exec_seccomp);
+  if (e->wrap) {
+    auto wrapped = WrapExecProcess(*hardened, e->exec_seccomp_bpf);
     if (!wrapped.ok()) return Annotate(wrapped.status(), absl::StrCat("Exec ", req.exec_id()));
     *hardened = std::move(*wrapped);
   }

@@ -69,10 +69,10 @@ class Service {
     ContainerLifecycle info;
     std::unique_ptr<runsc::Runsc> runsc;
     std::unique_ptr<process::Container> container;
-    bool launcher = false;             // gvshim-launch is mounted: terminal execs run through it
-    bool exec_seccomp = false;         // execs run through `launch --seccomp` (the container has a profile)
-    bool exec_needs_launcher = false;  // a seccomp profile that execs could not get: they are refused
-    oci::HardeningPolicy policy;       // execs are hardened like the init
+    bool wrap = false;             // gvshim-wrap is mounted: terminal execs run through it
+    std::string exec_seccomp_bpf;  // the container's profile as BPF, installed on every exec by the wrapper
+    bool exec_needs_wrap = false;  // a seccomp profile that execs could not get: they are refused
+    oci::HardeningPolicy policy;   // execs are hardened like the init
     bool privileged = false;
     absl::Mutex res_mu;
     Resources resources ABSL_GUARDED_BY(res_mu);

@@ -12,7 +12,7 @@
 #include "shim/oci/hardening.h"
 #include "shim/seccomp/profile.h"
 #include "shim/sys/file.h"
-#include "shim/task/launcher.h"
+#include "shim/task/wrap.h"
 
 namespace gvshim::task {
 namespace {
@@ -61,7 +61,7 @@ absl::StatusOr<std::string> ProfileCache::Bpf(const nlohmann::json& oci_seccomp)
 
 absl::StatusOr<PreparedSpec> PrepareSpec(const std::string& bundle, const config::Config& cfg,
                                          ProfileCache* profiles, const std::string& runsc_root,
-                                         const std::string& launcher) {
+                                         const std::string& wrap) {
   const std::string path = bundle + "/config.json";
   ASSIGN_OR_RETURN(nlohmann::json spec, oci::LoadSpec(path));
   oci::HardeningPolicy policy;
@@ -100,20 +100,17 @@ absl::StatusOr<PreparedSpec> PrepareSpec(const std::string& bundle, const config
   if (auto lx = spec.find("linux"); lx != spec.end() && lx->is_object() && lx->contains("seccomp")) {
     seccomp = &(*lx)["seccomp"];
   }
-  if (!launcher.empty() && !pod_sandbox) {
-    std::string bpf_file;
+  if (!wrap.empty() && !pod_sandbox) {
     if (seccomp != nullptr) {
-      // The init gets the profile from runsc; execs get it from the launcher, as BPF compiled here.
+      // The init gets the profile from runsc; execs get it from the wrapper, as BPF compiled here.
       auto bpf = profiles->Bpf(*seccomp);
       if (!bpf.ok()) return Annotate(bpf.status(), absl::StrCat(path, ": compiling linux.seccomp for execs"));
-      bpf_file = absl::StrCat(bundle, "/", kExecSeccompFile);
-      RETURN_IF_ERROR(sys::WriteFileAtomic(bpf_file, *bpf));
-      out.exec_seccomp = true;
+      out.exec_seccomp_bpf = std::move(*bpf);
     }
-    if (absl::Status st = AddLauncher(&spec, launcher, bpf_file); !st.ok()) return Annotate(st, path);
-    out.launcher = true;
+    if (absl::Status st = AddWrap(&spec, wrap); !st.ok()) return Annotate(st, path);
+    out.wrap = true;
   } else if (seccomp != nullptr && !pod_sandbox) {
-    out.exec_needs_launcher = true;
+    out.exec_needs_wrap = true;
   }
   if (policy.enabled && policy.host_network == "host" && oci::UsesHostNetwork(spec)) out.network = "host";
   auto resources = ResourcesFromSpec(spec);

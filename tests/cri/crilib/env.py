@@ -52,15 +52,17 @@ def wait_pids_gone(pids, timeout):
 
 
 class Containerd:
-    def __init__(self, bin_dir=None, netns=None, runsc_network=None, shim_config_extra=None, cni_conflist=None,
+    def __init__(self, bin_dir=None, netns=None, runsc_network=None, hardening=None, shim=None, cni_conflist=None,
                  with_python_node=False, log_level="debug"):
         self.bin_dir = str(bin_dir or REPO_ROOT / "build/shim/main")
         self.netns = netns
         self.extra_env = {"GVS_SANDBOX_IMAGE": PAUSE_IMAGE}
         if runsc_network:
             self.extra_env["GVSHIM_RUNSC_NETWORK"] = runsc_network
-        if shim_config_extra:
-            self.extra_env["GVS_SHIM_CONFIG_EXTRA"] = shim_config_extra
+        if hardening:  # TOML lines for the [hardening] table of gvshim.toml
+            self.extra_env["GVS_HARDENING_EXTRA"] = hardening
+        if shim:  # TOML lines for its [shim] table
+            self.extra_env["GVS_SHIM_EXTRA"] = shim
         if cni_conflist:
             self.extra_env["GVS_CNI_CONFLIST"] = str(cni_conflist)
         self.with_python_node = with_python_node
@@ -113,8 +115,8 @@ class Containerd:
             os.kill(pid, signal.SIGKILL)
             wait_pids_gone([pid], 10)
 
-    def restart(self):
-        self.stop_containerd_only()
+    def restart_containerd(self):
+        """Starts containerd again on the same dir and config (after stop_containerd_only)."""
         self._up()
 
     def __enter__(self):

@@ -1,6 +1,6 @@
-// gvshim-launch: runs a container process INSIDE the gVisor sandbox with what runsc cannot give it itself.
+// gvshim-wrap: runs a container process INSIDE the gVisor sandbox with what runsc cannot give it itself.
 //
-//   /.gvshim/launch [--pty] [--seccomp FILE] [--] COMMAND [ARG...]
+//   /.gvshim-wrap [--pty] [--seccomp-env] [--] COMMAND [ARG...]
 //
 // --pty: runsc hands a terminal process the caller's host pty as its stdio: isatty() works but the sandbox's
 //   devpts does not know it, so ttyname() fails and `tty` prints "not a tty" (and sudo, less, Python's pty
@@ -27,7 +27,6 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
-#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <termios.h>
@@ -48,7 +47,7 @@ void OnSignal(int sig) {
 }
 
 void Die(const char* what) {
-  dprintf(2, "gvshim-launch: %s: %s\n", what, strerror(errno));
+  dprintf(2, "gvshim-wrap: %s: %s\n", what, strerror(errno));
   _exit(127);
 }
 
@@ -88,28 +87,39 @@ void CopyWinsize(int from, int to) {
   _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 1);
 }
 
-// Reads the BPF program; exits 126 if it is unreadable or malformed (a process must not run unfiltered).
-struct sock_fprog LoadFilter(const char* path) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) Die(path);
-  struct stat st;
-  if (fstat(fd, &st) != 0) Die(path);
-  size_t n = static_cast<size_t>(st.st_size);
-  if (n == 0 || n % sizeof(struct sock_filter) != 0 || n / sizeof(struct sock_filter) > BPF_MAXINSNS) {
-    dprintf(2, "gvshim-launch: %s: not a BPF program (%zu bytes)\n", path, n);
+constexpr char kSeccompEnv[] = "GVSHIM_SECCOMP_BPF";
+
+int HexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// Decodes the BPF program from the environment and removes the variable; exits 126 if it is missing or
+// malformed (a process must not run unfiltered).
+struct sock_fprog LoadFilterFromEnv() {
+  const char* hex = getenv(kSeccompEnv);
+  size_t len = hex == nullptr ? 0 : strlen(hex);
+  size_t n = len / 2;
+  if (len == 0 || len % 2 != 0 || n % sizeof(struct sock_filter) != 0 ||
+      n / sizeof(struct sock_filter) > BPF_MAXINSNS) {
+    dprintf(2, "gvshim-wrap: %s does not hold a BPF program (%zu hex digits)\n", kSeccompEnv, len);
     _exit(126);
   }
-  auto* filter = static_cast<struct sock_filter*>(malloc(n));
-  if (filter == nullptr) Die("malloc");
-  size_t got = 0;
-  while (got < n) {
-    ssize_t r = read(fd, reinterpret_cast<char*>(filter) + got, n - got);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) Die(path);
-    got += static_cast<size_t>(r);
+  auto* bytes = static_cast<unsigned char*>(malloc(n));
+  if (bytes == nullptr) Die("malloc");
+  for (size_t i = 0; i < n; ++i) {
+    int hi = HexValue(hex[2 * i]), lo = HexValue(hex[2 * i + 1]);
+    if (hi < 0 || lo < 0) {
+      dprintf(2, "gvshim-wrap: %s is not hexadecimal\n", kSeccompEnv);
+      _exit(126);
+    }
+    bytes[i] = static_cast<unsigned char>(hi << 4 | lo);
   }
-  close(fd);
-  return {static_cast<unsigned short>(n / sizeof(struct sock_filter)), filter};
+  unsetenv(kSeccompEnv);
+  return {static_cast<unsigned short>(n / sizeof(struct sock_filter)),
+          reinterpret_cast<struct sock_filter*>(bytes)};
 }
 
 // Installs the filter (with no_new_privs when the process may not install one without it) and executes the
@@ -124,7 +134,7 @@ struct sock_fprog LoadFilter(const char* path) {
     }
   }
   execvp(cmd[0], cmd);
-  dprintf(2, "gvshim-launch: exec %s: %s\n", cmd[0], strerror(errno));
+  dprintf(2, "gvshim-wrap: exec %s: %s\n", cmd[0], strerror(errno));
   _exit(errno == ENOENT ? 127 : 126);
 }
 
@@ -132,13 +142,13 @@ struct sock_fprog LoadFilter(const char* path) {
 
 int main(int argc, char** argv) {
   bool use_pty = false;
-  const char* seccomp_file = nullptr;
+  bool use_seccomp = false;
   int i = 1;
   for (; i < argc; ++i) {
     if (strcmp(argv[i], "--pty") == 0) {
       use_pty = true;
-    } else if (strcmp(argv[i], "--seccomp") == 0 && i + 1 < argc) {
-      seccomp_file = argv[++i];
+    } else if (strcmp(argv[i], "--seccomp-env") == 0) {
+      use_seccomp = true;
     } else if (strcmp(argv[i], "--") == 0) {
       ++i;
       break;
@@ -147,13 +157,13 @@ int main(int argc, char** argv) {
     }
   }
   if (i >= argc) {
-    dprintf(2, "usage: %s [--pty] [--seccomp FILE] [--] COMMAND [ARG...]\n", argv[0]);
+    dprintf(2, "usage: %s [--pty] [--seccomp-env] [--] COMMAND [ARG...]\n", argv[0]);
     return 2;
   }
   char** cmd = argv + i;
   struct sock_fprog filter_prog = {0, nullptr};
-  if (seccomp_file != nullptr) filter_prog = LoadFilter(seccomp_file);
-  const struct sock_fprog* filter = seccomp_file != nullptr ? &filter_prog : nullptr;
+  if (use_seccomp) filter_prog = LoadFilterFromEnv();
+  const struct sock_fprog* filter = use_seccomp ? &filter_prog : nullptr;
   if (!use_pty) ExecFiltered(cmd, filter);
   int master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
   if (master < 0) Die("open /dev/ptmx");
