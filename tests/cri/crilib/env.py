@@ -83,6 +83,28 @@ class Containerd:
         if proc.returncode != 0:
             raise RuntimeError(f"containerd-up.sh {self.dir} failed ({proc.returncode}): {proc.stderr.strip()}")
         self.env = _read_env(os.path.join(self.dir, "env"))
+        self.wait_cri_ready()
+
+    def wait_cri_ready(self, timeout=60):
+        """containerd answers before its CRI plugin has initialised; wait for the CRI to answer Status."""
+        import grpc
+        cli = self.client(timeout=5)
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                try:
+                    st = cli.status()
+                    if all(cond.status for cond in st.status.conditions if cond.type == "RuntimeReady"):
+                        return
+                except grpc.RpcError as e:
+                    last = e.details()
+                else:
+                    last = str(st.status)
+                if time.monotonic() >= deadline:
+                    raise RuntimeError(f"the CRI of {self.dir} is not ready after {timeout}s: {last}")
+                time.sleep(0.1)
+        finally:
+            cli.close()
 
     def start(self):
         self.dir = tempfile.mkdtemp(prefix="gvs.", dir="/tmp")
