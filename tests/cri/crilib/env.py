@@ -6,7 +6,7 @@
         ctd.restart()                      # stop containerd only (pods and shims keep running), start it again
 
 `netns=NAME` runs containerd (and so the CNI plugins and every pod network) inside network namespace NAME,
-which the caller created (`ip netns add`). Nothing here touches the root namespace's addresses.
+which the caller created (`ip netns add`); only the network namespace changes. Nothing here touches the root namespace's addresses.
 """
 
 import os
@@ -77,7 +77,8 @@ class Containerd:
         cmd = ["bash", str(REPO_ROOT / "scripts/containerd-up.sh"), self.dir, "--bin-dir", self.bin_dir,
                "--log-level", self.log_level]
         if self.netns:
-            cmd = ["ip", "netns", "exec", self.netns, *cmd]
+            # nsenter, not `ip netns exec`: that also remounts /sys, which hides the cgroup hierarchy from runsc.
+            cmd = ["nsenter", f"--net=/run/netns/{self.netns}", *cmd]
         env = dict(os.environ, **self.extra_env)
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
         if proc.returncode != 0:
