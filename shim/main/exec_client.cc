@@ -32,6 +32,7 @@ int Usage() {
                "                   [--output-bytes N] [--allow-network] [--env K=V ...] [--container ID] [--json]\n"
                "                   [--stream]\n"
                "       gvshim exec (--pod NS/NAME | --id ID) --runtimes   the pod's runtimes and their isolation (JSON)\n"
+               "       gvshim exec (--pod NS/NAME | --id ID) --health     the pod's Execute health (starts nothing)\n"
                "Runs a snippet inside the pod's gVisor sandbox through the shim's Execute service. Prints the\n"
                "snippet's stdout/stderr (and main()'s JSON result), and exits with the snippet's exit code\n"
                "(124 on timeout, 125 when it could not run).\n"
@@ -196,7 +197,8 @@ const char* CodeName(grpc::StatusCode c) {
 }
 
 // --runtimes: the pod's ListRuntimes answer (languages, where they run, what each can isolate) as JSON.
-int ListRuntimesMain(const std::string& id, const std::string& pod, const std::string& ns, std::string dir) {
+// --health: its Health answer ("SERVING <message>"); unlike ListRuntimes it starts nothing.
+int InfoMain(const std::string& id, const std::string& pod, const std::string& ns, std::string dir, bool health) {
   if (dir.empty()) {
     const char* env = std::getenv("GVSHIM_EXECUTE_DIR");
     dir = env != nullptr && *env != '\0' ? env : kDefaultDir;
@@ -215,6 +217,16 @@ int ListRuntimesMain(const std::string& id, const std::string& pod, const std::s
   auto stub = ev1::Execute::NewStub(grpc::CreateChannel("unix:" + rec->socket, grpc::InsecureChannelCredentials()));
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(90));
+  if (health) {
+    ev1::HealthResponse h;
+    grpc::Status st = stub->Health(&ctx, ev1::HealthRequest(), &h);
+    if (!st.ok()) {
+      std::fprintf(stderr, "gvshim exec: Health failed: %s\n", st.error_message().c_str());
+      return 125;
+    }
+    std::printf("%s %s\n", ev1::HealthResponse::ServingStatus_Name(h.status()).c_str(), h.message().c_str());
+    return h.status() == ev1::HealthResponse::SERVING ? 0 : 1;
+  }
   ev1::ListRuntimesResponse resp;
   grpc::Status st = stub->ListRuntimes(&ctx, ev1::ListRuntimesRequest(), &resp);
   if (!st.ok()) {
@@ -240,7 +252,8 @@ int ListRuntimesMain(const std::string& id, const std::string& pod, const std::s
 int ExecMain(const std::vector<std::string>& args) {
   std::string id, pod, ns, dir, lang, code, file, args_json, stdin_text, container;
   std::vector<std::string> pairs, envs;
-  bool json_out = false, stream = false, allow_network = false, have_code = false, runtimes = false;
+  bool json_out = false, stream = false, allow_network = false, have_code = false, runtimes = false,
+       health = false;
   uint64_t timeout_ms = 0, memory = 0, output_bytes = 0;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
@@ -275,6 +288,7 @@ int ExecMain(const std::vector<std::string>& args) {
       ok = value(&v) && v.find('=') != std::string::npos && v[0] != '=';
       envs.push_back(v);
     } else if (a == "--runtimes") runtimes = true;
+    else if (a == "--health") health = true;
     else if (a == "--allow-network") allow_network = true;
     else if (a == "--json") json_out = true;
     else if (a == "--stream") stream = true;
@@ -289,8 +303,8 @@ int ExecMain(const std::vector<std::string>& args) {
       return 2;
     }
   }
-  if ((id.empty() == pod.empty()) || (!runtimes && have_code == !file.empty())) return Usage();
-  if (runtimes) return ListRuntimesMain(id, pod, ns, dir);
+  if ((id.empty() == pod.empty()) || (!runtimes && !health && have_code == !file.empty())) return Usage();
+  if (runtimes || health) return InfoMain(id, pod, ns, dir, health);
   if (!have_code) {
     std::stringstream ss;
     if (file == "-") {

@@ -22,22 +22,27 @@ from crilib import env  # noqa: E402
 STEPS = ["run_pod", "start_2_containers", "exec_sync_2", "stop_pod", "remove_pod", "total"]
 
 
-def one(cri, image, handler, i):
+def one(cri, image, handler, i, step_timeout):
+    """One lifecycle; a step that takes longer than step_timeout seconds counts as hung (the iteration fails)."""
     t = {}
     t0 = time.monotonic()
-    pod = cri.run_pod(f"bench-{handler}-{i}", handler=handler, timeout=180)
+    pod = cri.run_pod(f"bench-{handler}-{i}", handler=handler, timeout=step_timeout)
     t1 = time.monotonic()
-    cids = [pod.run_container(n, image, command=["sleep", "100000"]) for n in ("a", "b")]
+    cids = []
+    for n in ("a", "b"):
+        cid = pod.create_container(n, image, command=["sleep", "100000"])
+        cri.start(cid, timeout=step_timeout)
+        cids.append(cid)
     for cid in cids:
-        cri.wait_container(cid, c.RUNNING, timeout=60)
+        cri.wait_container(cid, c.RUNNING, timeout=step_timeout)
     t2 = time.monotonic()
     for cid in cids:
-        r = cri.exec_sync(cid, ["true"], timeout=60)
+        r = cri.exec_sync(cid, ["true"], timeout=step_timeout, rpc_timeout=step_timeout + 5)
         assert r.exit_code == 0, r
     t3 = time.monotonic()
-    cri.stop_pod(pod.id, timeout=180)
+    cri.stop_pod(pod.id, timeout=step_timeout)
     t4 = time.monotonic()
-    cri.remove_pod(pod.id, timeout=180)
+    cri.remove_pod(pod.id, timeout=step_timeout)
     t5 = time.monotonic()
     cri.created_pods.remove(pod.id)
     t.update(run_pod=t1 - t0, start_2_containers=t2 - t1, exec_sync_2=t3 - t2, stop_pod=t4 - t3,
@@ -49,6 +54,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--iterations", type=int, default=7)
     ap.add_argument("--handlers", default="gvisor,runsc-runc,runc")
+    ap.add_argument("--step-timeout", type=float, default=30.0, help="seconds before a step counts as hung")
     args = ap.parse_args()
     handlers = args.handlers.split(",")
     samples = {h: {s: [] for s in STEPS} for h in handlers}
@@ -57,20 +63,21 @@ def main():
         cri = ctd.client(timeout=180)
         for h in handlers:  # warm-up (image unpack, first shim start)
             try:
-                one(cri, ctd.image, h, "warm")
+                one(cri, ctd.image, h, "warm", args.step_timeout)
             except Exception as e:
                 failures[h].append(f"warm-up: {e}")
         for i in range(args.iterations):
             for h in handlers:
                 try:
-                    for s, v in one(cri, ctd.image, h, i).items():
+                    for s, v in one(cri, ctd.image, h, i, args.step_timeout).items():
                         samples[h][s].append(v)
                 except Exception as e:
                     failures[h].append(f"iteration {i}: {str(e)[:200]}")
+        cri.timeout = 60
         cri.cleanup()
     print(f"cri_lifecycle: median seconds per step over {args.iterations} iterations (same containerd, interleaved)")
     print(f"{'step':20s}" + "".join(f"{h:>14s}" for h in handlers))
-    med = {h: {s: statistics.median(v) if v else float('nan') for s, v in samples[h].items()} for h in handlers}
+    med = {h: {s: statistics.median(v) if v else float("nan") for s, v in samples[h].items()} for h in handlers}
     for s in STEPS:
         print(f"{s:20s}" + "".join(f"{med[h][s]:14.3f}" for h in handlers))
     if "gvisor" in handlers:
@@ -79,6 +86,7 @@ def main():
                 continue
             print(f"ratio total gvshim / {base}: {med['gvisor']['total'] / med[base]['total']:.2f}")
     for h, f in failures.items():
+        print(f"{h}: {len(samples[h]['total'])} of {args.iterations} iterations completed")
         for line in f:
             print(f"{h}: FAILED {line}")
 

@@ -3,7 +3,8 @@
 
 For each start mode (eager, lazy) and each language, REPS times: a fresh opted-in container is started with
 `ctr run -d`; as soon as ctr returns (the container runs), one Execute is sent, waiting first for the pod's
-socket to appear. Prints the median and p90 of "container running -> first answer". The baseline, in the same
+socket to appear. Prints the median and p90 of "container running -> first answer", and how long `ctr run -d`
+itself took (an eager container is reported started only once its runners are ready). The baseline, in the same
 run: `ctr task exec` of the interpreter with the same snippet in such a container (what a cold `runsc exec`
 costs). Measures and prints; never asserts.
 
@@ -58,6 +59,7 @@ def main():
     ap.add_argument("--execute-dir", required=True)
     ap.add_argument("--config", required=True, help="the containerd's gvshim.toml (copied per start mode)")
     ap.add_argument("--reps", type=int, default=7)
+    ap.add_argument("--summary", help="also write the medians as JSON to this file")
     a = ap.parse_args()
     ctr = shlex.split(a.ctr)
     base_cfg = open(a.config).read()
@@ -65,19 +67,23 @@ def main():
         pb = load_pb2(tmp)
         lang_enum = {"python": pb.LANGUAGE_PYTHON, "javascript": pb.LANGUAGE_JAVASCRIPT}
         results = {}
+        start_times = {}
         for mode in ("eager", "lazy"):
             cfg = os.path.join(tmp, f"{mode}.toml")
             with open(cfg, "w") as f:
                 f.write(base_cfg.replace("[execute]\n", f"[execute]\nstart = \"{mode}\"\n", 1))
             for lang in ("python", "javascript"):
                 samples = []
+                starts = []
                 for i in range(a.reps):
                     cid = f"cold-{mode}-{lang[:2]}-{i}"
+                    ts = time.monotonic()
                     subprocess.run(ctr + ["run", "-d", "--runtime", "io.containerd.gvisor.v1", "--runtime-config-path",
                                           cfg, "--annotation", "dev.gvshim.execute=true", a.image, cid, "sh", "-c",
                                           "while :; do sleep 3600 & wait; done"], check=True,
                                    stdout=subprocess.DEVNULL)
                     t0 = time.monotonic()
+                    starts.append((t0 - ts) * 1000)
                     try:
                         sock = None
                         while sock is None and time.monotonic() - t0 < 60:
@@ -107,6 +113,7 @@ def main():
                         subprocess.run(ctr + ["container", "delete", cid], stdout=subprocess.DEVNULL,
                                        stderr=subprocess.DEVNULL)
                 results[(mode, lang)] = samples
+                start_times[(mode, lang)] = starts
         # Baseline: a cold interpreter started with `ctr task exec` in a running container of the image.
         cid = "cold-baseline"
         subprocess.run(ctr + ["run", "-d", "--runtime", "io.containerd.gvisor.v1", a.image, cid, "sh", "-c",
@@ -129,12 +136,20 @@ def main():
             subprocess.run(ctr + ["container", "delete", cid], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     print("cold start: container running -> first Execute answered (median / p90 of %d)" % a.reps)
     for (mode, lang), s in results.items():
+        st = start_times[(mode, lang)]
         if s:
-            print("  %-6s %-10s %8.1f ms / %8.1f ms" % (mode, lang, statistics.median(s), pct(s, 90)))
+            print("  %-6s %-10s %8.1f ms / %8.1f ms   (ctr run -d took %.0f ms)"
+                  % (mode, lang, statistics.median(s), pct(s, 90), statistics.median(st)))
         else:
             print("  %-6s %-10s no successful sample" % (mode, lang))
     for lang, s in base.items():
         print("  baseline `ctr task exec` %-10s %8.1f ms (median)" % (lang, statistics.median(s)))
+    if a.summary:
+        out = {"%s_%s" % (mode, lang): (statistics.median(s) if s else None) for (mode, lang), s in results.items()}
+        out.update({"start_%s_%s" % k: statistics.median(v) for k, v in start_times.items() if v})
+        out.update({"exec_%s" % lang: statistics.median(s) for lang, s in base.items()})
+        with open(a.summary, "w") as f:
+            json.dump(out, f)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@
 EXEC_CASES=(python_main_args js_main_args script_stdout statuses_and_survival artifacts_returned
   runtimes_report_isolation snippet_sees_only_itself pod_secrets_are_invisible files_do_not_survive
   concurrent_snippets_are_invisible pod_sees_no_snippet_files nothing_survives_a_snippet no_host_network
-  bad_requests_keep_serving not_opted_in_gets_no_service incomplete_isolation_is_refused
+  bad_requests_keep_serving not_opted_in_gets_no_service incomplete_isolation_is_refused eager_pod_starts_warm
   execute_container_goes_with_the_pod server_is_a_child_of_the_shim dead_server_is_restarted
   server_ends_with_the_pod server_ends_with_a_killed_shim)
 
@@ -405,6 +405,23 @@ incomplete_isolation_is_refused() {
     assert_eq 0 "$rc" "a fully isolated pod: $out"
     assert_eq "ran" "$out"
   fi
+}
+
+# start = "eager": the container is reported started (ctr run -d returns) once its runners are ready, so the
+# first request finds them warm. Health reports a runner it has not started as "not started".
+eager_pod_starts_warm() {
+  ensure_pod
+  local eager=$E2E_WORK/eager.toml health
+  sed 's|^\[execute\]$|[execute]\nstart = "eager"|' "$GVS_SHIM_CONFIG" >"$eager"
+  defer cleanup_container eager1
+  crun -d --runtime-config-path "$eager" --annotation dev.gvshim.execute=true "$EXEC_IMAGE" eager1 \
+    "${POD_INIT[@]}" >/dev/null
+  health=$("$GVSHIM" exec --dir "$GVS_EXECUTE_DIR" --namespace "$E2E_NS" --id eager1 --health)
+  e2e_log "$health"
+  assert_contains "$health" "python@eager1: ready" "the Python runner was warm when the container started"
+  assert_contains "$health" "javascript@eager1: ready" "the Node runner was warm when the container started"
+  assert_eq 5 "$(timeout 60 "$GVSHIM" exec --dir "$GVS_EXECUTE_DIR" --namespace "$E2E_NS" --id eager1 \
+    -c 'def main(a, b): return a + b' --arg a=2 --arg b=3)" "the first snippet of an eager pod"
 }
 
 execute_container_goes_with_the_pod() {

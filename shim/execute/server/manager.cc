@@ -162,19 +162,23 @@ class Sandbox : public Backend {
   }
 
   // Eager start: the default runner of each language starts now, in the background.
-  // Eager start: the default Python runner now, the Node runner once Python is ready (two interpreters
-  // starting at once on a small node would slow both down); a request for a runner that has not started yet
-  // starts it at once, as in lazy mode.
-  void PrestartDefaults() {
+  // Eager start: both runners of container `id` start now; `done` runs once they are ready or failed (the shim
+  // waits for that before it reports the container started, so the first request finds them warm).
+  void Prestart(const std::string& id, std::function<void()> done) {
     absl::MutexLock lock(&serve_mu_);
-    if (stopped_ || prestart_.joinable()) return;
-    auto py = RunnerFor(Language::kPython, "");
-    if (py.ok()) (*py)->Prestart();
-    std::shared_ptr<Runner> first = py.ok() ? *py : nullptr;
-    prestart_ = std::thread([this, first] {
-      if (first != nullptr) (void)first->EnsureReady(absl::Now() + absl::Seconds(60));
-      auto js = RunnerFor(Language::kJavaScript, "");
-      if (js.ok()) (*js)->Prestart();
+    std::vector<std::shared_ptr<Runner>> runners;
+    if (!stopped_) {
+      for (Language l : {Language::kPython, Language::kJavaScript}) {
+        auto r = RunnerFor(l, id);
+        if (!r.ok()) continue;
+        (*r)->Prestart();
+        runners.push_back(*r);
+      }
+    }
+    prestart_.emplace_back([runners, done = std::move(done)] {
+      const absl::Time deadline = absl::Now() + absl::Seconds(60);
+      for (const auto& r : runners) (void)r->EnsureReady(deadline);
+      if (done) done();
     });
   }
 
@@ -204,7 +208,7 @@ class Sandbox : public Backend {
     if (stopped_) return;
     stopped_ = true;
     if (service_ != nullptr) service_->Close();
-    std::thread prestart = std::move(prestart_);
+    std::vector<std::thread> prestart = std::move(prestart_);
     std::map<std::pair<std::string, Language>, std::shared_ptr<Runner>> runners;
     {
       absl::MutexLock l(&mu_);
@@ -214,7 +218,9 @@ class Sandbox : public Backend {
     // Stopping the runners answers their running jobs, so the handlers return before the server waits; it also
     // ends the eager start's wait.
     for (auto& [k, r] : runners) r->Stop();
-    if (prestart.joinable()) prestart.join();
+    for (auto& t : prestart) {
+      if (t.joinable()) t.join();
+    }
     if (server_ != nullptr) {
       server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
       server_->Wait();
@@ -339,7 +345,7 @@ class Sandbox : public Backend {
   absl::Mutex serve_mu_ ABSL_ACQUIRED_BEFORE(mu_);  // serialises EnsureServing/Stop
   std::unique_ptr<Service> service_ ABSL_GUARDED_BY(serve_mu_);
   std::unique_ptr<grpc::Server> server_ ABSL_GUARDED_BY(serve_mu_);
-  std::thread prestart_ ABSL_GUARDED_BY(serve_mu_);  // eager start: Node after Python
+  std::vector<std::thread> prestart_ ABSL_GUARDED_BY(serve_mu_);  // eager starts waiting for readiness
   bool stopped_ ABSL_GUARDED_BY(serve_mu_) = false;
 
   absl::Mutex mu_;
@@ -350,8 +356,10 @@ class Sandbox : public Backend {
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-Manager::Manager(RunscFactory runsc_factory, pid_t shim_pid)
-    : runsc_factory_(std::move(runsc_factory)), shim_pid_(shim_pid != 0 ? shim_pid : ::getpid()) {}
+Manager::Manager(RunscFactory runsc_factory, pid_t shim_pid, WarmCallback on_warm)
+    : runsc_factory_(std::move(runsc_factory)),
+      shim_pid_(shim_pid != 0 ? shim_pid : ::getpid()),
+      on_warm_(std::move(on_warm)) {}
 
 Manager::~Manager() { Shutdown(); }
 
@@ -382,12 +390,19 @@ void Manager::OnContainerStarted(const ContainerInfo& info, const ExecuteConfig&
   log::Debugf("execute: container %s of sandbox %s: python %s, node %s", info.id, info.sandbox_id,
               e.python ? e.python->path : "-", e.node ? e.node->path : "-");
   sb->AddContainer(std::move(e), info.annotations);
-  if (!sb->opted_in()) return;
+  auto warm = [this, id = info.id] {
+    if (on_warm_) on_warm_(id);
+  };
+  if (!sb->opted_in()) return warm();
   if (absl::Status st = sb->EnsureServing(); !st.ok()) {
     log::Warnf("execute: sandbox %s: %s", info.sandbox_id, st.message());
-    return;
+    return warm();
   }
-  if (sb->cfg().start == StartMode::kEager) sb->PrestartDefaults();
+  if (sb->cfg().start == StartMode::kEager) {
+    sb->Prestart(info.id, warm);
+  } else {
+    warm();
+  }
 }
 
 void Manager::OnContainerDeleted(const std::string& id) {

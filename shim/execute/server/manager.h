@@ -29,8 +29,11 @@ class Manager {
  public:
   using RunscFactory = std::function<std::unique_ptr<runsc::Runsc>(const runsc::GlobalOptions&)>;
 
+  // Called (on any thread) once the runners of a container that started in eager mode are ready (or failed).
+  using WarmCallback = std::function<void(const std::string& container_id)>;
+
   // shim_pid goes into the discovery records (0: this process).
-  explicit Manager(RunscFactory runsc_factory, pid_t shim_pid = 0);
+  explicit Manager(RunscFactory runsc_factory, pid_t shim_pid = 0, WarmCallback on_warm = nullptr);
   ~Manager();  // Shutdown()
   Manager(const Manager&) = delete;
   Manager& operator=(const Manager&) = delete;
@@ -50,6 +53,7 @@ class Manager {
  private:
   const RunscFactory runsc_factory_;
   const pid_t shim_pid_;
+  const WarmCallback on_warm_;
   absl::Mutex mu_;
   // Keyed by "<ns>/<sandbox id>"; holds every sandbox with execute enabled, served or not (yet).
   std::map<std::string, std::shared_ptr<Sandbox>> sandboxes_ ABSL_GUARDED_BY(mu_);

@@ -65,7 +65,8 @@ absl::StatusOr<std::shared_ptr<Scheduler::Slot>> Scheduler::Acquire(absl::Time q
       leave();
       return absl::ResourceExhaustedError(
           absl::StrFormat("no execute slot within the queue timeout of %d ms (%d waiting, %d running)",
-                          absl::ToInt64Milliseconds(queue_deadline - start), queue_.size(), running_));
+                          absl::ToInt64Milliseconds(absl::Ceil(queue_deadline - start, absl::Milliseconds(1))),
+                          queue_.size(), running_));
     }
   }
 }

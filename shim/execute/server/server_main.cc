@@ -12,6 +12,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "nlohmann/json.hpp"
 #include "shim/base/log.h"
 #include "shim/execute/server/manager.h"
@@ -22,6 +23,15 @@
 
 namespace gvshim::execute {
 namespace {
+
+// Tells the shim (on stdout, one JSON line) that a container's runners are ready: the shim holds an eager
+// container's Start until then (wire.h).
+void TellWarm(const std::string& id) {
+  static absl::Mutex mu(absl::kConstInit);
+  const std::string line = nlohmann::json{{"op", "warm"}, {"id", id}}.dump() + "\n";
+  absl::MutexLock lock(&mu);
+  (void)sys::WriteAll(STDOUT_FILENO, line.data(), line.size());
+}
 
 // Applies one message; errors name the problem and are logged by the caller.
 absl::Status Apply(const std::string& line, std::optional<SandboxHello>& hello,
@@ -39,7 +49,7 @@ absl::Status Apply(const std::string& line, std::optional<SandboxHello>& hello,
     if (log::ParseLevel(h->log_level, &level)) log::SetLevel(level);
     hello = std::move(*h);
     manager = std::make_unique<Manager>([](const runsc::GlobalOptions& g) { return runsc::NewRunscCli(g); },
-                                        hello->shim_pid);
+                                        hello->shim_pid, TellWarm);
     log::Infof("execute: server for sandbox %s/%s (pid %d)", hello->ns, hello->sandbox_id, ::getpid());
     return absl::OkStatus();
   }

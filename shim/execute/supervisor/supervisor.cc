@@ -117,32 +117,53 @@ void Supervisor::OnContainerStarted(const task::ContainerLifecycle& info) {
       log::Warnf("execute: no execute container for %s: %s", info.id, c.exec_error);
     }
   }
-  absl::MutexLock lock(&mu_);
-  if (!c.exec_container.empty()) exec_containers_[info.id] = {info.bundle, info.runsc};
-  if (shut_down_) return;
-  auto& slot = pods_[key];
-  if (slot == nullptr) {
-    slot = std::make_shared<Pod>();
-    slot->key = key;
-    slot->ns = info.ns;
-    slot->sandbox_id = info.sandbox_id;
-    slot->cfg = *cfg;
+  bool wait_warm = false;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!c.exec_container.empty()) exec_containers_[info.id] = {info.bundle, info.runsc};
+    if (shut_down_) return;
+    auto& slot = pods_[key];
+    if (slot == nullptr) {
+      slot = std::make_shared<Pod>();
+      slot->key = key;
+      slot->ns = info.ns;
+      slot->sandbox_id = info.sandbox_id;
+      slot->cfg = *cfg;
+    }
+    Pod& pod = *slot;
+    container_pod_[info.id] = key;
+    auto same = [&](const ContainerInfo& e) { return e.id == c.id; };
+    std::erase_if(pod.containers, same);
+    pod.containers.push_back(c);
+    if (opted_in) pod.opted_in = true;
+    if (!pod.opted_in || pod.stopping) return;
+    absl::Status st =
+        pod.pid == 0 ? SpawnLocked(pod) : SendLocked(pod, {{"op", "start"}, {"container", ToJson(c)}});
+    if (!st.ok()) {
+      log::Warnf("execute: sandbox %s: %s", pod.sandbox_id, st.message());
+      return;
+    }
+    wait_warm = pod.cfg.start == StartMode::kEager && !c.exec_container.empty();
   }
-  Pod& pod = *slot;
-  container_pod_[info.id] = key;
-  auto same = [&](const ContainerInfo& e) { return e.id == c.id; };
-  std::erase_if(pod.containers, same);
-  pod.containers.push_back(c);
-  if (opted_in) pod.opted_in = true;
-  if (!pod.opted_in || pod.stopping) return;
-  absl::Status st =
-      pod.pid == 0 ? SpawnLocked(pod) : SendLocked(pod, {{"op", "start"}, {"container", ToJson(c)}});
-  if (!st.ok()) log::Warnf("execute: sandbox %s: %s", pod.sandbox_id, st.message());
+  if (!wait_warm) return;
+  // Eager start: the container is reported started once its runners are ready, so that the first request finds
+  // them warm (bounded; a runner that cannot start is reported by Execute itself).
+  absl::MutexLock lock(&warm_->mu);
+  auto is_warm = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(warm_->mu) { return warm_->warm.contains(info.id); };
+  if (!warm_->mu.AwaitWithTimeout(absl::Condition(&is_warm), opts_.eager_wait)) {
+    log::Warnf("execute: the runners of %s were not ready within %s; starting it anyway", info.id,
+               absl::FormatDuration(opts_.eager_wait));
+  }
+  warm_->warm.erase(info.id);
 }
 
 void Supervisor::OnContainerDeleted(const std::string& id) {
   std::shared_ptr<Pod> last;
   std::optional<ExecContainer> exec;
+  {
+    absl::MutexLock lock(&warm_->mu);
+    warm_->warm.erase(id);
+  }
   {
     absl::MutexLock lock(&mu_);
     if (auto e = exec_containers_.find(id); e != exec_containers_.end()) {
@@ -202,6 +223,14 @@ void Supervisor::Shutdown() {
     exitq_->stop = true;
   }
   if (restarter_.joinable()) restarter_.join();
+  std::vector<std::thread> readers;
+  {
+    absl::MutexLock lock(&mu_);
+    readers.swap(readers_);
+  }
+  for (auto& t : readers) {
+    if (t.joinable()) t.join();  // every server has exited: its stdout is closed
+  }
 }
 
 pid_t Supervisor::ServerPid(const std::string& ns, const std::string& sandbox_id) {
@@ -214,9 +243,12 @@ absl::Status Supervisor::SpawnLocked(Pod& pod) {
   if (!restarter_.joinable()) restarter_ = std::thread([this] { RestartLoop(); });
   auto pipe = sys::MakePipe(O_CLOEXEC);
   if (!pipe.ok()) return pipe.status();
+  auto out = sys::MakePipe(O_CLOEXEC);
+  if (!out.ok()) return out.status();
   sys::SpawnOptions so;
   so.argv = {pod.cfg.server.empty() ? opts_.default_server : pod.cfg.server, "execute-server"};
   so.stdin_fd = pipe->read.get();
+  so.stdout_fd = out->write.get();
   so.stderr_fd = opts_.log_fd;
   // The server outlives the request thread that starts it: its lifetime is tied to its stdin instead.
   so.pdeathsig = 0;
@@ -224,6 +256,27 @@ absl::Status Supervisor::SpawnLocked(Pod& pod) {
   if (!pid.ok())
     return absl::Status(pid.status().code(), absl::StrCat("start Execute server: ", pid.status().message()));
   pipe->read.reset();
+  out->write.reset();
+  // The server's answers ("warm" lines); the thread ends when the server exits.
+  readers_.emplace_back([w = warm_, fd = std::make_shared<sys::UniqueFd>(std::move(out->read))] {
+    std::string buf;
+    char chunk[4096];
+    for (;;) {
+      const ssize_t n = ::read(fd->get(), chunk, sizeof chunk);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return;
+      buf.append(chunk, static_cast<size_t>(n));
+      size_t nl;
+      while ((nl = buf.find('\n')) != std::string::npos) {
+        auto j = nlohmann::json::parse(buf.substr(0, nl), nullptr, /*allow_exceptions=*/false);
+        buf.erase(0, nl + 1);
+        if (j.is_object() && j.value("op", "") == "warm" && j.contains("id") && j["id"].is_string()) {
+          absl::MutexLock lock(&w->mu);
+          w->warm.insert(j["id"].get<std::string>());
+        }
+      }
+    }
+  });
   ::fcntl(pipe->write.get(), F_SETPIPE_SZ, 1 << 20);  // room for a whole pod's replay; best effort
   ::fcntl(pipe->write.get(), F_SETFL, ::fcntl(pipe->write.get(), F_GETFL) | O_NONBLOCK);
   pod.pid = *pid;

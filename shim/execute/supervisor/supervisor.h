@@ -15,6 +15,7 @@
 
 #include <functional>
 #include <map>
+#include <set>
 #include <memory>
 #include <string>
 #include <thread>
@@ -45,6 +46,8 @@ class Supervisor {
     std::function<std::unique_ptr<runsc::Runsc>(const runsc::GlobalOptions&)> runsc_factory;
     // Directory of the in-sandbox helpers when the config names none; empty: FindHelpersDir's search.
     std::string default_helpers_dir;
+    // How long an eager container's Start waits for its runners to be ready (the server's "warm" line).
+    absl::Duration eager_wait = absl::Seconds(15);
   };
   static constexpr int kMaxRestarts = 5;  // in a row, for servers that die within a minute of their start
   static constexpr absl::Duration kSendTimeout = absl::Seconds(2);
@@ -101,6 +104,14 @@ class Supervisor {
     bool stop ABSL_GUARDED_BY(mu) = false;
   };
   const std::shared_ptr<ExitQueue> exitq_ = std::make_shared<ExitQueue>();
+  // Containers whose runners a server reported ready ("warm" lines on its stdout, read by one thread per
+  // server). Shared with those threads, so one that runs late never touches a destroyed Supervisor.
+  struct WarmState {
+    absl::Mutex mu;
+    std::set<std::string> warm ABSL_GUARDED_BY(mu);
+  };
+  const std::shared_ptr<WarmState> warm_ = std::make_shared<WarmState>();
+  std::vector<std::thread> readers_ ABSL_GUARDED_BY(mu_);
   std::thread restarter_;  // started with the first server; restarts servers that died
 };
 

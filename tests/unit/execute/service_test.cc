@@ -302,18 +302,44 @@ TEST_F(ExecuteServiceTest, QueueFullIsResourceExhausted) {
   EXPECT_EQ(resp.stdout(), "2\n");
 }
 
+// max_concurrent = 1: a second request waits in the queue (Health counts it) and runs only after the first
+// finished, although it is much shorter.
 TEST_F(ExecuteServiceTest, QueuedRequestRunsWhenASlotFrees) {
   Start("max_concurrent = 1\nmax_queue = 4\n");
   pb::ExecuteResponse r1, r2;
   grpc::Status s1, s2;
-  std::thread a([&] { s1 = Call(Py("import time\ntime.sleep(0.5)\nprint('a')"), &r1); });
+  absl::Time a_done, b_done;
+  std::thread a([&] {
+    s1 = Call(Py("import time\ntime.sleep(1.5)\nprint('a')"), &r1);
+    a_done = absl::Now();
+  });
   ASSERT_TRUE(WaitFor([&] { return Health().active() == 1; }));
-  std::thread b([&] { s2 = Call(Py("print('b')"), &r2); });
+  std::thread b([&] {
+    s2 = Call(Py("print('b')"), &r2);
+    b_done = absl::Now();
+  });
+  EXPECT_TRUE(WaitFor([&] { return Health().queued() == 1; }));
   a.join();
   b.join();
   ASSERT_TRUE(s1.ok() && s2.ok()) << s1.error_message() << s2.error_message();
   EXPECT_EQ(r1.stdout(), "a\n");
   EXPECT_EQ(r2.stdout(), "b\n");
+  EXPECT_GE(b_done, a_done) << "the queued snippet ran while the only slot was taken";
+}
+
+TEST_F(ExecuteServiceTest, QueueTimeoutIsResourceExhausted) {
+  Start("max_concurrent = 1\nmax_queue = 4\nqueue_timeout_ms = 300\n");
+  pb::ExecuteResponse r1;
+  grpc::Status s1;
+  std::thread a([&] { s1 = Call(Py("import time\ntime.sleep(5)\nprint('a')"), &r1); });
+  ASSERT_TRUE(WaitFor([&] { return Health().active() == 1; }));
+  pb::ExecuteResponse r2;
+  grpc::Status s2 = Call(Py("print('b')"), &r2);
+  EXPECT_EQ(s2.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(s2.error_message(), HasSubstr("queue timeout of 300 ms"));
+  a.join();
+  EXPECT_TRUE(s1.ok()) << s1.error_message();
+  EXPECT_EQ(r1.stdout(), "a\n");
 }
 
 TEST_F(ExecuteServiceTest, KilledRunnerIsReplaced) {

@@ -10,9 +10,11 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "nlohmann/json.hpp"
 #include "shim/config/config.h"
@@ -47,7 +49,13 @@ class SupervisorTest : public ::testing::Test {
         << "if [ -e \"$d/ignore-eof\" ]; then trap '' TERM; while :; do sleep 0.05; done; fi\n"
         << "while IFS= read -r line; do\n"
         << "  echo \"$line\" >>\"$d/in.$$\"\n"
+        << "  case $line in *'\"op\":\"start\"'*)\n"
+        << "    id=$(echo \"$line\" | sed 's/.*\"exec_container\":\"\\([^\"/]*\\)\\/execute\".*/\\1/')\n"
+        << "    while [ -e \"$d/hold-warm\" ]; do sleep 0.02; done\n"
+        << "    [ -e \"$d/no-warm\" ] || echo \"{\\\"op\\\":\\\"warm\\\",\\\"id\\\":\\\"$id\\\"}\" ;;\n"
+        << "  esac\n"
         << "  if [ -e \"$d/crash\" ]; then rm -f \"$d/crash\"; exit 7; fi\n"
+        << "  if [ -e \"$d/crash-always\" ]; then exit 7; fi\n"
         << "done\n"
         << "echo EOF >>\"$d/in.$$\"\n";
     fs::permissions(server_, fs::perms::owner_all);
@@ -59,7 +67,8 @@ class SupervisorTest : public ::testing::Test {
     fs::remove_all(dir_);
   }
 
-  void Make(const std::string& extra = "", absl::Duration stop_timeout = absl::Seconds(5)) {
+  void Make(const std::string& extra = "", absl::Duration stop_timeout = absl::Seconds(5),
+            absl::Duration eager_wait = absl::Seconds(15)) {
     auto cfg = config::Parse(absl::StrCat("[execute]\nenabled = true\nsocket_dir = \"", dir_,
                                           "/s\"\nserver = \"", server_, "\"\n", extra),
                              "g.toml");
@@ -73,6 +82,7 @@ class SupervisorTest : public ::testing::Test {
       return std::make_unique<testing::FakeRunscView>(&runsc_);
     };
     o.default_helpers_dir = dir_ + "/helpers";
+    o.eager_wait = eager_wait;
     sup_ = std::make_unique<Supervisor>(o);
   }
 
@@ -219,6 +229,24 @@ TEST_F(SupervisorTest, ADeadServerIsStartedAgainWithThePod) {
   EXPECT_TRUE(Gone(first));
 }
 
+// A server that keeps dying right after its start is restarted kMaxRestarts times, then the pod goes without.
+TEST_F(SupervisorTest, ACrashLoopingServerIsGivenUpAfterFiveRestarts) {
+  Make();
+  std::ofstream(dir_ + "/crash-always") << "";
+  sup_->OnContainerStarted(Info("sbx", true));
+  auto servers = [&] {
+    int n = 0;
+    for (const auto& e : fs::directory_iterator(dir_)) n += e.path().filename().string().rfind("argv.", 0) == 0;
+    return n;
+  };
+  ASSERT_TRUE(WaitFor([&] { return servers() == Supervisor::kMaxRestarts + 1; }, absl::Seconds(20)));
+  // No further start: wait for the restart delay many times over, then count again.
+  ASSERT_TRUE(WaitFor([&] { return sup_->ServerPid("t", "sbx") == 0; }));
+  absl::SleepFor(absl::Milliseconds(500));  // 25 restart delays: a sixth restart would have happened
+  EXPECT_EQ(servers(), Supervisor::kMaxRestarts + 1);
+  EXPECT_EQ(sup_->ServerPid("t", "sbx"), 0);
+}
+
 TEST_F(SupervisorTest, AServerThatIgnoresEndOfInputIsKilled) {
   Make("", absl::Milliseconds(200));
   std::ofstream(dir_ + "/ignore-eof") << "";
@@ -316,6 +344,31 @@ TEST_F(SupervisorTest, MissingHelpersAreNamed) {
   ASSERT_TRUE(WaitFor([&] { return Ops(pid).size() >= 2; }));
   auto start = nlohmann::json::parse(Input(pid)[1]);
   EXPECT_THAT(start["container"]["exec_error"].get<std::string>(), HasSubstr(kLauncherName));
+}
+
+// Eager start: Start (OnContainerStarted) returns once the server says the container's runners are ready.
+TEST_F(SupervisorTest, AnEagerContainerIsReportedStartedOnceItsRunnersAreWarm) {
+  Make("start = \"eager\"\n");
+  std::ofstream(dir_ + "/hold-warm") << "";
+  absl::Notification returned;
+  std::thread t([&] {
+    sup_->OnContainerStarted(Info("app", true));
+    returned.Notify();
+  });
+  ASSERT_TRUE(WaitFor([&] { return sup_->ServerPid("t", "sbx") > 0 && Ops(sup_->ServerPid("t", "sbx")).size() >= 2; }));
+  EXPECT_FALSE(returned.WaitForNotificationWithTimeout(absl::Milliseconds(300)));  // still waiting for "warm"
+  fs::remove(dir_ + "/hold-warm");
+  EXPECT_TRUE(returned.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  t.join();
+}
+
+TEST_F(SupervisorTest, AnEagerContainerWhoseRunnersNeverWarmStillStartsAfterTheWait) {
+  Make("start = \"eager\"\n", absl::Seconds(5), absl::Milliseconds(300));
+  std::ofstream(dir_ + "/no-warm") << "";
+  const absl::Time t0 = absl::Now();
+  sup_->OnContainerStarted(Info("app", true));
+  EXPECT_GE(absl::Now() - t0, absl::Milliseconds(300));
+  EXPECT_LT(absl::Now() - t0, absl::Seconds(10));
 }
 
 TEST_F(SupervisorTest, AMissingServerProgramIsLoggedAndNothingBreaks) {
