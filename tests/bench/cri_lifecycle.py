@@ -37,7 +37,7 @@ def one(cri, image, handler, i, step_timeout):
         cri.wait_container(cid, c.RUNNING, timeout=step_timeout)
     t2 = time.monotonic()
     for cid in cids:
-        r = cri.exec_sync(cid, ["true"], timeout=step_timeout, rpc_timeout=step_timeout + 5)
+        r = cri.exec_sync(cid, ["true"], timeout=int(step_timeout), rpc_timeout=step_timeout + 5)
         assert r.exit_code == 0, r
     t3 = time.monotonic()
     cri.stop_pod(pod.id, timeout=step_timeout)
