@@ -1,11 +1,20 @@
 #include "shim/sys/fd.h"
 
+#include <fcntl.h>
+
 #include <cerrno>
 #include <string>
 
 #include "shim/base/status.h"
 
 namespace gvshim::sys {
+
+absl::Status SetNonBlocking(int fd) {
+  const int fl = ::fcntl(fd, F_GETFL);
+  if (fl < 0) return ErrnoStatus(errno, "fcntl F_GETFL");
+  if (::fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) return ErrnoStatus(errno, "fcntl F_SETFL O_NONBLOCK");
+  return absl::OkStatus();
+}
 
 ScopedSigpipeGuard::ScopedSigpipeGuard() {
   sigset_t pipe_set;

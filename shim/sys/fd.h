@@ -48,6 +48,9 @@ struct PipePair {
 // pipe2(flags); O_CLOEXEC by default.
 absl::StatusOr<PipePair> MakePipe(int flags = O_CLOEXEC);
 
+// Sets O_NONBLOCK on fd (one end of a pipe, say), keeping its other status flags.
+absl::Status SetNonBlocking(int fd);
+
 // Duplicates fd with F_DUPFD_CLOEXEC.
 absl::StatusOr<UniqueFd> Dup(int fd);
 

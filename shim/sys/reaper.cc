@@ -150,13 +150,6 @@ struct ExitState {
   UniqueFd event;  // eventfd, becomes readable on exit
 };
 
-absl::Status SetNonBlocking(int fd) {
-  int flags = ::fcntl(fd, F_GETFL);
-  if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
-    return ErrnoStatus(errno, "fcntl O_NONBLOCK");
-  return absl::OkStatus();
-}
-
 // Reads what is available now. Returns false once the pipe is at EOF (or broken).
 bool ReadSome(int fd, std::string* out) {
   char buf[16384];
