@@ -60,8 +60,10 @@ def pod_and_snippets_see_nothing_of_each_other(t):
     it; and the snippet sees neither of them (their secret is in their environment and command line)."""
     secret = "cri-pod-secret-%d" % os.getpid()
     pod = t.cri.run_pod("isolated", namespace="tools", annotations={"dev.gvshim.execute": "true"})
-    py = pod.run_container("py", t.ctd.python_image, command=["sleep", "100000", secret], env={"SECRET": secret})
-    app = pod.run_container("app", t.image, command=["sleep", "100000", secret], env={"SECRET": secret})
+    py = pod.run_container("py", t.ctd.python_image, command=["python3", "-c", "import time; time.sleep(100000)", secret],
+                           env={"SECRET": secret})
+    app = pod.run_container("app", t.image, command=["sh", "-c", "while :; do sleep 3600; done # " + secret],
+                            env={"SECRET": secret})
     t.cri.wait_container(py, c.RUNNING)
     t.cri.wait_container(app, c.RUNNING)
     # The probe sees what it should: the secret of the container it runs in.
