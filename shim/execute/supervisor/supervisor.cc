@@ -32,9 +32,14 @@ struct Supervisor::Pod {
   int restarts = 0;
   // The current server, if any.
   pid_t pid = 0;
-  sys::UniqueFd to_server;
   std::shared_ptr<absl::Notification> exited;
   absl::Time started_at;
+  uint64_t next_seq = 0;  // the place of the next Outgoing in the server's input
+  // The server's input. Lock order: Supervisor::mu_ before io_mu; nothing takes mu_ while holding io_mu.
+  absl::Mutex io_mu;
+  uint64_t done_seq ABSL_GUARDED_BY(io_mu) = 0;  // every Outgoing before this one was written (or dropped)
+  pid_t io_pid ABSL_GUARDED_BY(io_mu) = 0;       // the server to_server feeds
+  sys::UniqueFd to_server ABSL_GUARDED_BY(io_mu);
 };
 
 namespace {
@@ -118,6 +123,7 @@ void Supervisor::OnContainerStarted(const task::ContainerLifecycle& info) {
     }
   }
   bool wait_warm = false;
+  Outgoing out;
   {
     absl::MutexLock lock(&mu_);
     if (!c.exec_container.empty()) exec_containers_[info.id] = {info.bundle, info.runsc};
@@ -137,13 +143,22 @@ void Supervisor::OnContainerStarted(const task::ContainerLifecycle& info) {
     pod.containers.push_back(c);
     if (opted_in) pod.opted_in = true;
     if (!pod.opted_in || pod.stopping) return;
-    absl::Status st =
-        pod.pid == 0 ? SpawnLocked(pod) : SendLocked(pod, {{"op", "start"}, {"container", ToJson(c)}});
-    if (!st.ok()) {
-      log::Warnf("execute: sandbox %s: %s", pod.sandbox_id, st.message());
+    absl::StatusOr<Outgoing> o;
+    if (pod.pid == 0) {
+      o = SpawnLocked(slot);
+    } else {
+      o = QueueLocked(slot, {{{"op", "start"}, {"container", ToJson(c)}}});
+    }
+    if (!o.ok()) {
+      log::Warnf("execute: sandbox %s: %s", pod.sandbox_id, o.status().message());
       return;
     }
+    out = *std::move(o);
     wait_warm = pod.cfg.start == StartMode::kEager && !c.exec_container.empty();
+  }
+  if (absl::Status st = Deliver(out); !st.ok()) {
+    log::Warnf("execute: sandbox %s: %s", info.sandbox_id, st.message());
+    return;
   }
   if (!wait_warm) return;
   // Eager start: the container is reported started once its runners are ready, so that the first request finds
@@ -160,6 +175,7 @@ void Supervisor::OnContainerStarted(const task::ContainerLifecycle& info) {
 void Supervisor::OnContainerDeleted(const std::string& id) {
   std::shared_ptr<Pod> last;
   std::optional<ExecContainer> exec;
+  std::optional<Outgoing> tell;
   {
     absl::MutexLock lock(&warm_->mu);
     warm_->warm.erase(id);
@@ -183,12 +199,14 @@ void Supervisor::OnContainerDeleted(const std::string& id) {
           pods_.erase(p);
           std::erase_if(container_pod_, [&](const auto& kv) { return kv.second == key; });
         } else if (pod.pid != 0) {
-          if (absl::Status st = SendLocked(pod, {{"op", "delete"}, {"id", id}}); !st.ok()) {
-            log::Warnf("execute: sandbox %s: %s", pod.sandbox_id, st.message());
-          }
+          tell = QueueLocked(p->second, {{{"op", "delete"}, {"id", id}}});
         }
       }
     }
+  }
+  if (tell.has_value()) {
+    if (absl::Status st = Deliver(*tell); !st.ok())
+      log::Warnf("execute: sandbox %s: %s", tell->pod->sandbox_id, st.message());
   }
   // The server first (it stops the runners in the execute container), then the execute container.
   if (last != nullptr) StopPod(std::move(last));
@@ -239,13 +257,14 @@ pid_t Supervisor::ServerPid(const std::string& ns, const std::string& sandbox_id
   return it == pods_.end() ? 0 : it->second->pid;
 }
 
-absl::Status Supervisor::SpawnLocked(Pod& pod) {
+absl::StatusOr<Supervisor::Outgoing> Supervisor::SpawnLocked(const std::shared_ptr<Pod>& slot) {
+  Pod& pod = *slot;
   if (!restarter_.joinable()) restarter_ = std::thread([this] { RestartLoop(); });
   auto pipe = sys::MakePipe(O_CLOEXEC);
   if (!pipe.ok()) return pipe.status();
   // Our end only (the server's stays blocking): a server that stops reading cannot hold a container operation.
   RETURN_IF_ERROR(sys::SetNonBlocking(pipe->write.get()));
-  (void)::fcntl(pipe->write.get(), F_SETPIPE_SZ, 1 << 20);  // room for a whole pod's replay; best effort
+  (void)::fcntl(pipe->write.get(), F_SETPIPE_SZ, opts_.server_pipe_bytes);  // best effort
   auto out = sys::MakePipe(O_CLOEXEC);
   if (!out.ok()) return out.status();
   sys::SpawnOptions so;
@@ -281,7 +300,11 @@ absl::Status Supervisor::SpawnLocked(Pod& pod) {
     }
   });
   pod.pid = *pid;
-  pod.to_server = std::move(pipe->write);
+  {
+    absl::MutexLock io(&pod.io_mu);
+    pod.to_server = std::move(pipe->write);
+    pod.io_pid = *pid;
+  }
   pod.exited = std::make_shared<absl::Notification>();
   pod.started_at = absl::Now();
   log::Infof("execute: started server pid %d for sandbox %s/%s", *pid, pod.ns, pod.sandbox_id);
@@ -294,46 +317,70 @@ absl::Status Supervisor::SpawnLocked(Pod& pod) {
     exited->Notify();  // last: StopPod may return (and the supervisor go away) once this is seen
   });
   SandboxHello hello{pod.ns, pod.sandbox_id, ::getpid(), opts_.log_level, pod.cfg};
-  RETURN_IF_ERROR(SendLocked(pod, ToJson(hello)));
-  for (const ContainerInfo& c : pod.containers) {
-    RETURN_IF_ERROR(SendLocked(pod, {{"op", "start"}, {"container", ToJson(c)}}));
-  }
-  return absl::OkStatus();
+  std::vector<nlohmann::json> msgs = {ToJson(hello)};
+  for (const ContainerInfo& c : pod.containers) msgs.push_back({{"op", "start"}, {"container", ToJson(c)}});
+  return QueueLocked(slot, msgs);
 }
 
-absl::Status Supervisor::SendLocked(Pod& pod, const nlohmann::json& msg) {
-  if (!pod.to_server) return absl::FailedPreconditionError("no Execute server");
-  const std::string line = msg.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
-  // The pipe is non-blocking so that a server that stopped reading cannot hold a container operation for
-  // long: a full pipe is waited on for at most kSendTimeout.
-  const absl::Time deadline = absl::Now() + kSendTimeout;
-  size_t off = 0;
-  absl::Status st;
-  sys::ScopedSigpipeGuard no_sigpipe;  // a server that died gives EPIPE, not the end of the shim
-  while (off < line.size()) {
-    ssize_t n = ::write(pod.to_server.get(), line.data() + off, line.size() - off);
-    if (n > 0) {
-      off += static_cast<size_t>(n);
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && errno == EAGAIN) {
-      const int64_t left = absl::ToInt64Milliseconds(deadline - absl::Now());
-      struct pollfd p = {pod.to_server.get(), POLLOUT, 0};
-      if (left > 0 && ::poll(&p, 1, static_cast<int>(left)) >= 0) continue;
-      st = absl::DeadlineExceededError("the server does not read its input");
-      break;
-    }
-    st = ErrnoStatus(errno, "write");
-    break;
+Supervisor::Outgoing Supervisor::QueueLocked(const std::shared_ptr<Pod>& pod,
+                                             const std::vector<nlohmann::json>& msgs) {
+  Outgoing out;
+  out.pod = pod;
+  out.seq = pod->next_seq++;
+  out.pid = pod->pid;
+  out.exited = pod->exited;
+  for (const auto& m : msgs) {
+    out.lines.push_back(m.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
   }
+  return out;
+}
+
+absl::Status Supervisor::Deliver(const Outgoing& out) {
+  Pod& pod = *out.pod;
+  absl::MutexLock lock(&pod.io_mu);
+  // In the order mu_ gave: a pod's hello always comes before its containers, a start before its delete.
+  auto turn = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(pod.io_mu) { return pod.done_seq == out.seq; };
+  pod.io_mu.Await(absl::Condition(&turn));
+  absl::Status st;
+  if (!pod.to_server || pod.io_pid != out.pid) {
+    st = absl::UnavailableError("the Execute server is gone");
+  } else {
+    // The pipe is non-blocking so that a server that stopped reading cannot hold a container operation for
+    // long: a full pipe is waited on for at most kSendTimeout.
+    const absl::Time deadline = absl::Now() + kSendTimeout;
+    sys::ScopedSigpipeGuard no_sigpipe;  // a server that died gives EPIPE, not the end of the shim
+    for (const std::string& line : out.lines) {
+      size_t off = 0;
+      while (st.ok() && off < line.size()) {
+        ssize_t n = ::write(pod.to_server.get(), line.data() + off, line.size() - off);
+        if (n > 0) {
+          off += static_cast<size_t>(n);
+          continue;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && errno == EAGAIN) {
+          const int64_t left = absl::ToInt64Milliseconds(deadline - absl::Now());
+          struct pollfd p = {pod.to_server.get(), POLLOUT, 0};
+          if (left > 0 && ::poll(&p, 1, static_cast<int>(left)) >= 0) continue;
+          st = absl::DeadlineExceededError("the server does not read its input");
+          break;
+        }
+        st = ErrnoStatus(errno, "write");
+      }
+      if (!st.ok()) break;
+    }
+    if (!st.ok()) {
+      // A server that does not take its input is of no use (and a partial line would corrupt the stream): it
+      // is killed, and the restart gives the new one the whole pod again. (Not if it is already gone: its pid
+      // may have been reaped and reused.)
+      if (out.exited != nullptr && !out.exited->HasBeenNotified()) {
+        (void)sys::Reaper::Get().Signal(out.pid, SIGKILL);
+      }
+      pod.to_server.reset();
+    }
+  }
+  ++pod.done_seq;  // always: the next Outgoing waits for this one
   if (st.ok()) return st;
-  // A server that does not take its input is of no use (and a partial line would corrupt the stream): it is
-  // killed, and the restart gives the new one the whole pod again. (Not if it is already gone: its pid may
-  // have been reaped and reused.)
-  if (pod.exited != nullptr && !pod.exited->HasBeenNotified())
-    (void)sys::Reaper::Get().Signal(pod.pid, SIGKILL);
-  pod.to_server.reset();
   return absl::Status(st.code(), absl::StrCat("tell the Execute server: ", st.message()));
 }
 
@@ -343,9 +390,12 @@ void Supervisor::StopPod(std::shared_ptr<Pod> pod) {
   {
     absl::MutexLock lock(&mu_);
     pod->stopping = true;
-    pod->to_server.reset();  // end of input: the server stops its runners and removes its files
     pid = pod->pid;
     exited = pod->exited;
+  }
+  {
+    absl::MutexLock io(&pod->io_mu);
+    pod->to_server.reset();  // end of input: the server stops its runners and removes its files
   }
   // Bounded: a Delete of the pod's last container waits here at most stop_timeout + 5 s.
   if (pid != 0 && !exited->WaitForNotificationWithTimeout(opts_.stop_timeout)) {
@@ -376,7 +426,10 @@ void Supervisor::RestartLoop() {
         if (it == pods_.end() || it->second->pid != e.pid) continue;
         pod = it->second;
         pod->pid = 0;
-        pod->to_server.reset();
+        {
+          absl::MutexLock io(&pod->io_mu);
+          if (pod->io_pid == e.pid) pod->to_server.reset();
+        }
         if (pod->stopping || shut_down_) continue;
         log::Warnf("execute: server pid %d of sandbox %s exited unexpectedly (exit code %d)", e.pid,
                    pod->sandbox_id, sys::ExitCodeFromWaitStatus(e.wait_status));
@@ -395,11 +448,14 @@ void Supervisor::RestartLoop() {
         exitq_->mu.AwaitWithTimeout(absl::Condition(&exitq_->stop), opts_.restart_delay);
         if (exitq_->stop) return;
       }
-      absl::MutexLock lock(&mu_);
-      if (pod->stopping || shut_down_ || pod->pid != 0) continue;
-      if (absl::Status st = SpawnLocked(*pod); !st.ok()) {
-        log::Warnf("execute: sandbox %s: restart: %s", pod->sandbox_id, st.message());
+      absl::StatusOr<Outgoing> out;
+      {
+        absl::MutexLock lock(&mu_);
+        if (pod->stopping || shut_down_ || pod->pid != 0) continue;
+        out = SpawnLocked(pod);
       }
+      absl::Status st = out.ok() ? Deliver(*out) : out.status();
+      if (!st.ok()) log::Warnf("execute: sandbox %s: restart: %s", pod->sandbox_id, st.message());
     }
   }
 }

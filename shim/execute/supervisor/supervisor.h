@@ -23,6 +23,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "shim/execute/common/config.h"
 #include "shim/execute/common/wire.h"
@@ -48,6 +49,8 @@ class Supervisor {
     std::string default_helpers_dir;
     // How long an eager container's Start waits for its runners to be ready (the server's "warm" line).
     absl::Duration eager_wait = absl::Seconds(15);
+    // Capacity asked for each server's input pipe (room for a whole pod's replay); tests make it small.
+    int server_pipe_bytes = 1 << 20;
   };
   static constexpr int kMaxRestarts = 5;  // in a row, for servers that die within a minute of their start
   static constexpr absl::Duration kSendTimeout = absl::Seconds(2);
@@ -71,8 +74,21 @@ class Supervisor {
 
  private:
   struct Pod;
-  absl::Status SpawnLocked(Pod& pod) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status SendLocked(Pod& pod, const nlohmann::json& msg) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Lines for a pod's server, in the order mu_ gave them (seq); written by Deliver without mu_, so that a server
+  // that stops reading holds up only its own pod (for at most kSendTimeout), never the others.
+  struct Outgoing {
+    std::shared_ptr<Pod> pod;
+    uint64_t seq = 0;
+    pid_t pid = 0;  // the server they are for: lines queued for a server that has since died are dropped
+    std::shared_ptr<absl::Notification> exited;
+    std::vector<std::string> lines;
+  };
+  // Starts the pod's server; the returned lines (hello, then every container) must be delivered.
+  absl::StatusOr<Outgoing> SpawnLocked(const std::shared_ptr<Pod>& pod) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Takes the pod's next place in its server's input for `msgs`; the result must be delivered.
+  Outgoing QueueLocked(const std::shared_ptr<Pod>& pod, const std::vector<nlohmann::json>& msgs)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status Deliver(const Outgoing& out) ABSL_LOCKS_EXCLUDED(mu_);
   void StopPod(std::shared_ptr<Pod> pod);
   void RestartLoop();
 

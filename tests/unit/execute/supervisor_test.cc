@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -47,6 +48,7 @@ class SupervisorTest : public ::testing::Test {
         << "d=" << dir_ << "\n"
         << "echo \"$*\" >>\"$d/argv.$$\"\n"
         << "if [ -e \"$d/ignore-eof\" ]; then trap '' TERM; while :; do sleep 0.05; done; fi\n"
+        << "if [ -e \"$d/no-read\" ]; then : >\"$d/not-reading.$$\"; while :; do sleep 0.05; done; fi\n"
         << "while IFS= read -r line; do\n"
         << "  echo \"$line\" >>\"$d/in.$$\"\n"
         << "  case $line in *'\"op\":\"start\"'*)\n"
@@ -83,8 +85,11 @@ class SupervisorTest : public ::testing::Test {
     };
     o.default_helpers_dir = dir_ + "/helpers";
     o.eager_wait = eager_wait;
+    o.server_pipe_bytes = pipe_bytes_;
     sup_ = std::make_unique<Supervisor>(o);
   }
+
+  int pipe_bytes_ = 1 << 20;
 
   task::ContainerLifecycle Info(const std::string& id, bool opt_in) {
     task::ContainerLifecycle info;
@@ -245,6 +250,38 @@ TEST_F(SupervisorTest, ACrashLoopingServerIsGivenUpAfterFiveRestarts) {
   absl::SleepFor(absl::Milliseconds(500));  // 25 restart delays: a sixth restart would have happened
   EXPECT_EQ(servers(), Supervisor::kMaxRestarts + 1);
   EXPECT_EQ(sup_->ServerPid("t", "sbx"), 0);
+}
+
+// A server that stops reading its input holds up its own pod's container operations (for kSendTimeout, then it is
+// killed), never another pod's: the supervisor's lock is not held while it waits on one pod's pipe.
+TEST_F(SupervisorTest, AServerThatDoesNotReadHoldsUpOnlyItsOwnPod) {
+  pipe_bytes_ = 4096;
+  Make("", absl::Milliseconds(200));
+  std::ofstream(dir_ + "/no-read") << "";
+  auto big = Info("a0", true);
+  big.annotations[kPodNameAnnotation] = std::string(64 << 10, 'x');  // one line larger than the pipe
+  std::atomic<bool> a_done = false;
+  std::thread a([&] {
+    sup_->OnContainerStarted(big);
+    a_done = true;
+  });
+  auto not_reading = [&] {
+    for (const auto& e : fs::directory_iterator(dir_))
+      if (e.path().filename().string().rfind("not-reading.", 0) == 0) return true;
+    return false;
+  };
+  ASSERT_TRUE(WaitFor(not_reading));
+  const pid_t stuck = sup_->ServerPid("t", "sbx");
+  ASSERT_GT(stuck, 0);
+  fs::remove(dir_ + "/no-read");
+  auto other = Info("b0", true);
+  other.sandbox_id = "p2";
+  sup_->OnContainerStarted(other);
+  EXPECT_FALSE(a_done) << "another pod's container start waited for the pod whose server does not read";
+  EXPECT_GT(sup_->ServerPid("t", "p2"), 0);
+  a.join();
+  // The server that did not read was killed (and a new one gets the whole pod).
+  EXPECT_TRUE(WaitFor([&] { return Gone(stuck); }));
 }
 
 TEST_F(SupervisorTest, AServerThatIgnoresEndOfInputIsKilled) {
