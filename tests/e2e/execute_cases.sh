@@ -13,6 +13,7 @@ EXEC_CASES=(python_main_args js_main_args script_stdout statuses_and_survival ar
   concurrent_snippets_are_invisible pod_sees_no_snippet_files nothing_survives_a_snippet no_host_network
   bad_requests_keep_serving not_opted_in_gets_no_service incomplete_isolation_is_refused eager_pod_starts_warm
   execute_container_goes_with_the_pod server_is_a_child_of_the_shim dead_server_is_restarted
+  server_killed_during_a_snippet
   server_ends_with_the_pod server_ends_with_a_killed_shim)
 
 case $EXEC_VARIANT in
@@ -499,6 +500,25 @@ dead_server_is_restarted() {
   new=$(record_field "$POD" server_pid)
   assert_eq "$new" "$(server_pids_of "$(shim_pid "$POD")")" "the restarted server is the shim's child"
   assert_eq "after restart" "$(gx -c 'print("after restart")')" "a snippet through the restarted server"
+}
+
+# The Execute server killed (SIGKILL) while a snippet runs: the request gets an error in bounded time, the
+# snippet, its child and its runner are gone from the execute container, and a new server serves the next one.
+server_killed_during_a_snippet() {
+  ensure_pod
+  local marker old new rc=0
+  marker=killed-$RANDOM$RANDOM
+  start_holder "$marker" python
+  old=$(record_field "$POD" server_pid)
+  [[ $old =~ ^[0-9]+$ ]] || fail "no server_pid for $POD"
+  kill -9 "$old"
+  wait_for 30 pid_gone "$HOLDER_PID"
+  wait "$HOLDER_PID" || rc=$?
+  [[ $rc -ne 0 ]] || fail "the request whose server was killed reported success"
+  wait_for 30 exec_lacks "$marker"
+  new_server() { new=$(record_field "$POD" server_pid); [[ -n $new && $new != "$old" ]] && pid_alive "$new"; }
+  wait_for 30 new_server
+  assert_eq "after the kill" "$(gx -c 'print("after the kill")')" "a snippet through the new server"
 }
 
 # start_opted_in ID: a second pod (container) that opted into Execute, with its server serving.
