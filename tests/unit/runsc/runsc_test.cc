@@ -128,14 +128,47 @@ TEST(ClassifyErrorTest, Table) {
     const char* msg;
     absl::StatusCode code;
   } cases[] = {
+      // runsc 0.0~20221219 and 0.0~20240729, as printed (recorded by hand from both).
       {"loading container: file does not exist", absl::StatusCode::kNotFound},
       {"loading container \"nope\": file does not exist", absl::StatusCode::kNotFound},
+      {"loading sandbox: file does not exist", absl::StatusCode::kNotFound},
       {"container not found", absl::StatusCode::kNotFound},
       {"cannot signal container \"c1\" in state created", absl::StatusCode::kFailedPrecondition},
+      {"resume failed: cannot resume container \"c1\" in state running",
+       absl::StatusCode::kFailedPrecondition},
+      {"pause failed: cannot pause container \"c1\" in state stopped", absl::StatusCode::kFailedPrecondition},
+      {"starting container: cannot start container \"c1\" in state running",
+       absl::StatusCode::kFailedPrecondition},
+      {"executing processes for container: cannot execute in container \"c1\" in state stopped",
+       absl::StatusCode::kFailedPrecondition},
+      {"executing processes for container: executing command \"/bin/sh -c true\" in sandbox: container "
+       "\"c1\" "
+       "not started",
+       absl::StatusCode::kFailedPrecondition},
+      {"failed to signal pid 99: cannot signal a process inside container \"c1\" in state stopped",
+       absl::StatusCode::kFailedPrecondition},
       {"waiting on container \"c1\": sandbox no longer running and its exit status is unavailable",
        absl::StatusCode::kFailedPrecondition},
       {"sandbox is not running", absl::StatusCode::kFailedPrecondition},
+      {"cannot delete container that is not stopped without --force flag",
+       absl::StatusCode::kFailedPrecondition},
+      {"creating container: cannot lock container metadata file: container already exists",
+       absl::StatusCode::kAlreadyExists},
+      // With LastLogError's suffix.
+      {"loading container: file does not exist (first error: x)", absl::StatusCode::kNotFound},
       {"creating container: cannot create sandbox: boom", absl::StatusCode::kUnknown},
+      // Other text that merely contains the old keywords is not runsc's verdict on the container.
+      {"starting container: starting root container: starting sandbox: failed to setup mounts: exec: "
+       "\"python\": executable file not found in $PATH",
+       absl::StatusCode::kUnknown},
+      {"creating container: cannot create sandbox: mount point /proc already exists",
+       absl::StatusCode::kUnknown},
+      {"creating container: reading spec: open /b/seccomp.json: file does not exist",
+       absl::StatusCode::kUnknown},
+      {"gofer: process is not running anymore", absl::StatusCode::kUnknown},
+      {"image \"busybox\" not found", absl::StatusCode::kUnknown},
+      {"already started", absl::StatusCode::kUnknown},
+      {"", absl::StatusCode::kUnknown},
   };
   for (const auto& c : cases) EXPECT_EQ(ClassifyError(c.msg), c.code) << c.msg;
 }
