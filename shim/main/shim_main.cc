@@ -6,9 +6,7 @@
 #include <fcntl.h>
 #include <malloc.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -36,6 +34,7 @@
 #include "shim/sys/fd.h"
 #include "shim/sys/file.h"
 #include "shim/sys/reaper.h"
+#include "shim/sys/socket.h"
 #include "shim/sys/spawn.h"
 #include "shim/task/service.h"
 #include "shim/task/spec_prep.h"
@@ -59,34 +58,13 @@ std::string GroupId(const Flags& f) {
   return f.id;
 }
 
-bool SocketServes(const std::string& path) {
-  sys::UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!fd) return false;
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
-  return ::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-}
-
-absl::StatusOr<sys::UniqueFd> Listen(const std::string& path) {
-  if (path.size() >= sizeof(sockaddr_un::sun_path))
-    return absl::InvalidArgumentError("socket path too long: " + path);
+// The socket's directory (containerd's own /run/containerd/s, as other shims use it).
+absl::Status MakeSocketDir(const std::string& path) {
   std::string dir = path.substr(0, path.rfind('/'));
   if (::mkdir("/run/containerd", 0711) != 0 && errno != EEXIST)
     return ErrnoStatus(errno, "mkdir /run/containerd");
   if (::mkdir(dir.c_str(), 0711) != 0 && errno != EEXIST) return ErrnoStatus(errno, "mkdir " + dir);
-  sys::UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!fd) return ErrnoStatus(errno, "socket");
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
-  mode_t old = ::umask(0077);  // the socket is root-only (0600)
-  int rc = ::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  int err = errno;
-  ::umask(old);
-  if (rc != 0) return ErrnoStatus(err, "bind " + path);
-  if (::listen(fd.get(), 64) != 0) return ErrnoStatus(errno, "listen " + path);
-  return fd;
+  return absl::OkStatus();
 }
 
 // Parses the runtime options containerd writes to start's stdin (a marshaled google.protobuf.Any).
@@ -125,15 +103,15 @@ int Start(const Flags& f, char** argv) {
     return 0;
   };
 
-  if (SocketServes(path)) return print_address();  // another container of the pod already started the shim
-  ::unlink(path.c_str());                          // stale socket of a dead shim
-  auto listener = Listen(path);
+  // Check, remove a stale socket and bind, all under one lock: two concurrent starts for one pod must not
+  // remove each other's live socket (sys::ClaimUnixSocket).
+  absl::Status dir = MakeSocketDir(path);
+  auto listener = dir.ok() ? sys::ClaimUnixSocket(path, 0600) : absl::StatusOr<sys::UniqueFd>(dir);
   if (!listener.ok()) {
-    if (absl::IsAlreadyExists(listener.status()) || SocketServes(path))
-      return print_address();  // lost a race
     std::fprintf(stderr, "start: %s\n", std::string(listener.status().message()).c_str());
     return 1;
   }
+  if (!listener->valid()) return print_address();  // another container of the pod already started the shim
 
   char self[4096];
   ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
@@ -209,8 +187,11 @@ int Serve(const Flags& f) {
   // containerd opens the read side of the `log` fifo before it starts the shim.
   sys::UniqueFd logfd(::open("log", O_WRONLY | O_NONBLOCK | O_CLOEXEC));
   if (logfd) {
-    ::fcntl(logfd.get(), F_SETFL, ::fcntl(logfd.get(), F_GETFL) & ~O_NONBLOCK);
+    // Opened non-blocking only so that a missing reader cannot hang the open; writes must block.
+    const int flags = ::fcntl(logfd.get(), F_GETFL);
+    const int err = flags < 0 || ::fcntl(logfd.get(), F_SETFL, flags & ~O_NONBLOCK) != 0 ? errno : 0;
     log::SetOutputFd(logfd.get());
+    if (err != 0) log::Warnf("log fifo: cannot clear O_NONBLOCK (%s); lines may be lost", std::strerror(err));
   } else {
     logfd.reset(::open("/dev/null", O_WRONLY | O_CLOEXEC));
     log::SetOutputFd(logfd.get());
