@@ -6,6 +6,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 
 #include "absl/base/thread_annotations.h"
@@ -98,8 +99,9 @@ class Service {
   events::Publisher* const events_;
   absl::Mutex mu_;
   std::map<std::string, std::shared_ptr<Entry>> containers_ ABSL_GUARDED_BY(mu_);
-  // Serialises Create/Delete so a container id is never half-registered.
-  absl::Mutex create_mu_;
+  // Ids whose Create is under way (reserved, not yet in containers_): a second Create of one is refused, and
+  // Creates of different containers run side by side (a `runsc create` can take long).
+  std::set<std::string> creating_ ABSL_GUARDED_BY(mu_);
   ProfileCache profiles_;
 };
 
