@@ -398,4 +398,5 @@ EOF
 
 echo "gVisor runner benchmark: runsc $(runsc --version | head -1 | awk '{print $3}'), platform $PLATFORM," \
   "$(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
+# shellcheck disable=SC2097,SC2098 # ID is set above; the prefix only exports it to the driver
 CG=/sys/fs/cgroup/cpuacct/$ID RUNSC="${RUNSC[*]}" ID=$ID RUNNERS_DIR=$RUNNERS_DIR NODE=$NODE "$PY" "$DIR/driver.py"
