@@ -7,13 +7,15 @@ CASE:
   connect         Task/Connect; prints shim_pid=, task_pid=, code=
   unknown-method  a call to a method that does not exist; prints code= (gRPC code; 12 = UNIMPLEMENTED)
   malformed       sends, each on its own connection: a bad frame type, an oversized length, garbage, half a header,
-                  an undecodable Request, an even (server-side) stream id; after each, checks with a fresh
-                  connection that Connect still answers. Prints one line per case; exits 1 if the shim stopped
-                  answering.
+                  an undecodable Request, an even (server-side) stream id; checks the shim's answer to each
+                  against EXPECTED (a code on the frame's stream, or a closed connection) and, with a fresh
+                  connection, that Connect still answers. Prints one line per case; exits 1 on any wrong answer
+                  or if the shim stopped answering.
 Protobuf is encoded by hand (the envelope has five fields), so this needs nothing but Python's stdlib.
 """
 import argparse
 import random
+import re
 import socket
 import struct
 import sys
@@ -151,6 +153,23 @@ def outcome(s: socket.socket) -> str:
         return "silent"
 
 
+# What the shim must do with each malformed frame (shim/ttrpc/server.cc): answer on the frame's stream with a
+# gRPC code when the frame header is usable, close the connection when it is not. "silent" (no answer, no close
+# within the timeout) is never right.
+EXPECTED = {
+    "bad-type": r"response stream=1 code=3 \(ttrpc: unsupported message type 127",
+    "oversized-length": r"response stream=1 code=8 \(ttrpc: message length 4294967280 exceeds maximum",
+    "oversized-payload": r"response stream=1 code=8 \(ttrpc: message length 4194305 exceeds maximum",
+    # Seeded garbage: its first ten bytes read as a header with an odd stream id and a length far beyond the
+    # maximum (the seed makes it so); the rest is discarded as that frame's payload.
+    "garbage": r"response stream=18344433 code=8 \(ttrpc: message length 4157042717 exceeds maximum",
+    "half-header": r"closed",
+    "undecodable-request": r"response stream=1 code=3 \(ttrpc: unmarshal request",
+    "even-stream-id": r"closed|reset",
+    "truncated-then-close": r"closed",
+}
+
+
 def malformed(address: str, namespace: str, task_id: str) -> int:
     rng = random.Random(1234)
     good = request(TASK, "Connect", field_bytes(1, task_id.encode()), namespace)
@@ -165,6 +184,7 @@ def malformed(address: str, namespace: str, task_id: str) -> int:
         "truncated-then-close": lambda s: (s.sendall(frame(1, TYPE_REQUEST, good, length=len(good) + 100)),
                                            s.shutdown(socket.SHUT_WR)),
     }
+    assert set(cases) == set(EXPECTED)
     failures = 0
     for name, send in cases.items():
         try:
@@ -177,13 +197,21 @@ def malformed(address: str, namespace: str, task_id: str) -> int:
                     what = "reset while sending"
         except OSError as e:
             what = f"connect failed: {e}"
+        verdict = "as expected"
+        if not re.match(EXPECTED[name], what):
+            verdict = f"WRONG (expected /{EXPECTED[name]}/)"
+            failures += 1
         try:
             after = do_connect(address, namespace, task_id)
-            alive = "alive" if after["code"] == 0 else f"alive but Connect code={after['code']}"
+            if after["code"] == 0:
+                alive = "alive"
+            else:
+                alive = f"WRONG: alive but Connect code={after['code']}"
+                failures += 1
         except Exception as e:  # noqa: BLE001 - any failure here means the shim stopped serving
-            alive = f"DEAD ({e!r})"
+            alive = f"WRONG: DEAD ({e!r})"
             failures += 1
-        print(f"{name}: {what}; afterwards shim {alive}", flush=True)
+        print(f"{name}: {what}; {verdict}; afterwards shim {alive}", flush=True)
     return 1 if failures else 0
 
 

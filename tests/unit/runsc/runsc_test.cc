@@ -9,6 +9,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -450,17 +451,23 @@ TEST_F(FakeRunscTest, MissingBinaryIsNamed) {
 
 TEST_F(FakeRunscTest, TimeoutKillsRunsc) {
   // A runsc that hangs is killed at the deadline.
+  testing::PidReport hung(dir_);
   std::string script = dir_ + "/hang";
   {
     std::ofstream f(script);
-    f << "#!/bin/sh\nexec sleep 60\n";
+    f << "#!/bin/sh\necho $$ > " << hung.fifo() << "\nexec sleep 60\n";
   }
   ASSERT_EQ(chmod(script.c_str(), 0755), 0);
   opts_.binary = script;
-  opts_.timeout = absl::Milliseconds(300);
-  auto st = NewRunscCli(opts_)->GetState("c1");
+  opts_.timeout = absl::Seconds(1);
+  absl::StatusOr<State> st = absl::UnknownError("not returned");
+  std::thread t([&] { st = NewRunscCli(opts_)->GetState("c1"); });
+  const bool reported = hung.Await();
+  t.join();
   EXPECT_EQ(st.status().code(), absl::StatusCode::kDeadlineExceeded);
   EXPECT_THAT(st.status().message(), HasSubstr("runsc state c1"));
+  ASSERT_TRUE(reported) << "the hanging runsc never reported its pid";
+  EXPECT_TRUE(hung.Exited()) << "runsc (pid " << hung.pid() << ") outlived the timeout";
 }
 
 }  // namespace

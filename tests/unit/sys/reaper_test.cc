@@ -23,6 +23,7 @@
 #include "gtest/gtest.h"
 #include "shim/sys/fd.h"
 #include "shim/sys/spawn.h"
+#include "tests/unit/fakes/test_util.h"
 
 namespace gvshim::sys {
 namespace {
@@ -299,9 +300,24 @@ TEST(ReaperTest, RunChildExitingImmediately) {
   }
 }
 
-TEST(ReaperTest, RunTimeout) {
-  auto r = Reaper::Get().Run(Sh("exec sleep 30"), absl::Milliseconds(200));
-  EXPECT_EQ(r.status().code(), absl::StatusCode::kDeadlineExceeded);
+TEST(ReaperTest, RunTimeoutKillsTheChild) {
+  char tmpl[] = "/tmp/gvreap-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl;
+  {
+    testing::PidReport child(dir);
+    absl::StatusOr<Reaper::Result> r = absl::UnknownError("not returned");
+    std::thread t([&] {
+      r = Reaper::Get().Run(Sh(absl::StrCat("echo $$ > ", child.fifo(), "; exec sleep 30")),
+                            absl::Seconds(1));
+    });
+    const bool reported = child.Await();
+    t.join();
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kDeadlineExceeded);
+    ASSERT_TRUE(reported) << "the child never reported its pid";
+    EXPECT_TRUE(child.Exited()) << "pid " << child.pid() << " outlived the timeout";
+  }
+  ::rmdir(dir.c_str());
 }
 
 TEST(ReaperTest, SpawnFailureStillReported) {
