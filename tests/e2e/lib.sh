@@ -75,6 +75,9 @@ e2e_setup() {
   fi
 }
 
+# Stops the private containerd and removes what is left. Whatever the file's cases left behind (a runsc
+# container, a shim, a runsc process, a mount: containerd-down.sh --report-leftovers) is a leak of this file:
+# it is reported as the failed case FILE/teardown and the file exits non-zero.
 e2e_teardown() {
   local rc=$?
   if [[ -n ${E2E_EVENTS_PID:-} ]]; then kill "$E2E_EVENTS_PID" 2>/dev/null || true; fi
@@ -83,12 +86,20 @@ e2e_teardown() {
       e2e_log "containerd log tail ($GVS_LOG):"
       tail -n 40 "$E2E_TMP/containerd.log" >&2 || true
     fi
-    if [[ ${E2E_KEEP:-0} == 1 ]]; then
-      bash "$REPO_ROOT/scripts/containerd-down.sh" "$E2E_TMP" --keep-dir || true
-      e2e_log "kept $E2E_TMP"
-    else
-      bash "$REPO_ROOT/scripts/containerd-down.sh" "$E2E_TMP" || true
+    local keep=() down_rc=0 report
+    if [[ ${E2E_KEEP:-0} == 1 ]]; then keep=(--keep-dir); fi
+    report=$(bash "$REPO_ROOT/scripts/containerd-down.sh" "$E2E_TMP" --report-leftovers "${keep[@]}" 2>&1) ||
+      down_rc=$?
+    echo "$report" >&2
+    if [[ $down_rc -eq 3 ]]; then
+      echo "e2e-case: FAIL $E2E_FILE/teardown (left behind: $(sed -n 's/^containerd-down: leftover: //p' \
+        <<<"$report" | paste -sd';' -))"
+      [[ $rc -ne 0 ]] || rc=1
+    elif [[ $down_rc -ne 0 ]]; then
+      echo "e2e-case: FAIL $E2E_FILE/teardown (containerd-down.sh exited $down_rc)"
+      [[ $rc -ne 0 ]] || rc=1
     fi
+    if [[ ${E2E_KEEP:-0} == 1 ]]; then e2e_log "kept $E2E_TMP"; fi
   fi
   return "$rc"
 }
@@ -242,12 +253,16 @@ shim_pid() {
 runsc_root() {
   if [[ $E2E_RUNTIME == gvisor ]]; then echo "$GVS_RUNSC_ROOT/$E2E_NS"; else echo "$GVS_RUNC_ROOT/$E2E_NS"; fi
 }
-# runsc_ids: every id runsc lists under runsc_root (runsc's own ids). A root that does not exist yet lists
-# nothing; any other runsc error fails the caller.
+# runsc_ids: every id runsc lists under runsc_root (runsc's own ids). Fails, naming the root, when the root does
+# not exist or runsc cannot list it: a probe that cannot look must not report "nothing there". Callers check
+# its status (ids=$(runsc_ids) || fail ...).
 runsc_ids() {
   local r
   r=$(runsc_root)
-  [[ -d $r ]] || return 0
+  if [[ ! -d $r ]]; then
+    echo "runsc_ids: runsc root $r does not exist" >&2
+    return 1
+  fi
   "${GVS_RUNSC:-runsc}" --root "$r" list -quiet
 }
 # runsc_id NAME: the id runsc knows container NAME by. gvshim maps ids (runsc::ContainerId, `gvshim runsc-id`);
@@ -266,7 +281,11 @@ runsc_lists() {
   ids=$(runsc_ids) || fail "runsc list under $(runsc_root) failed"
   grep -qxF -- "$rid" <<<"$ids"
 }
-runsc_lacks() { ! runsc_lists "$1"; }
+# The probes of absence below first prove (e2e_prove_probes) that they see a live container's traces.
+runsc_lacks() {
+  e2e_prove_probes
+  ! runsc_lists "$1"
+}
 
 # our_shim_pids: shims started by our containerd (their argv has "-address" followed by our socket).
 our_shim_pids() {
@@ -277,12 +296,44 @@ our_shim_pids() {
     fi
   done
 }
-no_shims() { [[ -z $(our_shim_pids) ]]; }
+no_shims() {
+  e2e_prove_probes
+  [[ -z $(our_shim_pids) ]]
+}
 pid_alive() { kill -0 "$1" 2>/dev/null; }
 pid_gone() { ! kill -0 "$1" 2>/dev/null; }
 
 # mounts_under DIR: mount points below DIR.
 mounts_under() { awk -v d="$1/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo; }
+# no_mounts_under DIR: nothing is mounted below DIR (after e2e_prove_probes).
+no_mounts_under() {
+  e2e_prove_probes
+  [[ -z $(mounts_under "$1") ]]
+}
+
+# e2e_prove_probes: once per test file, shows that the probes of absence (runsc's list, mounts under a bundle,
+# our shims) see a live container's traces in this containerd, and stop seeing them once it is gone. Every
+# "nothing left" check calls it first, so none can pass by looking in the wrong place (a wrong root, a shim
+# argv that no longer matches, ...).
+e2e_prove_probes() {
+  [[ ! -f $E2E_WORK/.probes-proven ]] || return 0
+  local id=probe-self-test bundle pid=
+  crun -d "$E2E_IMAGE" "$id" sleep 100000 >/dev/null || fail "probe self-test: container $id did not start"
+  wait_for 30 status_is "$id" RUNNING
+  bundle=$(bundle_dir "$id")
+  runsc_lists "$id" || fail "probe self-test: runsc's list under $(runsc_root) does not show running $id"
+  [[ -n $(mounts_under "$bundle") ]] || fail "probe self-test: no mount seen under $bundle while $id runs"
+  pid=$(shim_pid "$id")
+  [[ $pid =~ ^[0-9]+$ ]] || fail "probe self-test: no shim pid for $id (got [$pid])"
+  grep -qxF -- "$pid" <<<"$(our_shim_pids)" || fail "probe self-test: our_shim_pids does not list shim $pid"
+  cleanup_container "$id"
+  wait_for 30 no_task "$id"
+  wait_for 30 pid_gone "$pid"
+  ! runsc_lists "$id" || fail "probe self-test: runsc still lists $id after its delete"
+  [[ -z $(mounts_under "$bundle") ]] || fail "probe self-test: mounts left under $bundle"
+  ! grep -qxF -- "$pid" <<<"$(our_shim_pids)" || fail "probe self-test: our_shim_pids still lists $pid"
+  touch "$E2E_WORK/.probes-proven"
+}
 
 # Python stubs for containerd's GRPC API (tasks, containers, snapshots), compiled once per test file.
 e2e_python_protos() {
