@@ -140,7 +140,12 @@ unmount_all() {
     umount "$mp" 2>/dev/null || umount -l "$mp" 2>/dev/null || log "cannot unmount $mp"
   done
 }
-while read -r mp; do leftover "mount $(printf '%b' "$mp")"; done < <(awk -v d="$DIR/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo)
+# A state dir that containerd-up.sh mounted as a tmpfs (--state-tmpfs) is its own, not a leftover.
+own_mount() { [[ -f $DIR/.state-tmpfs && $1 == "$DIR/state" ]]; }
+while read -r mp; do
+  mp=$(printf '%b' "$mp")
+  own_mount "$mp" || leftover "mount $mp"
+done < <(awk -v d="$DIR/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo)
 unmount_all
 if awk -v d="$DIR/" 'index($5, d) == 1 { found = 1 } END { exit !found }' /proc/self/mountinfo; then
   unmount_all # a second pass for mounts revealed by the first

@@ -50,7 +50,7 @@ e2e_require_root_runsc() {
 e2e_setup() {
   E2E_TMP=$(mktemp -d /tmp/gvs.XXXX)
   trap e2e_teardown EXIT
-  if ! bash "$REPO_ROOT/scripts/containerd-up.sh" "$E2E_TMP" --bin-dir "$E2E_BIN_DIR" --log-level debug; then
+  if ! containerd_start; then
     echo "e2e-case: FAIL $E2E_FILE/setup (containerd did not start)"
     exit 1
   fi
@@ -78,6 +78,21 @@ e2e_setup() {
 # Stops the private containerd and removes what is left. Whatever the file's cases left behind (a runsc
 # container, a shim, a runsc process, a mount: containerd-down.sh --report-leftovers) is a leak of this file:
 # it is reported as the failed case FILE/teardown and the file exits non-zero.
+# containerd_start: starts (or starts again, on the same dir, config and state, as after a restart of a node's
+# containerd) the file's private containerd. E2E_STATE_TMPFS=SIZE puts its state dir (the bundles) on a tmpfs.
+containerd_start() {
+  local extra=()
+  if [[ -n ${E2E_STATE_TMPFS:-} ]]; then extra=(--state-tmpfs "$E2E_STATE_TMPFS"); fi
+  bash "$REPO_ROOT/scripts/containerd-up.sh" "$E2E_TMP" --bin-dir "$E2E_BIN_DIR" --log-level debug "${extra[@]}"
+}
+# containerd_stop: stops the private containerd (SIGTERM by pid) and waits until it is gone; shims keep running.
+containerd_stop() {
+  local pid
+  pid=$(cat "$GVS_PID")
+  kill -TERM "$pid"
+  wait_for 30 pid_gone "$pid"
+}
+
 e2e_teardown() {
   local rc=$?
   if [[ -n ${E2E_EVENTS_PID:-} ]]; then kill "$E2E_EVENTS_PID" 2>/dev/null || true; fi
@@ -231,6 +246,28 @@ start_sleeper() {
   wait_for 30 status_is "$id" RUNNING
 }
 
+# start_events FILE: runs `ctr events` into FILE in the background and returns once it is subscribed
+# (a marker container's /containers/create event has arrived).
+start_events() {
+  local file=$1 marker
+  marker=marker-$RANDOM$RANDOM
+  : >"$file"
+  ctr -a "$GVS_SOCK" events >>"$file" 2>&1 &
+  E2E_EVENTS_PID=$!
+  defer kill "$E2E_EVENTS_PID"
+  local deadline=$((SECONDS + 30))
+  while ! grep -q "$marker" "$file"; do
+    c container delete "$marker" >/dev/null 2>&1 || true
+    c container create "$E2E_IMAGE" "$marker" true >/dev/null
+    [[ $SECONDS -lt $deadline ]] || fail "ctr events never showed the marker event"
+    sleep 0.2
+  done
+  c container delete "$marker" >/dev/null
+}
+
+# wait_event FILE ID EVENT: waits until FILE holds EVENT (topic or topic:process-id) for container ID.
+wait_event() { wait_for 30 "$PY" "$E2E_DIR/tools/event_order.py" "$1" "$2" "$3"; }
+
 # bundle_dir ID: containerd's bundle (state) directory for task ID.
 bundle_dir() { echo "$GVS_STATE/io.containerd.runtime.v2.task/$E2E_NS/$1"; }
 
@@ -301,6 +338,14 @@ no_shims() {
   [[ -z $(our_shim_pids) ]]
 }
 pid_alive() { kill -0 "$1" 2>/dev/null; }
+# kill_if PID TEXT...: SIGKILL for PID only while its command line still contains every TEXT (a deferred
+# cleanup must not hit a process that took over the pid of one that already ended).
+kill_if() {
+  local pid=$1 cmd t; shift
+  cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 0
+  for t in "$@"; do [[ $cmd == *"$t"* ]] || return 0; done
+  kill -KILL "$pid" 2>/dev/null || true
+}
 pid_gone() { ! kill -0 "$1" 2>/dev/null; }
 
 # mounts_under DIR: mount points below DIR.

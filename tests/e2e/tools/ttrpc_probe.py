@@ -6,6 +6,10 @@
 CASE:
   connect         Task/Connect; prints shim_pid=, task_pid=, code=
   unknown-method  a call to a method that does not exist; prints code= (gRPC code; 12 = UNIMPLEMENTED)
+  concurrent      --clients N --calls M --shim-pid P: N connections at once, M State calls each; prints the
+                  shim's fd count before, during and after, and the failed calls
+  call METHOD k=v one Task call (Create, Start, Wait, Kill, Delete, State, Shutdown) with the given request
+                  fields; prints code=, message= and the response's fields as fN=value
   malformed       sends, each on its own connection: a bad frame type, an oversized length, garbage, half a header,
                   an undecodable Request, an even (server-side) stream id; checks the shim's answer to each
                   against EXPECTED (a code on the frame's stream, or a closed connection) and, with a fresh
@@ -14,6 +18,7 @@ CASE:
 Protobuf is encoded by hand (the envelope has five fields), so this needs nothing but Python's stdlib.
 """
 import argparse
+import os
 import random
 import re
 import socket
@@ -215,13 +220,109 @@ def malformed(address: str, namespace: str, task_id: str) -> int:
     return 1 if failures else 0
 
 
+# Request fields of the Task methods `call` can send: name -> (field number, kind) with kind s(tring), u(int),
+# b(ool). Field numbers from containerd's runtime/v2/task/shim.proto.
+ID_EXEC = {"id": (1, "s"), "exec_id": (2, "s")}
+SCHEMAS = {
+    "Create": {"id": (1, "s"), "bundle": (2, "s"), "terminal": (4, "b"), "stdin": (5, "s"), "stdout": (6, "s"),
+               "stderr": (7, "s")},
+    "Start": ID_EXEC, "Wait": ID_EXEC, "Delete": ID_EXEC, "State": ID_EXEC,
+    "Kill": {"id": (1, "s"), "exec_id": (2, "s"), "signal": (3, "u"), "all": (4, "b")},
+    "Shutdown": {"id": (1, "s"), "now": (2, "b")},
+}
+
+
+def do_call(address: str, namespace: str, method: str, pairs: list) -> int:
+    """One Task call with fields given as key=value; prints code=, message= and the response's top-level
+    fields as fN=value (varints as numbers, bytes as text)."""
+    schema = SCHEMAS[method]
+    payload = b""
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        num, kind = schema[key]
+        if kind == "s":
+            payload += field_bytes(num, value.encode())
+        elif kind == "u":
+            payload += field_varint(num, int(value))
+        else:
+            payload += field_varint(num, 1 if value in ("1", "true") else 0)
+    with connect(address) as s:
+        s.settimeout(120)
+        _, code, message, body = call(s, 1, method, payload, namespace)
+    print(f"code={code}")
+    print(f"message={message}")
+    if code == 0:
+        for num, values in sorted(parse(body).items()):
+            v = values[0]
+            print(f"f{num}={v.decode(errors='replace') if isinstance(v, bytes) else v}")
+    return 0 if code == 0 else 1
+
+
+def concurrent(address: str, namespace: str, task_id: str, clients: int, calls: int, shim_pid: int) -> int:
+    """`clients` connections at once, each making `calls` State calls; prints the shim's open fd count before,
+    while every connection is open, and after they are closed, and how many calls failed."""
+    import threading
+    import time
+
+    def fds() -> int:
+        return len(os.listdir(f"/proc/{shim_pid}/fd"))
+
+    before = fds()
+    socks = [connect(address) for _ in range(clients)]
+    failures, lock = [0], threading.Lock()
+    ready = threading.Barrier(clients + 1)
+
+    def client(s: socket.socket, n: int) -> None:
+        ready.wait()
+        for i in range(calls):
+            try:
+                _, code, message, _ = call(s, 2 * i + 1, "State", field_bytes(1, task_id.encode()), namespace)
+                if code != 0:
+                    raise RuntimeError(f"code={code} {message}")
+            except Exception as e:  # noqa: BLE001 - counted and reported
+                with lock:
+                    failures[0] += 1
+                print(f"client {n} call {i}: {e!r}", flush=True)
+                return
+
+    threads = [threading.Thread(target=client, args=(s, n)) for n, s in enumerate(socks)]
+    for t in threads:
+        t.start()
+    ready.wait()
+    for t in threads:
+        t.join()
+    during = fds()
+    for s in socks:
+        s.close()
+    # The server notices each close asynchronously: wait (bounded) for the count to settle at or below before.
+    deadline = time.monotonic() + 20
+    after = fds()
+    while after > before and time.monotonic() < deadline:
+        time.sleep(0.05)
+        after = fds()
+    print(f"fds_before={before}")
+    print(f"fds_during={during}")
+    print(f"fds_after={after}")
+    print(f"failed_calls={failures[0]}")
+    print(f"ok_calls={clients * calls - failures[0]}")
+    return 0 if failures[0] == 0 else 1
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--address", required=True)
     ap.add_argument("--namespace", required=True)
-    ap.add_argument("--id", required=True)
-    ap.add_argument("case", choices=["connect", "unknown-method", "malformed"])
+    ap.add_argument("--id", default="")
+    ap.add_argument("--clients", type=int, default=50)
+    ap.add_argument("--calls", type=int, default=20)
+    ap.add_argument("--shim-pid", type=int, default=0)
+    ap.add_argument("case", choices=["connect", "unknown-method", "malformed", "concurrent", "call"])
+    ap.add_argument("rest", nargs="*", help="call: METHOD key=value ...")
     args = ap.parse_args()
+    if args.case == "call":
+        return do_call(args.address, args.namespace, args.rest[0], args.rest[1:])
+    if args.case == "concurrent":
+        return concurrent(args.address, args.namespace, args.id, args.clients, args.calls, args.shim_pid)
     if args.case == "connect":
         r = do_connect(args.address, args.namespace, args.id)
         for k, v in r.items():
