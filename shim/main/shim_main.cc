@@ -7,12 +7,14 @@
 #include <malloc.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -44,6 +46,8 @@ namespace gvshim::shim_main {
 namespace {
 
 constexpr char kVersion[] = "0.1.0";
+// How long a new daemon waits for its first Create before it concludes containerd abandoned it.
+constexpr absl::Duration kFirstCreateTimeout = absl::Seconds(20);
 
 // The grouping id: the pod's sandbox id for CRI containers, else the container id.
 std::string GroupId(const Flags& f) {
@@ -87,11 +91,13 @@ int Start(const Flags& f, char** argv) {
   std::string path = SocketPath(f.address, f.ns, group);
   std::string address = "unix://" + path;
 
+  // containerd re-reads <bundle>/address to reconnect after a restart.
+  auto write_address = [&]() {
+    absl::Status st = sys::WriteFileAtomic("address", address);
+    if (!st.ok()) std::fprintf(stderr, "start: %s\n", std::string(st.message()).c_str());
+    return st.ok();
+  };
   auto print_address = [&]() {
-    if (absl::Status st = sys::WriteFileAtomic("address", address); !st.ok()) {
-      std::fprintf(stderr, "%s\n", std::string(st.message()).c_str());
-      return 1;
-    }
     const char* max = std::getenv("MAX_SHIM_VERSION");
     int v = 0;
     if (max != nullptr && absl::SimpleAtoi(max, &v) && v >= 2) {
@@ -111,14 +117,23 @@ int Start(const Flags& f, char** argv) {
     std::fprintf(stderr, "start: %s\n", std::string(listener.status().message()).c_str());
     return 1;
   }
-  if (!listener->valid()) return print_address();  // another container of the pod already started the shim
+  if (!listener->valid()) {  // another container of the pod already started the shim
+    return write_address() ? print_address() : 1;
+  }
+  // Every file start writes is written before the daemon exists: a failure (a full disk) must not leave a
+  // daemon behind that containerd will never talk to or shut down.
+  auto give_up = [&]() {
+    ::unlink(path.c_str());
+    ::unlink("address");
+    return 1;
+  };
+  if (!write_address()) return give_up();
 
   char self[4096];
   ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
   if (n <= 0) {
     std::fprintf(stderr, "start: readlink /proc/self/exe: %s\n", std::strerror(errno));
-    ::unlink(path.c_str());
-    return 1;
+    return give_up();
   }
   self[n] = '\0';
   sys::SpawnOptions so;
@@ -142,10 +157,16 @@ int Start(const Flags& f, char** argv) {
   auto pid = sys::Spawn(so);
   if (!pid.ok()) {
     std::fprintf(stderr, "start: %s\n", std::string(pid.status().message()).c_str());
-    ::unlink(path.c_str());
-    return 1;
+    return give_up();
   }
-  (void)sys::WriteFileAtomic("shim.pid", std::to_string(*pid));
+  if (absl::Status st = sys::WriteFileAtomic("shim.pid", std::to_string(*pid)); !st.ok()) {
+    // The daemon is our child and nobody else waits for it: its pid is ours until this waitpid.
+    std::fprintf(stderr, "start: %s\n", std::string(st.message()).c_str());
+    ::kill(*pid, SIGKILL);
+    while (::waitpid(*pid, nullptr, 0) < 0 && errno == EINTR) {
+    }
+    return give_up();
+  }
   (void)argv;
   return print_address();
 }
@@ -204,6 +225,8 @@ int Serve(const Flags& f) {
   events::Forwarder forwarder(std::move(sink), f.ns);
 
   absl::Notification shutdown;
+  std::once_flag shutdown_once;  // Notify may run only once; the Shutdown RPC and the watchdog below race
+  auto request_shutdown = [&] { std::call_once(shutdown_once, [&] { shutdown.Notify(); }); };
   auto runsc_factory = [](const runsc::GlobalOptions& g) { return runsc::NewRunscCli(g); };
   // The Execute service: a server process per pod that opts in, nothing otherwise
   // (shim/execute/supervisor.h).
@@ -220,9 +243,7 @@ int Serve(const Flags& f) {
     execute_supervisor.OnContainerStarted(info);
   };
   so.on_deleted = [&execute_supervisor](const std::string& id) { execute_supervisor.OnContainerDeleted(id); };
-  so.request_shutdown = [&shutdown] {
-    if (!shutdown.HasBeenNotified()) shutdown.Notify();
-  };
+  so.request_shutdown = request_shutdown;
   task::Service service(so, &forwarder);
   ttrpc::Server server;
   service.Register(&server);
@@ -235,6 +256,14 @@ int Serve(const Flags& f) {
     return 1;
   }
   log::Infof("gvshim %s serving %s (namespace %s, pid %d)", kVersion, f.socket, f.ns, ::getpid());
+  // containerd sends Create right after `start`. If none comes, containerd gave up on this daemon after start
+  // succeeded (1.6 does when it cannot write its own shim-binary-path into a full bundle filesystem, keeping
+  // its connection open): nobody would ever shut it down, so it exits by itself.
+  if (!shutdown.WaitForNotificationWithTimeout(kFirstCreateTimeout) && !service.SawCreate()) {
+    log::Warnf("no Create within %s of start: containerd gave up on this shim; exiting",
+               absl::FormatDuration(kFirstCreateTimeout));
+    request_shutdown();
+  }
   shutdown.WaitForNotification();
   // Let the Shutdown response reach containerd, then stop.
   if (!f.socket.empty()) ::unlink(f.socket.c_str());

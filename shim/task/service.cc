@@ -129,6 +129,7 @@ absl::StatusOr<config::Config> Service::LoadConfig(const std::string& override_p
 }
 
 absl::StatusOr<std::string> Service::Create(const std::string& payload) {
+  saw_create_.store(true, std::memory_order_release);
   ASSIGN_OR_RETURN(auto req, Decode<tv2::CreateTaskRequest>(payload, "Create"));
   if (req.id().empty()) return absl::InvalidArgumentError("Create: empty container id");
   if (!req.checkpoint().empty()) {
