@@ -1,21 +1,27 @@
 #!/usr/bin/env bash
-# Everything CI runs, in order, each a counted stage: dependencies, build, unit tests (ctest), the ASan+UBSan
-# unit build and its tests, the clang build (whole shim with -Wthread-safety -Werror, and the fuzz targets),
-# clang-tidy, shellcheck, a short smoke run of every libFuzzer target, and the end-to-end suite against a
-# private containerd.
+# Everything CI runs, in order, each a counted stage: dependencies, build, unit tests (ctest), the Helm chart's
+# tests (tests/helm), the ASan+UBSan unit build and its tests, the clang build (whole shim with
+# -Wthread-safety -Werror, and the fuzz targets), clang-tidy, shellcheck, a short smoke run of every libFuzzer
+# target, the end-to-end suite against a private containerd (including the node installer's,
+# tests/e2e/test_node_installer.sh, and the fault suite, test_faults.sh), a short e2e pass against runsc
+# 0.0~20221219, and the CRI suite (tests/cri).
 #
 # The last line counts every stage:
 #   test: P passed, F failed, S skipped (stages: N ok, X failed, K skipped)
-# Tests skipped inside a stage (GTEST_SKIP, e2e SKIP) are S, never counted as passed. A stage that failed
-# without a counted failure (a build, ctest finding no tests, an e2e file dying before its summary) adds one
-# failure; a stage that could not run (its build failed) is a failed stage. Only the knobs below skip a stage,
-# and it is reported as skipped. Exits non-zero if anything failed.
+# Tests skipped inside a stage (GTEST_SKIP, e2e/CRI SKIP) are S, never counted as passed. A stage that failed
+# without a counted failure (a build, ctest finding no tests, an e2e file dying before its summary, a suite
+# that printed no result line) adds one failure; a stage that could not run (its build failed) is a failed
+# stage. Only the knobs below skip a stage, and it is reported as skipped. Exits non-zero if anything failed.
 #
 # Env: GVSHIM_SKIP_DEPS=1       skip scripts/install-deps.sh
 #      GVSHIM_FUZZ_SECONDS=N    seconds per fuzz target (default 10; 0 skips the fuzz smoke run)
 #      GVSHIM_SKIP_ASAN=1       skip the sanitizer build (local iteration only; CI runs it)
 #      GVSHIM_SKIP_CLANG=1      skip the clang build and clang-tidy (local iteration only; CI runs them)
 #      GVSHIM_SKIP_E2E=1        skip the e2e suite (local iteration only; CI runs it)
+#      GVSHIM_RUNSC=old|PATH    run the e2e suite against runsc 0.0~20221219 (or a given runsc) instead of
+#                               0.0~20240729; GVSHIM_RUNSC_PLATFORM=ptrace|systrap picks the platform
+#      GVSHIM_SKIP_OLD_RUNSC=1  skip the short e2e pass against runsc 0.0~20221219 (task + Execute files)
+#      GVSHIM_SKIP_CRI=1        skip the CRI suite (tests/cri; local iteration only; CI runs it)
 #      JOBS                     parallel build jobs (default nproc)
 set -euo pipefail
 
@@ -95,6 +101,25 @@ count_lint() {
   sed -E "s/^$2: ([0-9]+) checked, ([0-9]+) failed.*/\1 \2/" <<<"$line"
 }
 
+# run_suite NAME PREFIX CMD...: a suite that prints "PREFIX: N passed, M failed" last (and "PREFIX: K skipped"
+# when it skipped something). No result line is a failure of the stage.
+run_suite() {
+  local name=$1 prefix=$2 rc=0 log=$LOGDIR/$1.log line p=0 m=0 s
+  shift 2
+  "$@" 2>&1 | tee "$log" || rc=${PIPESTATUS[0]}
+  line=$(grep -E "^$prefix: [0-9]+ passed, [0-9]+ failed" "$log" | tail -n 1 || true)
+  if [[ -n $line ]]; then
+    p=$(sed -E "s/^$prefix: ([0-9]+) passed, ([0-9]+) failed.*/\1/" <<<"$line")
+    m=$(sed -E "s/^$prefix: ([0-9]+) passed, ([0-9]+) failed.*/\2/" <<<"$line")
+  else
+    echo "$name: ended without its result line"
+    [[ $rc -ne 0 ]] || rc=1
+    line="no result line"
+  fi
+  s=$(sed -nE "s/^$prefix: ([0-9]+) skipped\$/\1/p" "$log" | tail -n 1)
+  record "$name" "$rc" "$p" "$m" "${s:-0}" "$line"
+}
+
 start=$SECONDS
 
 header "dependencies"
@@ -113,6 +138,9 @@ step build bash scripts/build.sh --main || build_ok=0
 
 header "unit tests (ctest, build/)"
 if [[ $build_ok -eq 1 ]]; then run_ctest unit build; else not_run unit "build failed"; fi
+
+header "Helm chart (tests/helm: helm lint --strict, helm template assertions, schema, parent chart)"
+run_suite helm-chart helm bash tests/helm/test_chart.sh
 
 header "ASan+UBSan unit tests (build-asan/)"
 if [[ ${GVSHIM_SKIP_ASAN:-0} == 1 ]]; then
@@ -188,19 +216,26 @@ if [[ ${GVSHIM_SKIP_E2E:-0} == 1 ]]; then
 elif [[ $build_ok -ne 1 ]]; then
   not_run e2e "build failed"
 else
-  rc=0
-  bash tests/e2e/run.sh 2>&1 | tee "$LOGDIR/e2e.log" || rc=${PIPESTATUS[0]}
-  line=$(grep -E '^e2e: [0-9]+ passed, [0-9]+ failed' "$LOGDIR/e2e.log" | tail -n 1 || true)
-  p=0 m=0 s=0
-  if [[ -n $line ]]; then
-    p=$(sed -E 's/^e2e: ([0-9]+) passed, ([0-9]+) failed.*/\1/' <<<"$line")
-    m=$(sed -E 's/^e2e: ([0-9]+) passed, ([0-9]+) failed.*/\2/' <<<"$line")
-  else
-    echo "e2e: run.sh ended without its summary line"
-    [[ $rc -ne 0 ]] || rc=1
-  fi
-  s=$(sed -nE 's/^e2e: ([0-9]+) skipped$/\1/p' "$LOGDIR/e2e.log" | tail -n 1)
-  record e2e "$rc" "$p" "$m" "${s:-0}" "$line"
+  run_suite e2e e2e bash tests/e2e/run.sh
+fi
+
+# The shim keeps working with the old runsc, and Execute there only with allow_weak_isolation (docs/runsc.md).
+header "end-to-end against runsc 0.0~20221219 (tests/e2e/test_task.sh, test_execute.sh)"
+if [[ ${GVSHIM_SKIP_E2E:-0} == 1 || ${GVSHIM_SKIP_OLD_RUNSC:-0} == 1 || ${GVSHIM_RUNSC:-new} != new ]]; then
+  skipped e2e-old-runsc "GVSHIM_SKIP_E2E, GVSHIM_SKIP_OLD_RUNSC, or the main e2e run already used GVSHIM_RUNSC=${GVSHIM_RUNSC:-new}"
+elif [[ $build_ok -ne 1 ]]; then
+  not_run e2e-old-runsc "build failed"
+else
+  GVSHIM_RUNSC=old run_suite e2e-old-runsc e2e bash tests/e2e/run.sh tests/e2e/test_task.sh tests/e2e/test_execute.sh
+fi
+
+header "CRI suite (tests/cri, containerd's CRI plugin driven as a kubelet drives it)"
+if [[ ${GVSHIM_SKIP_CRI:-0} == 1 ]]; then
+  skipped cri "GVSHIM_SKIP_CRI=1"
+elif [[ $build_ok -ne 1 ]]; then
+  not_run cri "build failed"
+else
+  run_suite cri cri /usr/bin/python3 tests/cri/run.py
 fi
 
 header "summary ($((SECONDS - start))s)"

@@ -3,8 +3,9 @@
 //   gvshim profile check FILE...   validate seccomp profiles with libseccomp (exit 1 if any is invalid)
 //   gvshim exec ...                run a snippet through a pod's Execute service
 //   gvshim runsc-id [--root R | --namespace NS [--config F]] ID...   runsc's id of a container (runsc::ContainerId)
+//   gvshim node install|uninstall|status|run|retire|canary   the Kubernetes node installer (shim/node)
 //   gvshim execute-server          (started by the shim) the Execute server of one pod; see
-//   shim/execute/wire.h
+//   shim/execute/common/wire.h
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -14,8 +15,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "shim/config/config.h"
-#include "shim/execute/server_main.h"
+#include "shim/execute/server/server_main.h"
 #include "shim/main/exec_client.h"
+#include "shim/node/node_main.h"
 #include "shim/runsc/runsc.h"
 #include "shim/seccomp/profile.h"
 
@@ -32,6 +34,7 @@ int Usage() {
       "  gvshim exec --pod NS/NAME | --id ID [--lang python|javascript] (-c CODE | FILE) [--arg k=v ...]\n"
       "                                  run a snippet in a pod's sandbox (gvshim exec --help)\n"
       "  gvshim runsc-id (--root RUNSC_ROOT | --namespace NS [--config FILE]) ID...\n"
+      "  gvshim node install|uninstall|status|run|retire|canary ...   the Kubernetes node installer\n"
       "                                  the id runsc knows a container by (runsc list/state/ps/events)\n");
   return 2;
 }
@@ -103,6 +106,7 @@ int main(int argc, char** argv) {
     return ProfileCheck({args.begin() + 2, args.end()});
   }
   if (args[0] == "runsc-id") return RunscId({args.begin() + 1, args.end()});
+  if (args[0] == "node") return gvshim::node::NodeMain({args.begin() + 1, args.end()});
   if (args[0] == "exec") return gvshim::cli::ExecMain({args.begin() + 1, args.end()});
   if (args[0] == "execute-server" && args.size() == 1) return gvshim::execute::ExecuteServerMain(0);
   return Usage();

@@ -4,6 +4,7 @@
 #include <seccomp.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -69,7 +70,11 @@ struct Parsed {
 
 class Checker {
  public:
-  explicit Checker(const std::string& source) : source_(source) {}
+  // skip_unknown_names: a syscall name libseccomp does not know on any listed architecture is ignored instead of
+  // being an error, as runc and runsc do with the profiles containerd generates (its default profile lists, e.g.,
+  // "recv", which x86 has only as a socketcall).
+  explicit Checker(const std::string& source, bool skip_unknown_names = false)
+      : source_(source), skip_unknown_names_(skip_unknown_names) {}
 
   absl::Status Error(absl::string_view path, absl::string_view reason) const {
     return absl::InvalidArgumentError(absl::StrCat(source_, ": ", path, ": ", reason));
@@ -313,7 +318,8 @@ class Checker {
       return Error(path, "missing field \"names\" (or Docker's \"name\")");
     }
     for (size_t j = 0; j < rule.names.size(); ++j) {
-      RETURN_IF_ERROR(CheckName(rule.names[j], rule.name_paths[j], parsed));
+      absl::Status known = CheckName(rule.names[j], rule.name_paths[j], parsed);
+      if (!known.ok() && !skip_unknown_names_) return known;
     }
     if (!entry.contains("action")) return Error(path, "missing field \"action\"");
     std::string action_path = absl::StrCat(path, ".action");
@@ -397,7 +403,8 @@ class Checker {
   }
 
   // Builds the filter with libseccomp and exports it (never loads it), proving the kernel would accept it.
-  absl::StatusOr<int> Compile(const Parsed& parsed) const {
+  // With `bpf`, the exported program (raw struct sock_filter instructions) is returned there.
+  absl::StatusOr<int> Compile(const Parsed& parsed, std::string* bpf = nullptr) const {
     std::unique_ptr<void, void (*)(scmp_filter_ctx)> ctx(seccomp_init(parsed.default_action),
                                                          seccomp_release);
     if (ctx == nullptr) return Error("defaultAction", "libseccomp refused the default action");
@@ -457,11 +464,18 @@ class Checker {
                    absl::StrCat("compiled filter has ", instructions,
                                 " BPF instructions, more than the kernel's limit of ", kMaxBpfInstructions));
     }
+    if (bpf != nullptr) {
+      bpf->resize(static_cast<size_t>(st.st_size));
+      if (pread(out.get(), bpf->data(), bpf->size(), 0) != static_cast<ssize_t>(bpf->size())) {
+        return ErrnoStatus(errno, "read back the seccomp export");
+      }
+    }
     return instructions;
   }
 
  private:
   const std::string& source_;
+  const bool skip_unknown_names_;
 };
 
 bool IsDenial(const std::string& action) {
@@ -515,6 +529,15 @@ void OffsetToLineColumn(absl::string_view text, size_t byte, int* line, int* col
     }
   }
   *column = static_cast<int>(end - line_start) + 1;
+}
+
+absl::StatusOr<std::string> CompileBpf(const nlohmann::json& profile, const std::string& source_name) {
+  Checker checker(source_name, /*skip_unknown_names=*/true);
+  ASSIGN_OR_RETURN(Parsed parsed, checker.Parse(profile));
+  std::string bpf;
+  ASSIGN_OR_RETURN(int instructions, checker.Compile(parsed, &bpf));
+  (void)instructions;
+  return bpf;
 }
 
 absl::StatusOr<ProfileSummary> ValidateProfile(const nlohmann::json& profile,
