@@ -7,6 +7,28 @@
 
 namespace gvshim::sys {
 
+ScopedSigpipeGuard::ScopedSigpipeGuard() {
+  sigset_t pipe_set;
+  sigemptyset(&pipe_set);
+  sigaddset(&pipe_set, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe_set, &old_);
+}
+
+ScopedSigpipeGuard::~ScopedSigpipeGuard() {
+  const int saved = errno;
+  sigset_t pending;
+  sigpending(&pending);
+  if (!sigismember(&old_, SIGPIPE) && sigismember(&pending, SIGPIPE)) {
+    sigset_t pipe_set;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    struct timespec zero = {0, 0};
+    sigtimedwait(&pipe_set, nullptr, &zero);
+  }
+  pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+  errno = saved;
+}
+
 absl::StatusOr<PipePair> MakePipe(int flags) {
   int fds[2];
   if (::pipe2(fds, flags) != 0) return ErrnoStatus(errno, "pipe2");

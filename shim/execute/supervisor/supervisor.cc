@@ -308,6 +308,7 @@ absl::Status Supervisor::SendLocked(Pod& pod, const nlohmann::json& msg) {
   const absl::Time deadline = absl::Now() + kSendTimeout;
   size_t off = 0;
   absl::Status st;
+  sys::ScopedSigpipeGuard no_sigpipe;  // a server that died gives EPIPE, not the end of the shim
   while (off < line.size()) {
     ssize_t n = ::write(pod.to_server.get(), line.data() + off, line.size() - off);
     if (n > 0) {
