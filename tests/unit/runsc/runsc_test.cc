@@ -279,7 +279,7 @@ TEST_F(FakeRunscTest, MappedIdsReachRunsc) {
   ASSERT_TRUE(cli->Delete("c1", true).ok());
   const std::string rid = ContainerId(opts_.root, "c1");
   EXPECT_THAT(Calls(), ElementsAre("start " + rid, "delete --force " + rid));
-  Canned("", 1, "container does not exist");
+  Canned("", 1, "loading container \"" + rid + "\": file does not exist");  // runsc's own wording
   absl::Status st = cli->Kill("c1", 9, false, 0);
   EXPECT_EQ(st.code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(std::string(st.message()), ::testing::StartsWith("runsc kill c1: "));  // the caller's id
