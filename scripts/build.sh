@@ -2,7 +2,8 @@
 # Configures and builds gvshim with CMake + Ninja.
 #   scripts/build.sh            Release-with-debug-info build into build/ (shim, gvshim CLI, unit tests, benches)
 #   scripts/build.sh --asan     ASan+UBSan build of the unit tests into build-asan/
-#   scripts/build.sh --fuzz     clang libFuzzer targets (*_fuzz) into build-fuzz/
+#   scripts/build.sh --fuzz     clang build into build-fuzz/: the whole shim with -Wthread-safety -Werror
+#                               (checked locking) and the libFuzzer targets (*_fuzz)
 #   scripts/build.sh --all      all three
 # Env: BUILD_TYPE (default RelWithDebInfo), JOBS (default nproc), BUILD_DIR (overrides build/ for the main build).
 set -euo pipefail
@@ -19,7 +20,7 @@ for arg in "$@"; do
     --asan) do_asan=1 ;;
     --fuzz) do_fuzz=1 ;;
     --all) do_main=1 do_asan=1 do_fuzz=1 ;;
-    -h | --help) sed -n '2,8p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    -h | --help) sed -n '2,9p' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) echo "build.sh: unknown argument $arg" >&2; exit 2 ;;
   esac
 done
@@ -48,13 +49,16 @@ fi
 
 if [[ $do_fuzz -eq 1 ]]; then
   dir=$ROOT/build-fuzz
-  echo "== build: libFuzzer targets (clang) -> $dir"
+  echo "== build: clang: every shim library and binary (-Wthread-safety -Werror) and the libFuzzer targets -> $dir"
   CC=clang CXX=clang++ configure "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGVSHIM_FUZZ=ON -DGVSHIM_BENCH=OFF
-  # Only the fuzz executables: the unit tests are already covered by the other two builds.
-  mapfile -t targets < <(ninja -C "$dir" -t targets all | sed -n 's/^\([A-Za-z0-9_]*_fuzz\): .*/\1/p' | sort -u)
-  if [[ ${#targets[@]} -eq 0 ]]; then
-    echo "build.sh: no *_fuzz targets defined yet"
-  else
-    ninja -C "$dir" -j "$JOBS" "${targets[@]}"
+  # The shim's own code (every gvshim_* library, both binaries): clang checks the locking annotations here.
+  # The fuzz executables. The unit tests are left to the other two builds.
+  mapfile -t targets < <(ninja -C "$dir" -t targets all |
+    sed -n 's/^\(gvshim_[A-Za-z0-9_]*\|containerd-shim-gvisor-v1\|gvshim\|[A-Za-z0-9_]*_fuzz\): phony$/\1/p' |
+    grep -v -e '^cmake_' -e '^gvshim_test_reaper_main$' | sort -u)
+  if ! printf '%s\n' "${targets[@]}" | grep -q '_fuzz$'; then
+    echo "build.sh: no *_fuzz targets found in $dir" >&2
+    exit 1
   fi
+  ninja -C "$dir" -j "$JOBS" "${targets[@]}"
 fi

@@ -3,16 +3,26 @@
 # containerd (by pid: SIGTERM, then SIGKILL), runsc containers left in DIR's runsc roots (delete --force),
 # shims whose -address is DIR's socket, stray runsc processes using DIR, mounts under DIR, and DIR itself.
 #
-#   scripts/containerd-down.sh DIR [--keep-dir]
+#   scripts/containerd-down.sh DIR [--keep-dir] [--report-leftovers]
+#
+# Everything but containerd itself is a leftover: something the user of this containerd (an e2e test file)
+# did not clean up. Each one is logged as "containerd-down: leftover: WHAT". With --report-leftovers the script
+# still removes them all, then exits 3 if there were any, so the caller can fail for its leak.
 set -euo pipefail
 
 if [[ $# -lt 1 ]]; then
-  sed -n '2,6p' "${BASH_SOURCE[0]}" >&2
+  sed -n '2,10p' "${BASH_SOURCE[0]}" >&2
   exit 2
 fi
 DIR=$1; shift
-KEEP_DIR=0
-if [[ ${1:-} == --keep-dir ]]; then KEEP_DIR=1; fi
+KEEP_DIR=0 REPORT=0
+for arg in "$@"; do
+  case $arg in
+    --keep-dir) KEEP_DIR=1 ;;
+    --report-leftovers) REPORT=1 ;;
+    *) echo "containerd-down.sh: unknown argument $arg" >&2; exit 2 ;;
+  esac
+done
 if [[ ! -d $DIR ]]; then exit 0; fi
 DIR=$(cd "$DIR" && pwd)
 if [[ ! -f $DIR/.gvshim-containerd ]]; then
@@ -24,6 +34,11 @@ RUNSC=$(sed -n 's/^GVS_RUNSC=//p' "$DIR/env" 2>/dev/null || true)
 [[ -n $RUNSC ]] || RUNSC=$(command -v runsc || echo /usr/bin/runsc)
 RUNSC_REAL=$(readlink -f "$RUNSC")
 log() { echo "containerd-down: $*" >&2; }
+LEFTOVERS=0
+leftover() {
+  LEFTOVERS=$((LEFTOVERS + 1))
+  log "leftover: $*"
+}
 
 # wait_gone SECONDS PID...: true once none of the pids exists, false at the deadline.
 wait_gone() {
@@ -90,15 +105,20 @@ for base in "$DIR/runsc" "$DIR/runc-root"; do
     mapfile -t ids < <(timeout 20 "$RUNSC" --root "$nsroot" list -quiet 2>/dev/null || true)
     for id in "${ids[@]}"; do
       [[ -n $id ]] || continue
+      leftover "runsc container $id (root $nsroot)"
       log "runsc delete --force $id (root $nsroot)"
       timeout 20 "$RUNSC" --root "$nsroot" delete --force "$id" >/dev/null 2>&1 || log "runsc delete $id failed"
     done
   done
 done
 
-# 3. shims whose containerd was ours.
+# 3. shims whose containerd was ours. A shim asked to shut down just before may still be exiting: give them a
+# moment to go on their own before calling them leftovers.
+mapfile -t shims < <(shim_pids)
+if [[ ${#shims[@]} -gt 0 ]] && wait_gone 10 "${shims[@]}"; then shims=(); fi
 mapfile -t shims < <(shim_pids)
 if [[ ${#shims[@]} -gt 0 ]]; then
+  for p in "${shims[@]}"; do leftover "shim pid $p ($(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | cut -c1-200))"; done
   log "stopping shims ${shims[*]}"
   stop_pids "${shims[@]}"
 fi
@@ -106,6 +126,7 @@ fi
 # 4. stray runsc processes (sandbox/gofer of a container runsc could not delete).
 mapfile -t strays < <(runsc_pids)
 if [[ ${#strays[@]} -gt 0 ]]; then
+  for p in "${strays[@]}"; do leftover "runsc process $p ($(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | cut -c1-200))"; done
   log "stopping stray runsc processes ${strays[*]}"
   stop_pids "${strays[@]}"
 fi
@@ -119,6 +140,12 @@ unmount_all() {
     umount "$mp" 2>/dev/null || umount -l "$mp" 2>/dev/null || log "cannot unmount $mp"
   done
 }
+# A state dir that containerd-up.sh mounted as a tmpfs (--state-tmpfs) is its own, not a leftover.
+own_mount() { [[ -f $DIR/.state-tmpfs && $1 == "$DIR/state" ]]; }
+while read -r mp; do
+  mp=$(printf '%b' "$mp")
+  own_mount "$mp" || leftover "mount $mp"
+done < <(awk -v d="$DIR/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo)
 unmount_all
 if awk -v d="$DIR/" 'index($5, d) == 1 { found = 1 } END { exit !found }' /proc/self/mountinfo; then
   unmount_all # a second pass for mounts revealed by the first
@@ -129,3 +156,7 @@ if [[ $KEEP_DIR -eq 0 ]]; then
   rm -rf "$DIR" || log "could not remove $DIR completely"
 fi
 log "done ($DIR)"
+if [[ $REPORT -eq 1 && $LEFTOVERS -gt 0 ]]; then
+  log "$LEFTOVERS leftover(s) removed"
+  exit 3
+fi

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Starts a PRIVATE containerd (never the system one) whose every path lives in DIR.
 #
-#   scripts/containerd-up.sh DIR [--bin-dir DIR] [--log-level LEVEL]
+#   scripts/containerd-up.sh DIR [--bin-dir DIR] [--log-level LEVEL] [--state-tmpfs SIZE]
 #
+# --state-tmpfs SIZE mounts a tmpfs of SIZE (e.g. 64m) as containerd's state dir, where the bundles live, so a
+# test can fill the bundles' filesystem (containerd-down.sh unmounts it).
 # DIR should be short (sockets must stay < 108 bytes), e.g. DIR=$(mktemp -d /tmp/gvs.XXXX).
 # --bin-dir is put first on containerd's PATH so it finds containerd-shim-gvisor-v1 (default: build/shim/main).
 # Writes DIR/env (source it) with:
@@ -25,16 +27,18 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 if [[ $# -lt 1 ]]; then
-  sed -n '2,16p' "${BASH_SOURCE[0]}" >&2
+  sed -n '2,19p' "${BASH_SOURCE[0]}" >&2
   exit 2
 fi
 DIR=$1; shift
 BIN_DIR=$ROOT/build/shim/main
 LOG_LEVEL=${GVS_CONTAINERD_LOG_LEVEL:-info}
+STATE_TMPFS=
 while [[ $# -gt 0 ]]; do
   case $1 in
     --bin-dir) BIN_DIR=$2; shift ;;
     --log-level) LOG_LEVEL=$2; shift ;;
+    --state-tmpfs) STATE_TMPFS=$2; shift ;;
     *) echo "containerd-up.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -56,6 +60,10 @@ fi
 # Marker that lets containerd-down.sh remove DIR safely.
 echo "gvshim private containerd" >"$DIR/.gvshim-containerd"
 mkdir -p "$DIR"/{root,state,opt,runsc,runc-root,cni/bin,cni/conf,fifo}
+if [[ -n $STATE_TMPFS ]] && ! mountpoint -q "$DIR/state"; then
+  mount -t tmpfs -o "size=$STATE_TMPFS,mode=0711" gvshim-state "$DIR/state"
+  echo "$STATE_TMPFS" >"$DIR/.state-tmpfs"
+fi
 
 case ${GVSHIM_RUNSC:-new} in
   new | "") RUNSC=$(command -v runsc || echo /usr/bin/runsc) ;;

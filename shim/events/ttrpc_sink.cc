@@ -18,9 +18,14 @@ class TtrpcSink : public EnvelopeSink {
     }
     containerd::services::events::ttrpc::v1::ForwardRequest req;
     *req.mutable_envelope() = envelope;
-    auto resp = client_->Call("containerd.services.events.ttrpc.v1.Events", "Forward", req.SerializeAsString(),
-                              {{"containerd-namespace-ttrpc", ns_}}, absl::Seconds(5));
-    if (!resp.ok() && resp.status().code() == absl::StatusCode::kUnavailable) client_.reset();
+    auto resp =
+        client_->Call("containerd.services.events.ttrpc.v1.Events", "Forward", req.SerializeAsString(),
+                      {{"containerd-namespace-ttrpc", ns_}}, absl::Seconds(5));
+    // A broken or stuck connection (containerd restarted or hangs): dial again next time.
+    if (!resp.ok() && (resp.status().code() == absl::StatusCode::kUnavailable ||
+                       resp.status().code() == absl::StatusCode::kDeadlineExceeded)) {
+      client_.reset();
+    }
     return resp.status();
   }
 

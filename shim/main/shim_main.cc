@@ -6,15 +6,15 @@
 #include <fcntl.h>
 #include <malloc.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -37,6 +37,7 @@
 #include "shim/sys/fd.h"
 #include "shim/sys/file.h"
 #include "shim/sys/reaper.h"
+#include "shim/sys/socket.h"
 #include "shim/sys/spawn.h"
 #include "shim/task/service.h"
 #include "shim/task/spec_prep.h"
@@ -46,6 +47,8 @@ namespace gvshim::shim_main {
 namespace {
 
 constexpr char kVersion[] = "0.1.0";
+// How long a new daemon waits for its first Create before it concludes containerd abandoned it.
+constexpr absl::Duration kFirstCreateTimeout = absl::Seconds(20);
 
 // The grouping id: the pod's sandbox id for CRI containers, else the container id.
 std::string GroupId(const Flags& f) {
@@ -60,34 +63,13 @@ std::string GroupId(const Flags& f) {
   return f.id;
 }
 
-bool SocketServes(const std::string& path) {
-  sys::UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!fd) return false;
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
-  return ::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-}
-
-absl::StatusOr<sys::UniqueFd> Listen(const std::string& path) {
-  if (path.size() >= sizeof(sockaddr_un::sun_path))
-    return absl::InvalidArgumentError("socket path too long: " + path);
+// The socket's directory (containerd's own /run/containerd/s, as other shims use it).
+absl::Status MakeSocketDir(const std::string& path) {
   std::string dir = path.substr(0, path.rfind('/'));
   if (::mkdir("/run/containerd", 0711) != 0 && errno != EEXIST)
     return ErrnoStatus(errno, "mkdir /run/containerd");
   if (::mkdir(dir.c_str(), 0711) != 0 && errno != EEXIST) return ErrnoStatus(errno, "mkdir " + dir);
-  sys::UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!fd) return ErrnoStatus(errno, "socket");
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
-  mode_t old = ::umask(0077);  // the socket is root-only (0600)
-  int rc = ::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  int err = errno;
-  ::umask(old);
-  if (rc != 0) return ErrnoStatus(err, "bind " + path);
-  if (::listen(fd.get(), 64) != 0) return ErrnoStatus(errno, "listen " + path);
-  return fd;
+  return absl::OkStatus();
 }
 
 // Parses the runtime options containerd writes to start's stdin (a marshaled google.protobuf.Any).
@@ -110,11 +92,13 @@ int Start(const Flags& f, char** argv) {
   std::string path = SocketPath(f.address, f.ns, group);
   std::string address = "unix://" + path;
 
+  // containerd re-reads <bundle>/address to reconnect after a restart.
+  auto write_address = [&]() {
+    absl::Status st = sys::WriteFileAtomic("address", address);
+    if (!st.ok()) std::fprintf(stderr, "start: %s\n", std::string(st.message()).c_str());
+    return st.ok();
+  };
   auto print_address = [&]() {
-    if (absl::Status st = sys::WriteFileAtomic("address", address); !st.ok()) {
-      std::fprintf(stderr, "%s\n", std::string(st.message()).c_str());
-      return 1;
-    }
     const char* max = std::getenv("MAX_SHIM_VERSION");
     int v = 0;
     if (max != nullptr && absl::SimpleAtoi(max, &v) && v >= 2) {
@@ -126,22 +110,31 @@ int Start(const Flags& f, char** argv) {
     return 0;
   };
 
-  if (SocketServes(path)) return print_address();  // another container of the pod already started the shim
-  ::unlink(path.c_str());                          // stale socket of a dead shim
-  auto listener = Listen(path);
+  // Check, remove a stale socket and bind, all under one lock: two concurrent starts for one pod must not
+  // remove each other's live socket (sys::ClaimUnixSocket).
+  absl::Status dir = MakeSocketDir(path);
+  auto listener = dir.ok() ? sys::ClaimUnixSocket(path, 0600) : absl::StatusOr<sys::UniqueFd>(dir);
   if (!listener.ok()) {
-    if (absl::IsAlreadyExists(listener.status()) || SocketServes(path))
-      return print_address();  // lost a race
     std::fprintf(stderr, "start: %s\n", std::string(listener.status().message()).c_str());
     return 1;
   }
+  if (!listener->valid()) {  // another container of the pod already started the shim
+    return write_address() ? print_address() : 1;
+  }
+  // Every file start writes is written before the daemon exists: a failure (a full disk) must not leave a
+  // daemon behind that containerd will never talk to or shut down.
+  auto give_up = [&]() {
+    ::unlink(path.c_str());
+    ::unlink("address");
+    return 1;
+  };
+  if (!write_address()) return give_up();
 
   char self[4096];
   ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
   if (n <= 0) {
     std::fprintf(stderr, "start: readlink /proc/self/exe: %s\n", std::strerror(errno));
-    ::unlink(path.c_str());
-    return 1;
+    return give_up();
   }
   self[n] = '\0';
   sys::SpawnOptions so;
@@ -165,10 +158,16 @@ int Start(const Flags& f, char** argv) {
   auto pid = sys::Spawn(so);
   if (!pid.ok()) {
     std::fprintf(stderr, "start: %s\n", std::string(pid.status().message()).c_str());
-    ::unlink(path.c_str());
-    return 1;
+    return give_up();
   }
-  (void)sys::WriteFileAtomic("shim.pid", std::to_string(*pid));
+  if (absl::Status st = sys::WriteFileAtomic("shim.pid", std::to_string(*pid)); !st.ok()) {
+    // The daemon is our child and nobody else waits for it: its pid is ours until this waitpid.
+    std::fprintf(stderr, "start: %s\n", std::string(st.message()).c_str());
+    ::kill(*pid, SIGKILL);
+    while (::waitpid(*pid, nullptr, 0) < 0 && errno == EINTR) {
+    }
+    return give_up();
+  }
   (void)argv;
   return print_address();
 }
@@ -212,8 +211,11 @@ int Serve(const Flags& f) {
   // containerd opens the read side of the `log` fifo before it starts the shim.
   sys::UniqueFd logfd(::open("log", O_WRONLY | O_NONBLOCK | O_CLOEXEC));
   if (logfd) {
-    ::fcntl(logfd.get(), F_SETFL, ::fcntl(logfd.get(), F_GETFL) & ~O_NONBLOCK);
+    // Opened non-blocking only so that a missing reader cannot hang the open; writes must block.
+    const int flags = ::fcntl(logfd.get(), F_GETFL);
+    const int err = flags < 0 || ::fcntl(logfd.get(), F_SETFL, flags & ~O_NONBLOCK) != 0 ? errno : 0;
     log::SetOutputFd(logfd.get());
+    if (err != 0) log::Warnf("log fifo: cannot clear O_NONBLOCK (%s); lines may be lost", std::strerror(err));
   } else {
     logfd.reset(::open("/dev/null", O_WRONLY | O_CLOEXEC));
     log::SetOutputFd(logfd.get());
@@ -226,6 +228,8 @@ int Serve(const Flags& f) {
   events::Forwarder forwarder(std::move(sink), f.ns);
 
   absl::Notification shutdown;
+  std::once_flag shutdown_once;  // Notify may run only once; the Shutdown RPC and the watchdog below race
+  auto request_shutdown = [&] { std::call_once(shutdown_once, [&] { shutdown.Notify(); }); };
   auto runsc_factory = [](const runsc::GlobalOptions& g) { return runsc::NewRunscCli(g); };
   // The Execute service: a server process per pod that opts in, nothing otherwise
   // (shim/execute/supervisor/supervisor.h).
@@ -242,9 +246,7 @@ int Serve(const Flags& f) {
     execute_supervisor.OnContainerStarted(info);
   };
   so.on_deleted = [&execute_supervisor](const std::string& id) { execute_supervisor.OnContainerDeleted(id); };
-  so.request_shutdown = [&shutdown] {
-    if (!shutdown.HasBeenNotified()) shutdown.Notify();
-  };
+  so.request_shutdown = request_shutdown;
   task::Service service(so, &forwarder);
   ttrpc::Server server;
   service.Register(&server);
@@ -257,6 +259,14 @@ int Serve(const Flags& f) {
     return 1;
   }
   log::Infof("gvshim %s serving %s (namespace %s, pid %d)", kVersion, f.socket, f.ns, ::getpid());
+  // containerd sends Create right after `start`. If none comes, containerd gave up on this daemon after start
+  // succeeded (1.6 does when it cannot write its own shim-binary-path into a full bundle filesystem, keeping
+  // its connection open): nobody would ever shut it down, so it exits by itself.
+  if (!shutdown.WaitForNotificationWithTimeout(kFirstCreateTimeout) && !service.SawCreate()) {
+    log::Warnf("no Create within %s of start: containerd gave up on this shim; exiting",
+               absl::FormatDuration(kFirstCreateTimeout));
+    request_shutdown();
+  }
   shutdown.WaitForNotification();
   // Let the Shutdown response reach containerd, then stop.
   if (!f.socket.empty()) ::unlink(f.socket.c_str());

@@ -50,46 +50,6 @@ uint64_t ReadOomKillCount(const std::string& path) {
   return 0;
 }
 
-const char* StatusName(Status s) {
-  switch (s) {
-    case Status::kCreated:
-      return "created";
-    case Status::kRunning:
-      return "running";
-    case Status::kPaused:
-      return "paused";
-    case Status::kStopped:
-      return "stopped";
-    case Status::kDeleted:
-      return "deleted";
-  }
-  return "unknown";
-}
-
-absl::Status CheckTransition(Status from, Status to, absl::string_view what) {
-  bool ok = false;
-  switch (from) {
-    case Status::kCreated:
-      ok = to == Status::kRunning || to == Status::kStopped || to == Status::kDeleted;
-      break;
-    case Status::kRunning:
-      ok = to == Status::kPaused || to == Status::kStopped;
-      break;
-    case Status::kPaused:
-      ok = to == Status::kRunning || to == Status::kStopped;
-      break;
-    case Status::kStopped:
-      ok = to == Status::kDeleted;
-      break;
-    case Status::kDeleted:
-      ok = false;
-      break;
-  }
-  if (ok) return absl::OkStatus();
-  return absl::FailedPreconditionError(
-      absl::StrCat(what, ": process is ", StatusName(from), ", cannot become ", StatusName(to)));
-}
-
 // Reaper callbacks may fire after the container is gone (e.g. a sandbox that dies after a failed Create);
 // they reach the container only through this gate, which the destructor closes.
 struct ExitGate {
@@ -105,8 +65,11 @@ absl::StatusOr<std::unique_ptr<Container>> Container::Create(const Deps& deps, C
 
 uint32_t Container::init_pid() const {
   absl::MutexLock lock(&mu_);
-  auto it = procs_.find("");
-  return it == procs_.end() ? 0 : it->second->pid;
+  return init_ == nullptr ? 0 : init_->pid;
+}
+
+std::string Container::NotFound(const std::string& exec_id) const {
+  return absl::StrCat("process ", exec_id, " of ", id(), " not found");
 }
 
 absl::Status Container::DoCreate() {
@@ -119,7 +82,7 @@ absl::Status Container::DoCreate() {
   if (!options_.rootfs.empty()) {
     ASSIGN_OR_RETURN(rootfs_, Rootfs::Mount(options_.rootfs, options_.bundle + "/rootfs"));
   }
-  auto init = std::make_unique<Proc>();
+  auto init = std::make_shared<InitProcess>();
   init->stdio = options_.stdio;
   ASSIGN_OR_RETURN(init->io, stdio::ProcessIO::Open(options_.stdio, id, options_.ns));
   if (options_.stdio.terminal) {
@@ -160,7 +123,7 @@ absl::Status Container::DoCreate() {
   }
   {
     absl::MutexLock lock(&mu_);
-    procs_[""] = std::move(init);
+    init_ = std::move(init);
   }
   if (options_.creates_sandbox) {
     // runsc writes the sandbox's pid; the sandbox process (reparented to us, the subreaper) exits with the
@@ -183,7 +146,8 @@ Container::~Container() {
   std::vector<std::thread> threads;
   {
     absl::MutexLock lock(&mu_);
-    for (auto& [_, p] : procs_) {
+    if (init_ && init_->exit_thread.joinable()) threads.push_back(std::move(init_->exit_thread));
+    for (auto& [_, p] : execs_) {
       if (p->exit_thread.joinable()) threads.push_back(std::move(p->exit_thread));
     }
     for (auto& t : retired_threads_) threads.push_back(std::move(t));
@@ -192,37 +156,39 @@ Container::~Container() {
   for (auto& t : threads) t.join();
 }
 
-Container::Proc* Container::Find(const std::string& exec_id) {
-  auto it = procs_.find(exec_id);
-  return it == procs_.end() ? nullptr : it->second.get();
+std::shared_ptr<Container::Process> Container::Find(const std::string& exec_id) {
+  if (exec_id.empty()) return init_;
+  auto it = execs_.find(exec_id);
+  return it == execs_.end() ? nullptr : it->second;
+}
+
+bool Container::ExecsPending() const {
+  for (const auto& [_, q] : execs_) {
+    if (q->state.Alive() && !q->exit_recorded) return true;
+  }
+  return false;
 }
 
 absl::StatusOr<uint32_t> Container::Start(const std::string& exec_id) {
   absl::MutexLock life(&lifecycle_mu_);
-  Proc* p;
+  std::shared_ptr<Process> p;
   {
     absl::MutexLock lock(&mu_);
     p = Find(exec_id);
-    if (p == nullptr)
-      return absl::NotFoundError(absl::StrCat("process ", exec_id, " of ", id(), " not found"));
-    RETURN_IF_ERROR(CheckTransition(p->status, Status::kRunning, absl::StrCat("start ", id(), " ", exec_id)));
-    if (!exec_id.empty()) {
-      Proc* init = Find("");
-      if (init == nullptr || init->status != Status::kRunning) {
-        return absl::FailedPreconditionError(
-            absl::StrCat("exec ", exec_id, ": container ", id(), " is not running"));
-      }
+    if (p == nullptr) return absl::NotFoundError(NotFound(exec_id));
+    RETURN_IF_ERROR(CheckTransition(p->state.kind(), p->state.status(), Status::kRunning,
+                                    absl::StrCat("start ", id(), " ", exec_id)));
+    if (!exec_id.empty() && (init_ == nullptr || !init_->state.Is(Status::kRunning))) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("exec ", exec_id, ": container ", id(), " is not running"));
     }
   }
-  return exec_id.empty() ? StartInit() : StartExec(p);
+  if (exec_id.empty()) return StartInit(std::static_pointer_cast<InitProcess>(p));
+  return StartExec(std::static_pointer_cast<ExecProcess>(p));
 }
 
-absl::StatusOr<uint32_t> Container::StartInit() {
-  Proc* p;
-  {
-    absl::MutexLock lock(&mu_);
-    p = Find("");
-  }
+// Needs lifecycle_mu_ (held by Start).
+absl::StatusOr<uint32_t> Container::StartInit(const std::shared_ptr<InitProcess>& p) {
   runsc::Stdio stdio;
   if (!options_.creates_sandbox && !p->stdio.terminal) {
     stdio = {p->io->child_stdin(), p->io->child_stdout(), p->io->child_stderr()};
@@ -248,9 +214,8 @@ absl::StatusOr<uint32_t> Container::StartInit() {
   uint32_t pid;
   {
     absl::MutexLock lock(&mu_);
-    // The exit may already have been recorded by a fast process; FinishExit waits for lifecycle_mu_ to
-    // publish.
-    if (p->status == Status::kCreated) p->status = Status::kRunning;
+    // An exit that came already waits for lifecycle_mu_ before it touches the state.
+    RETURN_IF_ERROR(p->state.Transition(Status::kRunning, "start " + id()));
     pid = p->pid;
   }
   containerd::events::TaskStart ev;
@@ -263,33 +228,49 @@ absl::StatusOr<uint32_t> Container::StartInit() {
 absl::Status Container::AddExec(const std::string& exec_id, const stdio::StdioConfig& io,
                                 const std::string& process_json) {
   if (exec_id.empty()) return absl::InvalidArgumentError("exec id must not be empty");
-  auto p = std::make_unique<Proc>();
-  p->exec_id = exec_id;
+  auto p = std::make_shared<ExecProcess>(exec_id);
   p->stdio = io;
-  {
-    absl::MutexLock lock(&mu_);
-    if (Find(exec_id) != nullptr) {
+  auto check = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
+    if (execs_.contains(exec_id)) {
       return absl::AlreadyExistsError(absl::StrCat("exec ", exec_id, " already exists in ", id()));
     }
-    Proc* init = Find("");
-    if (init == nullptr || (init->status != Status::kRunning && init->status != Status::kPaused)) {
+    if (init_ == nullptr || !init_->state.Alive()) {
       return absl::FailedPreconditionError(
           absl::StrCat("exec ", exec_id, ": container ", id(), " is not running"));
     }
+    return absl::OkStatus();
+  };
+  {
+    absl::MutexLock lock(&mu_);
+    RETURN_IF_ERROR(check());
     // Exec ids come from clients; file names use a counter instead.
     std::string base = absl::StrCat(options_.bundle, "/exec-", ++exec_counter_);
     p->process_json_path = base + ".json";
     p->internal_pid_path = base + ".ipid";
   }
-  {
-    std::ofstream out(p->process_json_path, std::ios::trunc);
-    out << process_json;
-    if (!out.good()) return absl::InternalError("write " + p->process_json_path);
+  auto remove_files = [&p] {
+    ::unlink(p->process_json_path.c_str());
+    ::unlink(p->internal_pid_path.c_str());
+  };
+  // The process's environment may carry secrets: owner-only.
+  if (absl::Status st = sys::WriteFileAtomic(p->process_json_path, process_json, 0600); !st.ok()) {
+    return Annotate(st, absl::StrCat("exec ", exec_id, " in ", id(), ": write process spec"));
   }
-  ASSIGN_OR_RETURN(p->io, stdio::ProcessIO::Open(io, id(), options_.ns));
+  auto opened = stdio::ProcessIO::Open(io, id(), options_.ns);
+  if (!opened.ok()) {
+    remove_files();
+    return opened.status();
+  }
+  p->io = std::move(*opened);
   {
+    // The lock was released while the files and stdio were set up: check again, so a concurrent AddExec of
+    // the same id (or the container's end) is not overwritten.
     absl::MutexLock lock(&mu_);
-    procs_[exec_id] = std::move(p);
+    if (absl::Status st = check(); !st.ok()) {
+      remove_files();
+      return st;
+    }
+    execs_[exec_id] = p;
   }
   containerd::events::TaskExecAdded ev;
   ev.set_container_id(id());
@@ -298,22 +279,23 @@ absl::Status Container::AddExec(const std::string& exec_id, const stdio::StdioCo
   return absl::OkStatus();
 }
 
-absl::StatusOr<uint32_t> Container::StartExec(Proc* p) {
+// Needs lifecycle_mu_ (held by Start).
+absl::StatusOr<uint32_t> Container::StartExec(const std::shared_ptr<ExecProcess>& p) {
   runsc::ExecOptions eo;
   eo.process_json = p->process_json_path;
   eo.internal_pid_file = p->internal_pid_path;
+  const std::string what = absl::StrCat("exec ", p->exec_id, " in ", id());
   // A non-detached `runsc exec` ignores --console-socket: for a terminal it uses its own stdin, so it gets
   // the slave of a pty made here, in a new session, and the shim copies the master.
   sys::UniqueFd master, slave;
   if (p->stdio.terminal) {
     int m = -1, s = -1;
-    if (::openpty(&m, &s, nullptr, nullptr, nullptr) != 0) {
-      return ErrnoStatus(errno, absl::StrCat("exec ", p->exec_id, " in ", id(), ": openpty"));
-    }
+    if (::openpty(&m, &s, nullptr, nullptr, nullptr) != 0) return ErrnoStatus(errno, what + ": openpty");
     master.reset(m);
     slave.reset(s);
-    ::fcntl(m, F_SETFD, FD_CLOEXEC);
-    ::fcntl(s, F_SETFD, FD_CLOEXEC);
+    for (int fd : {m, s}) {
+      if (::fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) return ErrnoStatus(errno, what + ": pty FD_CLOEXEC");
+    }
     eo.stdio = {s, s, s};
     eo.new_session = true;
   } else {
@@ -335,12 +317,12 @@ absl::StatusOr<uint32_t> Container::StartExec(Proc* p) {
     slave.reset();
     if (absl::Status st = p->io->AttachConsole(std::move(master)); !st.ok()) {
       (void)sys::Reaper::Get().Signal(pid, SIGKILL);
-      return Annotate(st, absl::StrCat("exec ", p->exec_id, " in ", id(), ": console"));
+      return Annotate(st, what + ": console");
     }
   }
   {
     absl::MutexLock lock(&mu_);
-    if (p->status == Status::kCreated) p->status = Status::kRunning;
+    RETURN_IF_ERROR(p->state.Transition(Status::kRunning, "start " + what));
   }
   containerd::events::TaskExecStarted ev;
   ev.set_container_id(id());
@@ -352,25 +334,20 @@ absl::StatusOr<uint32_t> Container::StartExec(Proc* p) {
 
 void Container::OnExit(const std::string& exec_id, int exit_code) {
   absl::MutexLock lock(&mu_);
-  Proc* p = Find(exec_id);
-  if (p == nullptr || p->exit_thread.joinable() || p->exit_published) return;  // duplicate notification
-  p->exit_thread = std::thread([this, exec_id, exit_code] { FinishExit(exec_id, exit_code); });
+  std::shared_ptr<Process> p = Find(exec_id);
+  if (p == nullptr || p->exit_thread.joinable() || p->exit_recorded) return;  // duplicate notification
+  p->exit_thread = std::thread([this, p, exit_code] { FinishExit(p, exit_code); });
 }
 
-void Container::FinishExit(const std::string& exec_id, int exit_code) {
-  Proc* p;
+void Container::FinishExit(const std::shared_ptr<Process>& p, int exit_code) {
+  const bool is_init = p->state.kind() == Kind::kInit;
   {
     absl::MutexLock lock(&mu_);
-    p = Find(exec_id);
-    if (p->forced_exit) exit_code = static_cast<int>(*p->forced_exit);
-    if (exec_id.empty()) {
+    if (is_init) {
+      auto* init = static_cast<InitProcess*>(p.get());
+      if (init->forced_exit) exit_code = static_cast<int>(*init->forced_exit);
       // Exec processes die with the container; publish their exits first.
-      auto execs_done = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        for (const auto& [eid, q] : procs_) {
-          if (!eid.empty() && q->status == Status::kRunning && !q->exit_published) return false;
-        }
-        return true;
-      };
+      auto execs_done = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !ExecsPending(); };
       if (!mu_.AwaitWithTimeout(absl::Condition(&execs_done), kExecExitGrace)) {
         log::Warnf("container %s exited; some exec exits are still pending", id());
       }
@@ -382,9 +359,9 @@ void Container::FinishExit(const std::string& exec_id, int exit_code) {
   bool deleted;
   {
     absl::MutexLock lock(&mu_);
-    deleted = p->status == Status::kDeleted;
+    deleted = p->state.Is(Status::kDeleted);
   }
-  if (!deleted && exec_id.empty() && !options_.oom_counter_file.empty() &&
+  if (!deleted && is_init && !options_.oom_counter_file.empty() &&
       ReadOomKillCount(options_.oom_counter_file) > 0) {
     containerd::events::TaskOOM oom;
     oom.set_container_id(id());
@@ -392,28 +369,29 @@ void Container::FinishExit(const std::string& exec_id, int exit_code) {
     log::Warnf("%s: the kernel OOM-killed in the sandbox's memory cgroup", id());
   }
   absl::MutexLock lock(&mu_);
-  if (p->status == Status::kDeleted) {
-    // Deleted before it ever ran (runsc delete --force ended the sandbox): containerd already has its answer.
-    p->exit.status = static_cast<uint32_t>(exit_code);
-    p->exit.at = absl::Now();
-    p->exit_published = true;
-    return;
-  }
-  p->status = Status::kStopped;
   p->exit.status = static_cast<uint32_t>(exit_code);
   p->exit.at = absl::Now();
-  p->exit_published = true;
+  p->exit_recorded = true;
+  // Deleted before it ever ran (runsc delete --force ended the sandbox): containerd already has its answer,
+  // and the record stays deleted.
+  if (deleted) return;
+  const std::string name = is_init ? "init" : p->exec_id;
+  if (absl::Status st = p->state.Transition(Status::kStopped, absl::StrCat("exit of ", id(), " ", name));
+      !st.ok()) {
+    log::Errorf("%s", st.ToString());
+    return;
+  }
   containerd::events::TaskExit ev;
   ev.set_container_id(id());
-  ev.set_id(exec_id.empty() ? id() : exec_id);
+  ev.set_id(is_init ? id() : p->exec_id);
   ev.set_pid(p->pid);
   ev.set_exit_status(p->exit.status);
   *ev.mutable_exited_at() = ToProto(p->exit.at);
   deps_.events->Publish(ev);
-  log::Infof("%s %s exited with %d", id(), exec_id.empty() ? "init" : exec_id, exit_code);
+  log::Infof("%s %s exited with %d", id(), name, exit_code);
 }
 
-absl::StatusOr<int> Container::ReadInternalPid(const Proc& p) {
+absl::StatusOr<int> Container::ReadInternalPid(const ExecProcess& p) {
   // runsc writes the file right after the process starts; allow it a moment if a signal comes very early.
   absl::Time deadline = absl::Now() + absl::Seconds(2);
   for (;;) {
@@ -425,14 +403,15 @@ absl::StatusOr<int> Container::ReadInternalPid(const Proc& p) {
 
 absl::Status Container::Kill(const std::string& exec_id, int signal, bool all) {
   Status status;
-  Proc* p;
+  std::shared_ptr<Process> p;
   {
     absl::MutexLock lock(&mu_);
     p = Find(exec_id);
-    if (p == nullptr)
-      return absl::NotFoundError(absl::StrCat("process ", exec_id, " of ", id(), " not found"));
-    status = p->status;
-    if (status == Status::kCreated && exec_id.empty()) p->forced_exit = 128 + static_cast<uint32_t>(signal);
+    if (p == nullptr) return absl::NotFoundError(NotFound(exec_id));
+    status = p->state.status();
+    if (status == Status::kCreated && exec_id.empty()) {
+      static_cast<InitProcess*>(p.get())->forced_exit = 128 + static_cast<uint32_t>(signal);
+    }
   }
   switch (status) {
     case Status::kCreated: {
@@ -449,7 +428,7 @@ absl::Status Container::Kill(const std::string& exec_id, int signal, bool all) {
     case Status::kRunning:
     case Status::kPaused: {
       if (exec_id.empty()) return deps_.runsc->Kill(id(), signal, all, 0);
-      ASSIGN_OR_RETURN(int ipid, ReadInternalPid(*p));
+      ASSIGN_OR_RETURN(int ipid, ReadInternalPid(static_cast<const ExecProcess&>(*p)));
       return deps_.runsc->Kill(id(), signal, false, ipid);
     }
     case Status::kStopped:
@@ -461,84 +440,94 @@ absl::Status Container::Kill(const std::string& exec_id, int signal, bool all) {
 }
 
 absl::StatusOr<ProcessState> Container::Delete(const std::string& exec_id) {
+  absl::MutexLock life(&lifecycle_mu_);
+  const std::string what = absl::StrCat("delete ", exec_id.empty() ? id() : exec_id);
   ProcessState st;
-  std::thread exit_thread;
+  std::shared_ptr<Process> p;
   {
     absl::MutexLock lock(&mu_);
-    Proc* p = Find(exec_id);
-    if (p == nullptr)
-      return absl::NotFoundError(absl::StrCat("process ", exec_id, " of ", id(), " not found"));
-    if (p->status == Status::kRunning || p->status == Status::kPaused) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("delete ", exec_id.empty() ? id() : exec_id, ": process is ", StatusName(p->status)));
-    }
+    p = Find(exec_id);
+    if (p == nullptr) return absl::NotFoundError(NotFound(exec_id));
+    RETURN_IF_ERROR(CheckTransition(p->state.kind(), p->state.status(), Status::kDeleted, what));
     if (exec_id.empty()) {
-      for (const auto& [eid, q] : procs_) {
-        if (!eid.empty() && (q->status == Status::kRunning || q->status == Status::kPaused)) {
-          return absl::FailedPreconditionError(
-              absl::StrCat("delete ", id(), ": exec ", eid, " is still running"));
+      for (const auto& [eid, q] : execs_) {
+        if (q->state.Alive()) {
+          return absl::FailedPreconditionError(absl::StrCat(what, ": exec ", eid, " is still running"));
         }
       }
     }
     st.exec_id = exec_id;
     st.pid = p->pid;
-    st.status = p->status;
+    st.status = p->state.status();
     st.stdio = p->stdio;
     st.exit = p->exit;
   }
+  const bool never_ran = st.status == Status::kCreated;
   if (exec_id.empty()) {
     absl::Status del = deps_.runsc->Delete(id(), /*force=*/true);
     if (!del.ok() && del.code() != absl::StatusCode::kNotFound) return del;
     if (rootfs_) RETURN_IF_ERROR(rootfs_->Unmount());
   }
-  absl::MutexLock lock(&mu_);
-  auto it = procs_.find(exec_id);
-  if (it != procs_.end()) {
-    if (it->second->exit_thread.joinable()) retired_threads_.push_back(std::move(it->second->exit_thread));
-    if (exec_id.empty()) {
-      it->second->status = Status::kDeleted;  // keep the init's record until the container object goes away
-    } else {
-      ::unlink(it->second->process_json_path.c_str());
-      ::unlink(it->second->internal_pid_path.c_str());
-      procs_.erase(it);
+  {
+    absl::MutexLock lock(&mu_);
+    // Legal: lifecycle_mu_ kept Start and exit publication out since the check above.
+    RETURN_IF_ERROR(p->state.Transition(Status::kDeleted, what));
+    if (p->exit_thread.joinable()) retired_threads_.push_back(std::move(p->exit_thread));
+    if (!exec_id.empty()) {
+      auto* e = static_cast<ExecProcess*>(p.get());
+      ::unlink(e->process_json_path.c_str());
+      ::unlink(e->internal_pid_path.c_str());
+      execs_.erase(exec_id);
     }
+    // The init's record stays (as deleted) until the container object goes away.
   }
+  // A joining container deleted before it started has nobody to report its end (no `runsc wait` ran): record
+  // it here, so Wait returns. A sandbox's own container reports through the sandbox pid.
+  if (exec_id.empty() && never_ran && !options_.creates_sandbox) OnExit("", 128 + SIGKILL);
   return st;
 }
 
 absl::StatusOr<ExitInfo> Container::Wait(const std::string& exec_id) {
   absl::MutexLock lock(&mu_);
-  Proc* p = Find(exec_id);
-  if (p == nullptr) return absl::NotFoundError(absl::StrCat("process ", exec_id, " of ", id(), " not found"));
-  auto done = [p]() { return p->exit_published; };
+  // The process stays alive while we wait, even if Delete drops it from the container.
+  std::shared_ptr<Process> p = Find(exec_id);
+  if (p == nullptr) return absl::NotFoundError(NotFound(exec_id));
+  const bool is_exec = !exec_id.empty();
+  auto done = [&p, is_exec]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return p->exit_recorded || (is_exec && p->state.Is(Status::kDeleted));
+  };
   mu_.Await(absl::Condition(&done));
+  if (!p->exit_recorded) {
+    return absl::NotFoundError(absl::StrCat("exec ", exec_id, " of ", id(), " was deleted before it ran"));
+  }
   return p->exit;
 }
 
 absl::StatusOr<ProcessState> Container::State(const std::string& exec_id) {
   absl::MutexLock lock(&mu_);
-  Proc* p = Find(exec_id);
-  if (p == nullptr) return absl::NotFoundError(absl::StrCat("process ", exec_id, " of ", id(), " not found"));
+  std::shared_ptr<Process> p = Find(exec_id);
+  if (p == nullptr) return absl::NotFoundError(NotFound(exec_id));
   ProcessState st;
   st.exec_id = exec_id;
   st.pid = p->pid;
-  st.status = p->status;
+  st.status = p->state.status();
   st.stdio = p->stdio;
   st.exit = p->exit;
   return st;
 }
 
 absl::Status Container::Pause() {
+  const std::string what = "pause " + id();
   {
     absl::MutexLock lock(&mu_);
-    Proc* p = Find("");
-    RETURN_IF_ERROR(CheckTransition(p->status, Status::kPaused, "pause " + id()));
+    if (init_ == nullptr) return absl::NotFoundError(NotFound(""));
+    RETURN_IF_ERROR(CheckTransition(Kind::kInit, init_->state.status(), Status::kPaused, what));
   }
   RETURN_IF_ERROR(deps_.runsc->Pause(id()));
   {
     absl::MutexLock lock(&mu_);
-    Proc* p = Find("");
-    if (p->status == Status::kRunning) p->status = Status::kPaused;
+    // The init may have exited while runsc paused the sandbox; then there is nothing paused to report.
+    RETURN_IF_ERROR(init_->state.Transition(Status::kPaused, what));
   }
   containerd::events::TaskPaused ev;
   ev.set_container_id(id());
@@ -547,19 +536,19 @@ absl::Status Container::Pause() {
 }
 
 absl::Status Container::Resume() {
+  const std::string what = "resume " + id();
   {
     absl::MutexLock lock(&mu_);
-    Proc* p = Find("");
-    if (p->status != Status::kPaused) {
+    if (init_ == nullptr) return absl::NotFoundError(NotFound(""));
+    if (!init_->state.Is(Status::kPaused)) {
       return absl::FailedPreconditionError(
-          absl::StrCat("resume ", id(), ": process is ", StatusName(p->status)));
+          absl::StrCat(what, ": init process is ", StatusName(init_->state.status()), ", not paused"));
     }
   }
   RETURN_IF_ERROR(deps_.runsc->Resume(id()));
   {
     absl::MutexLock lock(&mu_);
-    Proc* p = Find("");
-    if (p->status == Status::kPaused) p->status = Status::kRunning;
+    RETURN_IF_ERROR(init_->state.Transition(Status::kRunning, what));
   }
   containerd::events::TaskResumed ev;
   ev.set_container_id(id());
@@ -569,16 +558,16 @@ absl::Status Container::Resume() {
 
 absl::Status Container::ResizePty(const std::string& exec_id, uint32_t width, uint32_t height) {
   absl::MutexLock lock(&mu_);
-  Proc* p = Find(exec_id);
-  if (p == nullptr) return absl::NotFoundError(absl::StrCat("process ", exec_id, " of ", id(), " not found"));
+  std::shared_ptr<Process> p = Find(exec_id);
+  if (p == nullptr) return absl::NotFoundError(NotFound(exec_id));
   if (!p->io) return absl::FailedPreconditionError("process has no stdio");
   return p->io->Resize(width, height);
 }
 
 absl::Status Container::CloseIO(const std::string& exec_id) {
   absl::MutexLock lock(&mu_);
-  Proc* p = Find(exec_id);
-  if (p == nullptr) return absl::NotFoundError(absl::StrCat("process ", exec_id, " of ", id(), " not found"));
+  std::shared_ptr<Process> p = Find(exec_id);
+  if (p == nullptr) return absl::NotFoundError(NotFound(exec_id));
   if (p->io) p->io->CloseStdin();
   return absl::OkStatus();
 }
@@ -590,9 +579,7 @@ absl::StatusOr<runsc::Stats> Container::Stats() { return deps_.runsc->GetStats(i
 std::vector<std::string> Container::ExecIds() {
   absl::MutexLock lock(&mu_);
   std::vector<std::string> ids;
-  for (const auto& [eid, _] : procs_) {
-    if (!eid.empty()) ids.push_back(eid);
-  }
+  for (const auto& [eid, _] : execs_) ids.push_back(eid);
   return ids;
 }
 

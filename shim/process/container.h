@@ -1,11 +1,12 @@
-// One container of the sandbox: its init process and its exec processes, each an explicit state machine, and the
-// ordering rules for their events (an exit is published after its start; exec exits before the init exit).
-// The Task service (shim/task) only routes requests here.
+// One container of the sandbox: its init process and its exec processes, each an explicit state machine, and
+// the ordering rules for their events (an exit is published after its start; exec exits before the init
+// exit). The Task service (shim/task) only routes requests here.
 #pragma once
 
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -16,6 +17,7 @@
 #include "absl/time/time.h"
 #include "shim/events/publisher.h"
 #include "shim/process/rootfs.h"
+#include "shim/process/state.h"
 #include "shim/runsc/runsc.h"
 #include "shim/stdio/console_socket.h"
 #include "shim/stdio/process_io.h"
@@ -23,11 +25,6 @@
 namespace gvshim::process {
 
 struct ExitGate;
-
-enum class Status { kCreated, kRunning, kPaused, kStopped, kDeleted };
-const char* StatusName(Status s);
-// Legal transitions of the process state machine; anything else is FAILED_PRECONDITION naming both states.
-absl::Status CheckTransition(Status from, Status to, absl::string_view what);
 
 struct ExitInfo {
   uint32_t status = 0;
@@ -48,11 +45,12 @@ struct ContainerOptions {
   std::string bundle;
   std::vector<MountSpec> rootfs;
   stdio::StdioConfig stdio;
-  // True when this container creates the sandbox (a plain container, or a pod's sandbox container); false when it
-  // joins an existing sandbox (io.kubernetes.cri.container-type=container).
+  // True when this container creates the sandbox (a plain container, or a pod's sandbox container); false
+  // when it joins an existing sandbox (io.kubernetes.cri.container-type=container).
   bool creates_sandbox = true;
-  // The sandbox's cgroup file with an "oom_kill N" line (cgroup v1 memory.oom_control or v2 memory.events), when
-  // known: if the kernel OOM-killed in it by the time the init exits, TaskOOM is published before TaskExit.
+  // The sandbox's cgroup file with an "oom_kill N" line (cgroup v1 memory.oom_control or v2 memory.events),
+  // when known: if the kernel OOM-killed in it by the time the init exits, TaskOOM is published before
+  // TaskExit.
   std::string oom_counter_file;
 };
 
@@ -62,8 +60,8 @@ uint64_t ReadOomKillCount(const std::string& path);
 class Container {
  public:
   struct Deps {
-    runsc::Runsc* runsc = nullptr;         // not owned; outlives the container
-    events::Publisher* events = nullptr;   // not owned
+    runsc::Runsc* runsc = nullptr;        // not owned; outlives the container
+    events::Publisher* events = nullptr;  // not owned
   };
 
   // Mounts the rootfs, opens the init's stdio and runs `runsc create`. Nothing is left behind on failure.
@@ -77,11 +75,14 @@ class Container {
   // Starts the init (exec_id "") or an exec; publishes TaskStart / TaskExecStarted; returns the pid.
   absl::StatusOr<uint32_t> Start(const std::string& exec_id);
   // Registers an exec process; `process_json` is the OCI Process as JSON. Publishes TaskExecAdded.
-  absl::Status AddExec(const std::string& exec_id, const stdio::StdioConfig& io, const std::string& process_json);
+  absl::Status AddExec(const std::string& exec_id, const stdio::StdioConfig& io,
+                       const std::string& process_json);
   absl::Status Kill(const std::string& exec_id, int signal, bool all);
   // Deletes a stopped (or never started) process. For the init: runsc delete, rootfs unmounted, stdio closed.
+  // Serialised with Start: a process whose start is under way is not deleted under it.
   absl::StatusOr<ProcessState> Delete(const std::string& exec_id);
-  // Blocks until the process exited.
+  // Blocks until the process's exit is known. An exec deleted before it ever ran has no exit: NOT_FOUND, as
+  // soon as it is deleted (containerd calls Wait before Start, and deletes an exec whose start failed).
   absl::StatusOr<ExitInfo> Wait(const std::string& exec_id);
   absl::StatusOr<ProcessState> State(const std::string& exec_id);
   absl::Status Pause();
@@ -94,38 +95,54 @@ class Container {
   std::vector<std::string> ExecIds();
 
  private:
-  struct Proc {
-    std::string exec_id;
+  // What both kinds of process have. The state changes only through `state.Transition` (under mu_).
+  struct Process {
+    Process(Kind kind, std::string id) : exec_id(std::move(id)), state(kind) {}
+    virtual ~Process() = default;
+    const std::string exec_id;  // "" for the init
     stdio::StdioConfig stdio;
-    std::string process_json_path;        // exec only
-    std::string internal_pid_path;        // exec only
     std::unique_ptr<stdio::ProcessIO> io;
     std::unique_ptr<stdio::ConsoleSocket> console;
     uint32_t pid = 0;
-    Status status = Status::kCreated;
+    Lifecycle state;
     ExitInfo exit;
-    bool exit_published = false;
-    std::optional<uint32_t> forced_exit;  // status to report when killed before it ran
+    bool exit_recorded = false;  // the exit is known (and published, unless the process was deleted first)
     std::thread exit_thread;
+  };
+  // The container's own process.
+  struct InitProcess : Process {
+    InitProcess() : Process(Kind::kInit, "") {}
+    std::optional<uint32_t> forced_exit;  // status to report when killed before it ran
+  };
+  // A process added with AddExec.
+  struct ExecProcess : Process {
+    explicit ExecProcess(std::string id) : Process(Kind::kExec, std::move(id)) {}
+    std::string process_json_path;
+    std::string internal_pid_path;
   };
 
   Container(const Deps& deps, ContainerOptions options) : deps_(deps), options_(std::move(options)) {}
   absl::Status DoCreate();
-  absl::StatusOr<uint32_t> StartInit();
-  absl::StatusOr<uint32_t> StartExec(Proc* p);
+  absl::StatusOr<uint32_t> StartInit(const std::shared_ptr<InitProcess>& p);
+  absl::StatusOr<uint32_t> StartExec(const std::shared_ptr<ExecProcess>& p);
   // Called (on the reaper thread or a waiter thread) when a process has exited; hands off to a worker thread.
   void OnExit(const std::string& exec_id, int exit_code);
-  void FinishExit(const std::string& exec_id, int exit_code);
-  Proc* Find(const std::string& exec_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::StatusOr<int> ReadInternalPid(const Proc& p);
+  void FinishExit(const std::shared_ptr<Process>& p, int exit_code);
+  std::shared_ptr<Process> Find(const std::string& exec_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // True while an exec is running whose exit has not been published.
+  bool ExecsPending() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<int> ReadInternalPid(const ExecProcess& p);
+  std::string NotFound(const std::string& exec_id) const;
 
   const Deps deps_;
   const ContainerOptions options_;
   std::unique_ptr<Rootfs> rootfs_;
-  // Serialises Start against exit publication, so a TaskExit never precedes its TaskStart/TaskExecStarted.
-  absl::Mutex lifecycle_mu_;
+  // Serialises Start and Delete against each other and against exit publication, so a TaskExit never
+  // precedes its TaskStart/TaskExecStarted and a process is never deleted while it is being started.
+  absl::Mutex lifecycle_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   mutable absl::Mutex mu_;
-  std::map<std::string, std::unique_ptr<Proc>> procs_ ABSL_GUARDED_BY(mu_);  // "" is the init
+  std::shared_ptr<InitProcess> init_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::shared_ptr<ExecProcess>> execs_ ABSL_GUARDED_BY(mu_);
   std::vector<std::thread> retired_threads_ ABSL_GUARDED_BY(mu_);
   std::thread waiter_thread_;  // `runsc wait` for containers that join a sandbox
   int exec_counter_ ABSL_GUARDED_BY(mu_) = 0;

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cctype>
 #include <optional>
+#include <regex>
 #include <string>
 #include <utility>
 
@@ -302,13 +303,49 @@ std::vector<std::string> GlobalArgs(const GlobalOptions& o) {
   return args;
 }
 
+namespace {
+
+// runsc's own wording of "no such container" and "not in a state for that", as printed by 0.0~20221219 and
+// 0.0~20240729 (tests/unit/runsc/runsc_test.cc records them). A phrase counts only as a whole segment of
+// runsc's message: at its start or after ": ", and at its end or before a newline or LastLogError's " (first
+// error: ...)". Everything else, e.g. a workload's "executable file not found" or a mount "already exists",
+// is UNKNOWN.
+struct Phrase {
+  std::regex re;
+  absl::StatusCode code;
+};
+
+const std::vector<Phrase>& Phrases() {
+  static const auto* phrases = [] {
+    auto* v = new std::vector<Phrase>();
+    auto add = [v](const std::string& phrase, absl::StatusCode code) {
+      v->push_back(
+          {std::regex("(^|: |\n)" + phrase + "($|\n| \\(first error: )", std::regex::optimize), code});
+    };
+    const std::string id = "\"[^\"\n]*\"";
+    const std::string state = "(creating|created|running|paused|stopped)";
+    add("loading (container|sandbox)( " + id + ")?: file does not exist", absl::StatusCode::kNotFound);
+    add("container not found", absl::StatusCode::kNotFound);
+    add("cannot [a-z ]+ container " + id + " in state " + state, absl::StatusCode::kFailedPrecondition);
+    add("cannot signal a process inside container " + id + " in state " + state,
+        absl::StatusCode::kFailedPrecondition);
+    add("container " + id + " not started", absl::StatusCode::kFailedPrecondition);
+    add("sandbox is not running", absl::StatusCode::kFailedPrecondition);
+    add("sandbox no longer running and its exit status is unavailable",
+        absl::StatusCode::kFailedPrecondition);
+    add("cannot delete container that is not stopped without --force flag",
+        absl::StatusCode::kFailedPrecondition);
+    add("container already exists", absl::StatusCode::kAlreadyExists);
+    return v;
+  }();
+  return *phrases;
+}
+
+}  // namespace
+
 absl::StatusCode ClassifyError(const std::string& message) {
-  std::string m = absl::AsciiStrToLower(message);
-  for (const char* s : {"does not exist", "not found", "no such container"}) {
-    if (absl::StrContains(m, s)) return absl::StatusCode::kNotFound;
-  }
-  for (const char* s : {"in state", "not running", "no longer running", "is paused", "already"}) {
-    if (absl::StrContains(m, s)) return absl::StatusCode::kFailedPrecondition;
+  for (const Phrase& p : Phrases()) {
+    if (std::regex_search(message, p.re)) return p.code;
   }
   return absl::StatusCode::kUnknown;
 }

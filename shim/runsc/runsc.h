@@ -112,9 +112,9 @@ std::string ContainerId(const std::string& root, const std::string& id);
 
 // Errors: "runsc <cmd> <id>: exit <code>: <runsc's message>", where the message is runsc's stderr or, when
 // that went elsewhere (create/start hand their stdio to the sandbox), the last error line runsc wrote to
-// --log. Codes: NOT_FOUND when runsc says the container does not exist; FAILED_PRECONDITION when it refuses
-// because of the container's state ("in state created", "not running"); DEADLINE_EXCEEDED on timeout; UNKNOWN
-// otherwise.
+// --log. Codes (ClassifyError): NOT_FOUND when runsc says the container does not exist; FAILED_PRECONDITION
+// when it refuses because of the container's state; ALREADY_EXISTS when create finds the id taken;
+// DEADLINE_EXCEEDED on timeout; UNKNOWN otherwise.
 // List() returns runsc's ids (ContainerId form when map_ids).
 std::unique_ptr<Runsc> NewRunscCli(GlobalOptions opts);
 
@@ -122,7 +122,9 @@ std::unique_ptr<Runsc> NewRunscCli(GlobalOptions opts);
 // --root R [--log L --log-format F] [--debug [--debug-log D]] --platform P --network N [--oci-seccomp]
 // extra...
 std::vector<std::string> GlobalArgs(const GlobalOptions& opts);
-// Status code for a failed call from runsc's message.
+// Status code for a failed call from runsc's message: only runsc's own phrases for a missing container, a
+// container in the wrong state or an id in use count, and only as a whole segment of the message (after ": ");
+// any other text (a workload's "file not found", a mount that "already exists") is UNKNOWN.
 absl::StatusCode ClassifyError(const std::string& message);
 absl::StatusOr<State> ParseState(const std::string& json);
 absl::StatusOr<std::vector<State>> ParseList(const std::string& json);

@@ -6,6 +6,7 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -20,6 +21,7 @@
 #include "shim/base/log.h"
 #include "shim/base/status.h"
 #include "shim/stdio/target.h"
+#include "shim/sys/reaper.h"
 #include "shim/sys/spawn.h"
 
 namespace gvshim::stdio {
@@ -211,8 +213,16 @@ absl::StatusOr<Logger> StartLogger(const Target& t, const std::string& id, const
     break;
   }
   if (!st.ok()) {
-    // The shim's reaper collects it.
-    ::kill(*pid, SIGKILL);
+    if (sys::Reaper::Get().running()) {
+      // The reaper collects it; signalling through it never hits a recycled pid (the logger may be gone).
+      sys::Reaper::Get().Watch(*pid, [](int) {});
+      (void)sys::Reaper::Get().Signal(*pid, SIGKILL);
+    } else {
+      // Nobody else waits for our children: the pid is ours until this waitpid.
+      ::kill(*pid, SIGKILL);
+      while (::waitpid(*pid, nullptr, 0) < 0 && errno == EINTR) {
+      }
+    }
     return st;
   }
   return Logger{*pid, std::move(out.write), std::move(err.write)};

@@ -48,18 +48,43 @@ absl::Status Reaper::Start(bool subreaper) {
   return absl::OkStatus();
 }
 
+UniqueFd Reaper::ReplaceSignalFd() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGCHLD);
+  UniqueFd fd(::signalfd(-1, &set, SFD_CLOEXEC));
+  if (!fd.valid()) log::Errorf("reaper: cannot make a new signalfd: %s", strerror(errno));
+  return fd;
+}
+
 void Reaper::Loop() {
   // Children may have exited before the signalfd existed; their SIGCHLD is pending and also shows up below,
   // but collecting first costs nothing.
   ReapAll();
+  const int backstop_ms = static_cast<int>(absl::ToInt64Milliseconds(kBackstop));
   for (;;) {
-    signalfd_siginfo info[16];
-    ssize_t n = ::read(signal_fd_.get(), info, sizeof info);
-    if (n < 0 && errno != EINTR && errno != EAGAIN) {
-      log::Errorf("reaper: read signalfd: %s", strerror(errno));
-      return;
+    if (!signal_fd_.valid()) {
+      // No signalfd could be made: keep collecting on the backstop period rather than never again.
+      ::poll(nullptr, 0, backstop_ms);
+      signal_fd_ = ReplaceSignalFd();
+      ReapAll();
+      continue;
     }
-    // SIGCHLD coalesces, so one notification may stand for many children: always drain.
+    pollfd pfd = {signal_fd_.get(), POLLIN, 0};
+    int n = ::poll(&pfd, 1, backstop_ms);
+    int err = n < 0 ? errno : 0;
+    if (n > 0) {
+      signalfd_siginfo info[16];
+      ssize_t r = ::read(signal_fd_.get(), info, sizeof info);
+      if (r < 0 && errno != EINTR && errno != EAGAIN) err = errno;
+    }
+    if (err != 0 && err != EINTR) {
+      // Never end silently: every exit the shim waits for would be lost. Replace the fd and go on.
+      log::Errorf("reaper: signalfd %d failed (%s); replacing it", signal_fd_.get(), strerror(err));
+      signal_fd_ = ReplaceSignalFd();
+    }
+    // SIGCHLD coalesces, so one notification may stand for many children: always drain. A timeout (no
+    // notification within kBackstop) drains too.
     ReapAll();
   }
 }
@@ -77,8 +102,8 @@ void Reaper::ReapAll() {
       if (pid <= 0) return;  // 0: children left but none exited; ECHILD: no children
       ++seq_;
       if (auto it = watchers_.find(pid); it != watchers_.end()) {
-        callbacks = std::move(it->second);
-        watchers_.erase(it);
+        callbacks = std::move(it->second.callbacks);
+        watchers_.erase(it);  // closes its pidfd: the pid may be reused from now on
       } else {
         unclaimed_[pid] = StoredExit{status, seq_};
         unclaimed_order_.emplace_back(pid, seq_);
@@ -103,12 +128,33 @@ void Reaper::Watch(pid_t pid, ExitCallback on_exit) {
     absl::MutexLock lock(&mu_);
     auto it = unclaimed_.find(pid);
     if (it == unclaimed_.end()) {
-      watchers_[pid].push_back(std::move(on_exit));
-      return;
+      auto w = watchers_.find(pid);
+      if (w == watchers_.end()) {
+        // Not collected (waitpid needs mu_): if pid is our child, it is alive or a zombie, and cannot have
+        // been reused. Make sure it is one, or this watch would never fire.
+        siginfo_t info{};
+        if (::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) != 0 &&
+            errno == ECHILD) {
+          log::Errorf(
+              "reaper: pid %d is not a child of this process (or its exit was collected and forgotten); "
+              "reporting exit 255",
+              pid);
+          status = W_EXITCODE(255, 0);
+        } else {
+          Watched& entry = watchers_[pid];
+          entry.pidfd.reset(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+          entry.callbacks.push_back(std::move(on_exit));
+          return;
+        }
+      } else {
+        w->second.callbacks.push_back(std::move(on_exit));
+        return;
+      }
+    } else {
+      // Claimed: the entry in unclaimed_order_ goes stale and is skipped when it reaches the front.
+      status = it->second.status;
+      unclaimed_.erase(it);
     }
-    // Claimed: the entry in unclaimed_order_ goes stale and is skipped when it reaches the front.
-    status = it->second.status;
-    unclaimed_.erase(it);
   }
   on_exit(status);
 }
@@ -116,8 +162,18 @@ void Reaper::Watch(pid_t pid, ExitCallback on_exit) {
 absl::Status Reaper::Signal(pid_t pid, int sig) {
   if (pid <= 0) return absl::InvalidArgumentError(absl::StrCat("signal pid ", pid, ": invalid pid"));
   absl::MutexLock lock(&mu_);
-  if (started_ && !watchers_.contains(pid) && unclaimed_.contains(pid)) {
-    return absl::NotFoundError(absl::StrCat("signal pid ", pid, ": process already exited"));
+  // Only a watched child whose exit has not been collected: with mu_ held it cannot be collected (and its pid
+  // reused) before the signal is sent. Any other pid might belong to some other process by now.
+  auto it = watchers_.find(pid);
+  if (it == watchers_.end()) {
+    return absl::NotFoundError(
+        absl::StrCat("signal pid ", pid, ": not a live child watched by the reaper (already exited?)"));
+  }
+  if (it->second.pidfd.valid()) {
+    if (::syscall(SYS_pidfd_send_signal, it->second.pidfd.get(), sig, nullptr, 0) != 0) {
+      return ErrnoStatus(errno, absl::StrCat("signal pid ", pid));
+    }
+    return absl::OkStatus();
   }
   if (::kill(pid, sig) != 0) return ErrnoStatus(errno, absl::StrCat("signal pid ", pid));
   return absl::OkStatus();
@@ -296,7 +352,8 @@ absl::StatusOr<Reaper::Result> Reaper::Run(SpawnOptions opts, absl::Duration tim
     if (use_reaper) {
       Signal(pid, SIGKILL).IgnoreError();
     } else {
-      ::kill(pid, SIGKILL);
+      // Nobody else collects this child: the pidfd still names it.
+      (void)::syscall(SYS_pidfd_send_signal, wait_fd.get(), SIGKILL, nullptr, 0);
     }
     // Wait for the (now certain) exit below without a deadline.
     pollfd pfd = {exit_fd, POLLIN, 0};

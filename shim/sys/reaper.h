@@ -40,11 +40,14 @@ class Reaper {
 
   // Calls on_exit with the raw wait status once pid has exited. If the exit was already collected (the child
   // died before this call) on_exit runs right away on the calling thread; otherwise it runs on the reaper
-  // thread and must be quick. Several callbacks per pid are allowed. Needs Start().
+  // thread and must be quick. Several callbacks per pid are allowed. Needs Start(). A pid that is not a child
+  // of this process (or whose exit was collected and is no longer remembered) can never be reported: it is
+  // logged as an error and on_exit runs at once with exit status 255.
   void Watch(pid_t pid, ExitCallback on_exit);
 
-  // Signals pid unless its exit has already been collected, so a recycled pid is never hit. NOT_FOUND if the
-  // process is known to be gone.
+  // Signals a watched child whose exit has not been collected yet (through a pidfd where the kernel has
+  // them), so a recycled pid is never hit. NOT_FOUND for any other pid: one already collected, or never
+  // watched.
   absl::Status Signal(pid_t pid, int sig);
 
   // Called (on the reaper thread) for every child collected, watched or not, after its callbacks.
@@ -70,11 +73,21 @@ class Reaper {
 
   // How many exits of unwatched pids are remembered.
   static constexpr size_t kMaxUnclaimed = 4096;
+  // The reaper collects exits at least this often even without a SIGCHLD notification; it also keeps
+  // collecting this way if its signalfd fails and cannot be replaced.
+  static constexpr absl::Duration kBackstop = absl::Seconds(1);
 
  private:
   Reaper() = default;
   void Loop();
   void ReapAll();
+  // After a signalfd failure: a fresh signalfd, or an invalid fd if none can be made.
+  UniqueFd ReplaceSignalFd();
+
+  struct Watched {
+    std::vector<ExitCallback> callbacks;
+    UniqueFd pidfd;  // invalid where the kernel has no pidfd_open
+  };
 
   struct StoredExit {
     int status;
@@ -82,11 +95,11 @@ class Reaper {
   };
 
   std::atomic<bool> running_{false};
-  UniqueFd signal_fd_;  // written once by Start before the thread starts
+  UniqueFd signal_fd_;  // written by Start before the thread starts; afterwards only by the reaper thread
 
   absl::Mutex mu_;
   // waitpid() runs with mu_ held, so a pid present in watchers_ is known not to have been collected yet.
-  std::unordered_map<pid_t, std::vector<ExitCallback>> watchers_ ABSL_GUARDED_BY(mu_);
+  std::unordered_map<pid_t, Watched> watchers_ ABSL_GUARDED_BY(mu_);
   std::unordered_map<pid_t, StoredExit> unclaimed_ ABSL_GUARDED_BY(mu_);
   std::deque<std::pair<pid_t, uint64_t>> unclaimed_order_ ABSL_GUARDED_BY(mu_);
   uint64_t seq_ ABSL_GUARDED_BY(mu_) = 0;

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "github.com/containerd/cgroups/stats/v1/metrics.pb.h"
 #include "github.com/containerd/containerd/api/events/task.pb.h"
@@ -186,17 +187,26 @@ absl::StatusOr<config::Config> Service::LoadConfig(const std::string& override_p
 }
 
 absl::StatusOr<std::string> Service::Create(const std::string& payload) {
+  saw_create_.store(true, std::memory_order_release);
   ASSIGN_OR_RETURN(auto req, Decode<tv2::CreateTaskRequest>(payload, "Create"));
   if (req.id().empty()) return absl::InvalidArgumentError("Create: empty container id");
   if (!req.checkpoint().empty()) {
     return absl::UnimplementedError("Create: restoring from a checkpoint is not supported by gvshim");
   }
-  absl::MutexLock create_lock(&create_mu_);
   {
     absl::MutexLock lock(&mu_);
-    if (containers_.count(req.id()))
+    if (containers_.contains(req.id()) || creating_.contains(req.id())) {
       return absl::AlreadyExistsError("container " + req.id() + " already exists");
+    }
+    creating_.insert(req.id());
   }
+  // Until it is registered (or failed), the id stays reserved; no lock is held meanwhile.
+  bool registered = false;
+  auto release = absl::MakeCleanup([&] {
+    if (registered) return;
+    absl::MutexLock lock(&mu_);
+    creating_.erase(req.id());
+  });
   std::string config_override;
   if (req.has_options() && req.options().type_url().find("runtimeoptions.v1.Options") != std::string::npos) {
     runtimeoptions::v1::Options opts;
@@ -256,7 +266,9 @@ absl::StatusOr<std::string> Service::Create(const std::string& payload) {
   uint32_t pid = entry->container->init_pid();
   {
     absl::MutexLock lock(&mu_);
+    creating_.erase(req.id());
     containers_[req.id()] = entry;
+    registered = true;
   }
   containerd::events::TaskCreate ev;
   ev.set_container_id(req.id());
@@ -472,7 +484,7 @@ absl::StatusOr<std::string> Service::Shutdown(const std::string& payload) {
   bool empty;
   {
     absl::MutexLock lock(&mu_);
-    empty = containers_.empty();
+    empty = containers_.empty() && creating_.empty();
   }
   // The shim serves every container of a pod: it only goes away with the last one.
   if ((empty || req.now()) && options_.request_shutdown) options_.request_shutdown();

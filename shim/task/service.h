@@ -3,9 +3,11 @@
 // ttrpc codes by the ttrpc module. All process logic lives in shim/process.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 
@@ -63,6 +65,8 @@ class Service {
   // Dispatches one request (method name without service), payload → response payload. Public for unit tests.
   absl::StatusOr<std::string> Call(const std::string& method, const std::string& payload);
   size_t ContainerCount();
+  // True once a Create request has arrived (whatever became of it).
+  bool SawCreate() const { return saw_create_.load(std::memory_order_acquire); }
 
  private:
   struct Entry {
@@ -111,10 +115,12 @@ class Service {
 
   const ServiceOptions options_;
   events::Publisher* const events_;
+  std::atomic<bool> saw_create_{false};
   absl::Mutex mu_;
   std::map<std::string, std::shared_ptr<Entry>> containers_ ABSL_GUARDED_BY(mu_);
-  // Serialises Create/Delete so a container id is never half-registered.
-  absl::Mutex create_mu_;
+  // Ids whose Create is under way (reserved, not yet in containers_): a second Create of one is refused, and
+  // Creates of different containers run side by side (a `runsc create` can take long).
+  std::set<std::string> creating_ ABSL_GUARDED_BY(mu_);
   ProfileCache profiles_;
   absl::Mutex watch_mu_;
   bool watch_stop_ ABSL_GUARDED_BY(watch_mu_) = false;

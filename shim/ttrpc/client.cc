@@ -1,8 +1,6 @@
 #include "shim/ttrpc/client.h"
 
 #include <sys/socket.h>
-#include <sys/time.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -11,53 +9,16 @@
 #include "absl/strings/str_cat.h"
 #include "gvshim/ttrpc/v1/ttrpc.pb.h"
 #include "shim/base/log.h"
+#include "shim/base/status.h"
+#include "shim/sys/socket.h"
 #include "shim/ttrpc/frame.h"
 #include "shim/ttrpc/status.h"
 
 namespace gvshim::ttrpc {
-namespace {
-
-timeval SocketTimeout(absl::Duration d) {
-  if (d <= absl::ZeroDuration()) d = absl::Microseconds(1);  // 0 would mean "no timeout"
-  return absl::ToTimeval(d);
-}
-
-}  // namespace
-
 absl::StatusOr<std::unique_ptr<Client>> Client::Dial(const std::string& unix_path, absl::Duration timeout) {
-  const std::string path = unix_path.rfind("unix://", 0) == 0 ? unix_path.substr(7) : unix_path;
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.empty() || path.size() >= sizeof(addr.sun_path)) {
-    return absl::InvalidArgumentError(absl::StrCat("ttrpc dial ", path, ": socket path empty or too long"));
-  }
-  path.copy(addr.sun_path, path.size());
-
-  sys::UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!fd) return absl::UnavailableError(absl::StrCat("ttrpc dial ", path, ": socket: ", strerror(errno)));
-  // A Unix-socket connect blocks only while the listener's backlog is full, and then honours SO_SNDTIMEO.
-  const bool bounded = timeout != absl::InfiniteDuration();
-  if (bounded) {
-    timeval tv = SocketTimeout(timeout);
-    ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-  }
-  int rc;
-  do {
-    rc = ::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof(addr));
-  } while (rc != 0 && errno == EINTR);
-  if (rc != 0) {
-    const int err = errno;
-    if (err == EAGAIN || err == EINPROGRESS || err == ETIMEDOUT) {
-      return absl::DeadlineExceededError(
-          absl::StrCat("ttrpc dial ", path, ": not accepted within ", absl::FormatDuration(timeout)));
-    }
-    return absl::UnavailableError(absl::StrCat("ttrpc dial ", path, ": connect: ", strerror(err)));
-  }
-  if (bounded) {
-    timeval zero{};
-    ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &zero, sizeof(zero));
-  }
-  return FromFd(std::move(fd));
+  auto fd = sys::DialUnix(unix_path, timeout);
+  if (!fd.ok()) return Annotate(fd.status(), "ttrpc");
+  return FromFd(std::move(*fd));
 }
 
 std::unique_ptr<Client> Client::FromFd(sys::UniqueFd fd) {

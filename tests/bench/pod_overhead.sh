@@ -51,6 +51,7 @@ tree() {
   local all=("$1") i=0 p c
   while [[ $i -lt ${#all[@]} ]]; do
     p=${all[i]}
+    # shellcheck disable=SC2013 # the children files hold space-separated pids, not lines
     for c in $(cat /proc/"$p"/task/*/children 2>/dev/null); do all+=("$c"); done
     i=$((i + 1))
   done
@@ -80,7 +81,7 @@ done
 for p in ${PROCS[g0]}; do PCPU0[$p]=$(cpu_ticks "$p"); done
 sleep "$IDLE" # the idle window being measured (not a synchronisation)
 for prefix in g r; do
-  : >"$DIR/$prefix.pss" >"$DIR/$prefix.cpu" >"$DIR/$prefix.procs"
+  for f in pss cpu procs; do : >"$DIR/$prefix.$f"; done
   for ((i = 0; i < N; i++)); do
     id=$prefix$i
     # shellcheck disable=SC2086

@@ -413,4 +413,5 @@ EOF
 
 echo "gVisor runner benchmark: runsc $("$RUNSC_BIN" --version | head -1 | awk '{print $3}'), platform ${PLATFORM:-default}," \
   "$(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
+# shellcheck disable=SC2097,SC2098 # ID is set above; the prefix only exports it to the driver
 CG=/sys/fs/cgroup/cpuacct/$ID RUNSC="${RUNSC[*]}" ID=$ID PY_RUNNER=$PY_RUNNER JS_RUNNER=$JS_RUNNER NODE=$NODE "$PY" "$DIR/driver.py"

@@ -50,7 +50,7 @@ e2e_require_root_runsc() {
 e2e_setup() {
   E2E_TMP=$(mktemp -d /tmp/gvs.XXXX)
   trap e2e_teardown EXIT
-  if ! bash "$REPO_ROOT/scripts/containerd-up.sh" "$E2E_TMP" --bin-dir "$E2E_BIN_DIR" --log-level debug; then
+  if ! containerd_start; then
     echo "e2e-case: FAIL $E2E_FILE/setup (containerd did not start)"
     exit 1
   fi
@@ -75,6 +75,24 @@ e2e_setup() {
   fi
 }
 
+# Stops the private containerd and removes what is left. Whatever the file's cases left behind (a runsc
+# container, a shim, a runsc process, a mount: containerd-down.sh --report-leftovers) is a leak of this file:
+# it is reported as the failed case FILE/teardown and the file exits non-zero.
+# containerd_start: starts (or starts again, on the same dir, config and state, as after a restart of a node's
+# containerd) the file's private containerd. E2E_STATE_TMPFS=SIZE puts its state dir (the bundles) on a tmpfs.
+containerd_start() {
+  local extra=()
+  if [[ -n ${E2E_STATE_TMPFS:-} ]]; then extra=(--state-tmpfs "$E2E_STATE_TMPFS"); fi
+  bash "$REPO_ROOT/scripts/containerd-up.sh" "$E2E_TMP" --bin-dir "$E2E_BIN_DIR" --log-level debug "${extra[@]}"
+}
+# containerd_stop: stops the private containerd (SIGTERM by pid) and waits until it is gone; shims keep running.
+containerd_stop() {
+  local pid
+  pid=$(cat "$GVS_PID")
+  kill -TERM "$pid"
+  wait_for 30 pid_gone "$pid"
+}
+
 e2e_teardown() {
   local rc=$?
   if [[ -n ${E2E_EVENTS_PID:-} ]]; then kill "$E2E_EVENTS_PID" 2>/dev/null || true; fi
@@ -83,12 +101,20 @@ e2e_teardown() {
       e2e_log "containerd log tail ($GVS_LOG):"
       tail -n 40 "$E2E_TMP/containerd.log" >&2 || true
     fi
-    if [[ ${E2E_KEEP:-0} == 1 ]]; then
-      bash "$REPO_ROOT/scripts/containerd-down.sh" "$E2E_TMP" --keep-dir || true
-      e2e_log "kept $E2E_TMP"
-    else
-      bash "$REPO_ROOT/scripts/containerd-down.sh" "$E2E_TMP" || true
+    local keep=() down_rc=0 report
+    if [[ ${E2E_KEEP:-0} == 1 ]]; then keep=(--keep-dir); fi
+    report=$(bash "$REPO_ROOT/scripts/containerd-down.sh" "$E2E_TMP" --report-leftovers "${keep[@]}" 2>&1) ||
+      down_rc=$?
+    echo "$report" >&2
+    if [[ $down_rc -eq 3 ]]; then
+      echo "e2e-case: FAIL $E2E_FILE/teardown (left behind: $(sed -n 's/^containerd-down: leftover: //p' \
+        <<<"$report" | paste -sd';' -))"
+      [[ $rc -ne 0 ]] || rc=1
+    elif [[ $down_rc -ne 0 ]]; then
+      echo "e2e-case: FAIL $E2E_FILE/teardown (containerd-down.sh exited $down_rc)"
+      [[ $rc -ne 0 ]] || rc=1
     fi
+    if [[ ${E2E_KEEP:-0} == 1 ]]; then e2e_log "kept $E2E_TMP"; fi
   fi
   return "$rc"
 }
@@ -220,6 +246,28 @@ start_sleeper() {
   wait_for 30 status_is "$id" RUNNING
 }
 
+# start_events FILE: runs `ctr events` into FILE in the background and returns once it is subscribed
+# (a marker container's /containers/create event has arrived).
+start_events() {
+  local file=$1 marker
+  marker=marker-$RANDOM$RANDOM
+  : >"$file"
+  ctr -a "$GVS_SOCK" events >>"$file" 2>&1 &
+  E2E_EVENTS_PID=$!
+  defer kill "$E2E_EVENTS_PID"
+  local deadline=$((SECONDS + 30))
+  while ! grep -q "$marker" "$file"; do
+    c container delete "$marker" >/dev/null 2>&1 || true
+    c container create "$E2E_IMAGE" "$marker" true >/dev/null
+    [[ $SECONDS -lt $deadline ]] || fail "ctr events never showed the marker event"
+    sleep 0.2
+  done
+  c container delete "$marker" >/dev/null
+}
+
+# wait_event FILE ID EVENT: waits until FILE holds EVENT (topic or topic:process-id) for container ID.
+wait_event() { wait_for 30 "$PY" "$E2E_DIR/tools/event_order.py" "$1" "$2" "$3"; }
+
 # bundle_dir ID: containerd's bundle (state) directory for task ID.
 bundle_dir() { echo "$GVS_STATE/io.containerd.runtime.v2.task/$E2E_NS/$1"; }
 
@@ -242,12 +290,16 @@ shim_pid() {
 runsc_root() {
   if [[ $E2E_RUNTIME == gvisor ]]; then echo "$GVS_RUNSC_ROOT/$E2E_NS"; else echo "$GVS_RUNC_ROOT/$E2E_NS"; fi
 }
-# runsc_ids: every id runsc lists under runsc_root (runsc's own ids). A root that does not exist yet lists
-# nothing; any other runsc error fails the caller.
+# runsc_ids: every id runsc lists under runsc_root (runsc's own ids). Fails, naming the root, when the root does
+# not exist or runsc cannot list it: a probe that cannot look must not report "nothing there". Callers check
+# its status (ids=$(runsc_ids) || fail ...).
 runsc_ids() {
   local r
   r=$(runsc_root)
-  [[ -d $r ]] || return 0
+  if [[ ! -d $r ]]; then
+    echo "runsc_ids: runsc root $r does not exist" >&2
+    return 1
+  fi
   "${GVS_RUNSC:-runsc}" --root "$r" list -quiet
 }
 # runsc_id NAME: the id runsc knows container NAME by. gvshim maps ids (runsc::ContainerId, `gvshim runsc-id`);
@@ -266,7 +318,11 @@ runsc_lists() {
   ids=$(runsc_ids) || fail "runsc list under $(runsc_root) failed"
   grep -qxF -- "$rid" <<<"$ids"
 }
-runsc_lacks() { ! runsc_lists "$1"; }
+# The probes of absence below first prove (e2e_prove_probes) that they see a live container's traces.
+runsc_lacks() {
+  e2e_prove_probes
+  ! runsc_lists "$1"
+}
 
 # our_shim_pids: shims started by our containerd (their argv has "-address" followed by our socket).
 our_shim_pids() {
@@ -277,12 +333,52 @@ our_shim_pids() {
     fi
   done
 }
-no_shims() { [[ -z $(our_shim_pids) ]]; }
+no_shims() {
+  e2e_prove_probes
+  [[ -z $(our_shim_pids) ]]
+}
 pid_alive() { kill -0 "$1" 2>/dev/null; }
+# kill_if PID TEXT...: SIGKILL for PID only while its command line still contains every TEXT (a deferred
+# cleanup must not hit a process that took over the pid of one that already ended).
+kill_if() {
+  local pid=$1 cmd t; shift
+  cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 0
+  for t in "$@"; do [[ $cmd == *"$t"* ]] || return 0; done
+  kill -KILL "$pid" 2>/dev/null || true
+}
 pid_gone() { ! kill -0 "$1" 2>/dev/null; }
 
 # mounts_under DIR: mount points below DIR.
 mounts_under() { awk -v d="$1/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo; }
+# no_mounts_under DIR: nothing is mounted below DIR (after e2e_prove_probes).
+no_mounts_under() {
+  e2e_prove_probes
+  [[ -z $(mounts_under "$1") ]]
+}
+
+# e2e_prove_probes: once per test file, shows that the probes of absence (runsc's list, mounts under a bundle,
+# our shims) see a live container's traces in this containerd, and stop seeing them once it is gone. Every
+# "nothing left" check calls it first, so none can pass by looking in the wrong place (a wrong root, a shim
+# argv that no longer matches, ...).
+e2e_prove_probes() {
+  [[ ! -f $E2E_WORK/.probes-proven ]] || return 0
+  local id=probe-self-test bundle pid=
+  crun -d "$E2E_IMAGE" "$id" sleep 100000 >/dev/null || fail "probe self-test: container $id did not start"
+  wait_for 30 status_is "$id" RUNNING
+  bundle=$(bundle_dir "$id")
+  runsc_lists "$id" || fail "probe self-test: runsc's list under $(runsc_root) does not show running $id"
+  [[ -n $(mounts_under "$bundle") ]] || fail "probe self-test: no mount seen under $bundle while $id runs"
+  pid=$(shim_pid "$id")
+  [[ $pid =~ ^[0-9]+$ ]] || fail "probe self-test: no shim pid for $id (got [$pid])"
+  grep -qxF -- "$pid" <<<"$(our_shim_pids)" || fail "probe self-test: our_shim_pids does not list shim $pid"
+  cleanup_container "$id"
+  wait_for 30 no_task "$id"
+  wait_for 30 pid_gone "$pid"
+  ! runsc_lists "$id" || fail "probe self-test: runsc still lists $id after its delete"
+  [[ -z $(mounts_under "$bundle") ]] || fail "probe self-test: mounts left under $bundle"
+  ! grep -qxF -- "$pid" <<<"$(our_shim_pids)" || fail "probe self-test: our_shim_pids still lists $pid"
+  touch "$E2E_WORK/.probes-proven"
+}
 
 # Python stubs for containerd's GRPC API (tasks, containers, snapshots), compiled once per test file.
 e2e_python_protos() {

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Runs every tests/e2e/test_*.sh (or the files given as arguments) and prints the totals as the last line:
+# Runs every tests/e2e/test_*.sh (or the files given as arguments) and prints the totals as the last lines:
+#   e2e: K skipped            (only when something was skipped)
 #   e2e: N passed, M failed
-# Exits non-zero if any case failed or a test file failed outside its cases.
+# A file counts as failed (one failure more) when it exits non-zero without a failed case (it died, or its
+# teardown found leftovers), or when it reported no case at all (unless E2E_CASES picked none of its cases).
+# A run in which no case passed fails too (everything skipped is not a pass). Exits non-zero on any failure.
 set -euo pipefail
 
 E2E_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -23,11 +26,18 @@ for f in "${files[@]}"; do
   if [[ $rc -ne 0 && $m -eq 0 ]]; then
     m=1
     failures+=("$name (exited $rc outside any case)")
+  elif [[ $((p + m + s)) -eq 0 && -z ${E2E_CASES:-} ]]; then
+    m=1
+    failures+=("$name (reported no case)")
   fi
   passed=$((passed + p)) failed=$((failed + m)) skipped=$((skipped + s))
   rm -f "$log"
 done
 
+if [[ $passed -eq 0 && $failed -eq 0 ]]; then
+  failed=1
+  failures+=("no e2e case passed (${skipped} skipped)")
+fi
 echo
 if [[ ${#failures[@]} -gt 0 ]]; then
   echo "failed cases:"

@@ -14,6 +14,7 @@ shim_exits_after_last_delete() {
   pid=$(shim_pid cl1)
   [[ $pid =~ ^[0-9]+$ ]] || fail "no shim pid for cl1 (got [$pid])"
   kill -0 "$pid" || fail "shim $pid not running"
+  grep -qxF -- "$pid" <<<"$(our_shim_pids)" || fail "the probe does not see shim $pid of cl1"
   bundle=$(bundle_dir cl1)
   runsc_lists cl1 || fail "the probe does not see running cl1 in runsc's list"
   [[ -n $(mounts_under "$bundle") ]] || fail "the probe sees no rootfs mount under $bundle while cl1 runs"
@@ -43,14 +44,17 @@ shim_sigkill_then_delete() {
   wait_for 30 no_task cl2
   wait_for 30 runsc_lacks cl2
   c container delete cl2
-  assert_eq "" "$(mounts_under "$(bundle_dir cl2)")" "mounts left under the bundle"
+  no_mounts_under "$(bundle_dir cl2)" || fail "mounts left under the bundle: $(mounts_under "$(bundle_dir cl2)")"
 }
 
 no_leftovers() {
   # Runs last: every earlier case removed its containers.
+  local ids
+  e2e_prove_probes
   assert_eq "" "$(c task ls -q)" "tasks"
-  assert_eq "" "$(runsc_ids)" "runsc containers in $(runsc_root)"
-  assert_eq "" "$(mounts_under "$GVS_STATE")" "mounts under containerd's state dir"
+  ids=$(runsc_ids) || fail "runsc list under $(runsc_root) failed"
+  assert_eq "" "$ids" "runsc containers in $(runsc_root)"
+  no_mounts_under "$GVS_STATE" || fail "mounts under containerd's state dir: $(mounts_under "$GVS_STATE")"
   wait_for 15 no_shims
 }
 

@@ -7,28 +7,6 @@ CASES=(events_lifecycle_order exec_exit_before_init_exit oom_before_exit)
 e2e_require_root_runsc "${CASES[@]}"
 e2e_setup
 
-# start_events FILE: runs `ctr events` into FILE in the background and returns once it is subscribed
-# (a marker container's /containers/create event has arrived).
-start_events() {
-  local file=$1 marker
-  marker=marker-$RANDOM$RANDOM
-  : >"$file"
-  ctr -a "$GVS_SOCK" events >>"$file" 2>&1 &
-  E2E_EVENTS_PID=$!
-  defer kill "$E2E_EVENTS_PID"
-  local deadline=$((SECONDS + 30))
-  while ! grep -q "$marker" "$file"; do
-    c container delete "$marker" >/dev/null 2>&1 || true
-    c container create "$E2E_IMAGE" "$marker" true >/dev/null
-    [[ $SECONDS -lt $deadline ]] || fail "ctr events never showed the marker event"
-    sleep 0.2
-  done
-  c container delete "$marker" >/dev/null
-}
-
-# wait_event FILE ID EVENT: waits until FILE holds EVENT (topic or topic:process-id) for container ID.
-wait_event() { wait_for 30 "$PY" "$E2E_DIR/tools/event_order.py" "$1" "$2" "$3"; }
-
 events_lifecycle_order() {
   local ev=$E2E_WORK/events1.log
   start_events "$ev"

@@ -31,7 +31,7 @@ assert_nothing_left() {
   local id=$1
   wait_for 10 no_task "$id"
   runsc_lacks "$id" || fail "runsc still lists $id"
-  assert_eq "" "$(mounts_under "$GVS_STATE")" "mounts left under $GVS_STATE"
+  no_mounts_under "$GVS_STATE" || fail "mounts left under $GVS_STATE: $(mounts_under "$GVS_STATE")"
   assert_eq "" "$(c container ls -q | grep -xF -- "$id" || true)" "containerd container $id"
   # No other container runs between cases, so any shim of our containerd would be the failed one's.
   wait_for 10 no_shims

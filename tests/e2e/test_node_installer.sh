@@ -131,7 +131,8 @@ echo '{"kubernetes.io/os": "linux"}' >"$KUBE/node.json"
 exec {KUBE_FD}> >(exec "$PY" "$E2E_DIR/tools/kube_api_standin.py" "$KUBE" "$NODE_NAME")
 for _ in $(seq 100); do [[ -f $KUBE/port ]] && break; sleep 0.1; done
 [[ -f $KUBE/port ]] || { echo "e2e-case: FAIL $E2E_FILE/setup (API stand-in did not start)"; exit 1; }
-export KUBERNETES_SERVICE_HOST=127.0.0.1 KUBERNETES_SERVICE_PORT=$(cat "$KUBE/port") GVSHIM_KUBE_TOKEN_DIR=$KUBE
+KUBERNETES_SERVICE_PORT=$(cat "$KUBE/port")
+export KUBERNETES_SERVICE_HOST=127.0.0.1 KUBERNETES_SERVICE_PORT GVSHIM_KUBE_TOKEN_DIR=$KUBE
 
 ARGS=(--host-root=/ --install-dir="$HR/opt/gvshim/bin" --profiles-dir="$HR/opt/gvshim/seccomp-profiles"
       --state-dir="$HR/opt/gvshim/state" --containerd-config="$CFG" --gvshim-config="$HR/etc/containerd/gvshim.toml"

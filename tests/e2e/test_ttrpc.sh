@@ -34,7 +34,10 @@ ttrpc_malformed_frames() {
   local out rc
   run_rc out rc probe tt3 malformed
   echo "$out" >&2
-  assert_eq 0 "$rc" "shim kept answering after every malformed frame"
+  # One verdict per malformed frame, each checked against the answer the shim must give.
+  assert_eq 8 "$(grep -c '; as expected; afterwards shim alive$' <<<"$out")" "malformed frames answered as expected"
+  assert_not_contains "$out" "WRONG"
+  assert_eq 0 "$rc" "ttrpc_probe.py malformed"
   out=$(c task ps tt3)
   assert_contains "$out" "PID" "ctr task ps after the malformed frames"
   assert_eq RUNNING "$(task_status tt3)"

@@ -6,14 +6,21 @@
 CASE:
   connect         Task/Connect; prints shim_pid=, task_pid=, code=
   unknown-method  a call to a method that does not exist; prints code= (gRPC code; 12 = UNIMPLEMENTED)
+  concurrent      --clients N --calls M --shim-pid P: N connections at once, M State calls each; prints the
+                  shim's fd count before, during and after, and the failed calls
+  call METHOD k=v one Task call (Create, Start, Wait, Kill, Delete, State, Shutdown) with the given request
+                  fields; prints code=, message= and the response's fields as fN=value
   malformed       sends, each on its own connection: a bad frame type, an oversized length, garbage, half a header,
-                  an undecodable Request, an even (server-side) stream id; after each, checks with a fresh
-                  connection that Connect still answers. Prints one line per case; exits 1 if the shim stopped
-                  answering.
+                  an undecodable Request, an even (server-side) stream id; checks the shim's answer to each
+                  against EXPECTED (a code on the frame's stream, or a closed connection) and, with a fresh
+                  connection, that Connect still answers. Prints one line per case; exits 1 on any wrong answer
+                  or if the shim stopped answering.
 Protobuf is encoded by hand (the envelope has five fields), so this needs nothing but Python's stdlib.
 """
 import argparse
+import os
 import random
+import re
 import socket
 import struct
 import sys
@@ -151,6 +158,23 @@ def outcome(s: socket.socket) -> str:
         return "silent"
 
 
+# What the shim must do with each malformed frame (shim/ttrpc/server.cc): answer on the frame's stream with a
+# gRPC code when the frame header is usable, close the connection when it is not. "silent" (no answer, no close
+# within the timeout) is never right.
+EXPECTED = {
+    "bad-type": r"response stream=1 code=3 \(ttrpc: unsupported message type 127",
+    "oversized-length": r"response stream=1 code=8 \(ttrpc: message length 4294967280 exceeds maximum",
+    "oversized-payload": r"response stream=1 code=8 \(ttrpc: message length 4194305 exceeds maximum",
+    # Seeded garbage: its first ten bytes read as a header with an odd stream id and a length far beyond the
+    # maximum (the seed makes it so); the rest is discarded as that frame's payload.
+    "garbage": r"response stream=18344433 code=8 \(ttrpc: message length 4157042717 exceeds maximum",
+    "half-header": r"closed",
+    "undecodable-request": r"response stream=1 code=3 \(ttrpc: unmarshal request",
+    "even-stream-id": r"closed|reset",
+    "truncated-then-close": r"closed",
+}
+
+
 def malformed(address: str, namespace: str, task_id: str) -> int:
     rng = random.Random(1234)
     good = request(TASK, "Connect", field_bytes(1, task_id.encode()), namespace)
@@ -165,6 +189,7 @@ def malformed(address: str, namespace: str, task_id: str) -> int:
         "truncated-then-close": lambda s: (s.sendall(frame(1, TYPE_REQUEST, good, length=len(good) + 100)),
                                            s.shutdown(socket.SHUT_WR)),
     }
+    assert set(cases) == set(EXPECTED)
     failures = 0
     for name, send in cases.items():
         try:
@@ -177,23 +202,127 @@ def malformed(address: str, namespace: str, task_id: str) -> int:
                     what = "reset while sending"
         except OSError as e:
             what = f"connect failed: {e}"
+        verdict = "as expected"
+        if not re.match(EXPECTED[name], what):
+            verdict = f"WRONG (expected /{EXPECTED[name]}/)"
+            failures += 1
         try:
             after = do_connect(address, namespace, task_id)
-            alive = "alive" if after["code"] == 0 else f"alive but Connect code={after['code']}"
+            if after["code"] == 0:
+                alive = "alive"
+            else:
+                alive = f"WRONG: alive but Connect code={after['code']}"
+                failures += 1
         except Exception as e:  # noqa: BLE001 - any failure here means the shim stopped serving
-            alive = f"DEAD ({e!r})"
+            alive = f"WRONG: DEAD ({e!r})"
             failures += 1
-        print(f"{name}: {what}; afterwards shim {alive}", flush=True)
+        print(f"{name}: {what}; {verdict}; afterwards shim {alive}", flush=True)
     return 1 if failures else 0
+
+
+# Request fields of the Task methods `call` can send: name -> (field number, kind) with kind s(tring), u(int),
+# b(ool). Field numbers from containerd's runtime/v2/task/shim.proto.
+ID_EXEC = {"id": (1, "s"), "exec_id": (2, "s")}
+SCHEMAS = {
+    "Create": {"id": (1, "s"), "bundle": (2, "s"), "terminal": (4, "b"), "stdin": (5, "s"), "stdout": (6, "s"),
+               "stderr": (7, "s")},
+    "Start": ID_EXEC, "Wait": ID_EXEC, "Delete": ID_EXEC, "State": ID_EXEC,
+    "Kill": {"id": (1, "s"), "exec_id": (2, "s"), "signal": (3, "u"), "all": (4, "b")},
+    "Shutdown": {"id": (1, "s"), "now": (2, "b")},
+}
+
+
+def do_call(address: str, namespace: str, method: str, pairs: list) -> int:
+    """One Task call with fields given as key=value; prints code=, message= and the response's top-level
+    fields as fN=value (varints as numbers, bytes as text)."""
+    schema = SCHEMAS[method]
+    payload = b""
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        num, kind = schema[key]
+        if kind == "s":
+            payload += field_bytes(num, value.encode())
+        elif kind == "u":
+            payload += field_varint(num, int(value))
+        else:
+            payload += field_varint(num, 1 if value in ("1", "true") else 0)
+    with connect(address) as s:
+        s.settimeout(120)
+        _, code, message, body = call(s, 1, method, payload, namespace)
+    print(f"code={code}")
+    print(f"message={message}")
+    if code == 0:
+        for num, values in sorted(parse(body).items()):
+            v = values[0]
+            print(f"f{num}={v.decode(errors='replace') if isinstance(v, bytes) else v}")
+    return 0 if code == 0 else 1
+
+
+def concurrent(address: str, namespace: str, task_id: str, clients: int, calls: int, shim_pid: int) -> int:
+    """`clients` connections at once, each making `calls` State calls; prints the shim's open fd count before,
+    while every connection is open, and after they are closed, and how many calls failed."""
+    import threading
+    import time
+
+    def fds() -> int:
+        return len(os.listdir(f"/proc/{shim_pid}/fd"))
+
+    before = fds()
+    socks = [connect(address) for _ in range(clients)]
+    failures, lock = [0], threading.Lock()
+    ready = threading.Barrier(clients + 1)
+
+    def client(s: socket.socket, n: int) -> None:
+        ready.wait()
+        for i in range(calls):
+            try:
+                _, code, message, _ = call(s, 2 * i + 1, "State", field_bytes(1, task_id.encode()), namespace)
+                if code != 0:
+                    raise RuntimeError(f"code={code} {message}")
+            except Exception as e:  # noqa: BLE001 - counted and reported
+                with lock:
+                    failures[0] += 1
+                print(f"client {n} call {i}: {e!r}", flush=True)
+                return
+
+    threads = [threading.Thread(target=client, args=(s, n)) for n, s in enumerate(socks)]
+    for t in threads:
+        t.start()
+    ready.wait()
+    for t in threads:
+        t.join()
+    during = fds()
+    for s in socks:
+        s.close()
+    # The server notices each close asynchronously: wait (bounded) for the count to settle at or below before.
+    deadline = time.monotonic() + 20
+    after = fds()
+    while after > before and time.monotonic() < deadline:
+        time.sleep(0.05)
+        after = fds()
+    print(f"fds_before={before}")
+    print(f"fds_during={during}")
+    print(f"fds_after={after}")
+    print(f"failed_calls={failures[0]}")
+    print(f"ok_calls={clients * calls - failures[0]}")
+    return 0 if failures[0] == 0 else 1
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--address", required=True)
     ap.add_argument("--namespace", required=True)
-    ap.add_argument("--id", required=True)
-    ap.add_argument("case", choices=["connect", "unknown-method", "malformed"])
+    ap.add_argument("--id", default="")
+    ap.add_argument("--clients", type=int, default=50)
+    ap.add_argument("--calls", type=int, default=20)
+    ap.add_argument("--shim-pid", type=int, default=0)
+    ap.add_argument("case", choices=["connect", "unknown-method", "malformed", "concurrent", "call"])
+    ap.add_argument("rest", nargs="*", help="call: METHOD key=value ...")
     args = ap.parse_args()
+    if args.case == "call":
+        return do_call(args.address, args.namespace, args.rest[0], args.rest[1:])
+    if args.case == "concurrent":
+        return concurrent(args.address, args.namespace, args.id, args.clients, args.calls, args.shim_pid)
     if args.case == "connect":
         r = do_connect(args.address, args.namespace, args.id)
         for k, v in r.items():

@@ -18,8 +18,9 @@
 //  - Wait blocks until the container process exited and returns its shell-style exit code.
 //  - Delete(force) kills whatever is left of the container; NOT_FOUND for an unknown id.
 //
-// Every call is recorded; SetError makes a method fail. All live children are SIGKILLed when the fake goes
-// away. The test binary must have started sys::Reaper (see test_main.cc).
+// Every call is recorded; SetError makes a method fail; Block holds a method's calls until Unblock. All live
+// children are SIGKILLed when the fake goes away. The test binary must have started sys::Reaper (see
+// test_main.cc).
 #pragma once
 
 #include <poll.h>
@@ -89,6 +90,22 @@ class FakeRunsc : public runsc::Runsc {
     } else {
       state_->errors[method] = st;
     }
+  }
+  // Makes later calls of `method` wait, once recorded and before they act, until Unblock(method) (or
+  // KillAll).
+  void Block(const std::string& method) {
+    absl::MutexLock lock(&state_->mu);
+    state_->blocked.insert(method);
+  }
+  void Unblock(const std::string& method) {
+    absl::MutexLock lock(&state_->mu);
+    state_->blocked.erase(method);
+  }
+  // Waits until `n` calls of `method` are held by Block.
+  bool WaitBlocked(const std::string& method, int n, absl::Duration timeout) {
+    absl::MutexLock lock(&state_->mu);
+    auto held = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(state_->mu) { return state_->waiting[method] >= n; };
+    return state_->mu.AwaitWithTimeout(absl::Condition(&held), timeout);
   }
   void SetStats(runsc::Stats s) {
     absl::MutexLock lock(&state_->mu);
@@ -389,6 +406,8 @@ class FakeRunsc : public runsc::Runsc {
     std::map<std::string, Container> containers ABSL_GUARDED_BY(mu);
     runsc::Stats stats ABSL_GUARDED_BY(mu);
     bool shutting_down ABSL_GUARDED_BY(mu) = false;
+    std::set<std::string> blocked ABSL_GUARDED_BY(mu);
+    std::map<std::string, int> waiting ABSL_GUARDED_BY(mu);
   };
 
   // Processes to signal, collected under the lock and signalled after it: the container process by pid
@@ -417,6 +436,14 @@ class FakeRunsc : public runsc::Runsc {
     absl::MutexLock lock(&state_->mu);
     std::string method = call.method;
     state_->calls.push_back(std::move(call));
+    if (state_->blocked.contains(method)) {
+      ++state_->waiting[method];
+      auto released = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(state_->mu) {
+        return state_->shutting_down || !state_->blocked.contains(method);
+      };
+      state_->mu.Await(absl::Condition(&released));
+      --state_->waiting[method];
+    }
     auto it = state_->errors.find(method);
     return it == state_->errors.end() ? absl::OkStatus() : it->second;
   }

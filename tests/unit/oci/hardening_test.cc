@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <optional>
 #include <string>
 
 #include "gmock/gmock.h"
@@ -214,10 +215,35 @@ TEST(Harden, EmbedsTheNamedProfile) {
   EXPECT_GT(sc["syscalls"].size(), 5u);
 }
 
+// A spec's own linux.seccomp (Kubernetes RuntimeDefault, or a client's) is replaced by the policy's profile,
+// not merged and not kept.
+TEST(Harden, PolicyProfileReplacesTheSpecsOwn) {
+  HardeningPolicy policy = NoProfile();
+  policy.seccomp_profile = "strict";
+  auto plain = Harden(CriSpec(), policy);
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  json spec = CriSpec();
+  spec["linux"]["seccomp"] = {
+      {"defaultAction", "SCMP_ACT_ALLOW"},
+      {"syscalls", {{{"names", {"mkdirat"}}, {"action", "SCMP_ACT_ERRNO"}}}},
+  };
+  auto replaced = Harden(spec, policy);
+  ASSERT_TRUE(replaced.ok()) << replaced.status();
+  EXPECT_TRUE(replaced->needs_oci_seccomp);
+  EXPECT_EQ(replaced->spec["linux"]["seccomp"], plain->spec["linux"]["seccomp"]);
+  EXPECT_NE(replaced->spec["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ALLOW");
+}
+
 TEST(Harden, AbsoluteProfilePathAndMissingProfile) {
   HardeningPolicy policy = NoProfile();
   policy.seccomp_profile = SourceDir() + "/seccomp-profiles/default.json";
-  EXPECT_TRUE(Harden(CriSpec(), policy).ok());
+  auto by_path = Harden(CriSpec(), policy);
+  ASSERT_TRUE(by_path.ok()) << by_path.status();
+  policy.seccomp_profile = "default";
+  auto by_name = Harden(CriSpec(), policy);
+  ASSERT_TRUE(by_name.ok()) << by_name.status();
+  EXPECT_TRUE(by_path->spec["linux"].contains("seccomp"));
+  EXPECT_EQ(by_path->spec["linux"]["seccomp"], by_name->spec["linux"]["seccomp"]);
   policy.seccomp_profile = "nonexistent";
   auto result = Harden(CriSpec(), policy);
   ASSERT_FALSE(result.ok());
@@ -295,17 +321,25 @@ struct AnnotationCase {
 
 class Annotations : public ::testing::TestWithParam<AnnotationCase> {};
 
-TEST_P(Annotations, Apply) {
-  const AnnotationCase& c = GetParam();
+// The policy every annotation case starts from (before its edit_base).
+HardeningPolicy AnnotationBase() {
   HardeningPolicy base = NoProfile();
   base.tmpfs = {{"/tmp", "64m", "1777", true}};
   base.allowed_capabilities = {"CAP_NET_BIND_SERVICE", "CAP_CHOWN"};
   base.seccomp_profile = "default";
+  return base;
+}
+
+TEST_P(Annotations, Apply) {
+  const AnnotationCase& c = GetParam();
+  HardeningPolicy base = AnnotationBase();
   if (c.edit_base) c.edit_base(base);
   auto policy = ApplyAnnotations(base, c.annotations);
   ASSERT_EQ(policy.status().code(), c.code) << policy.status();
   if (policy.ok()) {
-    if (c.check) c.check(*policy);
+    // An OK case that checks nothing would pass whatever ApplyAnnotations returned.
+    ASSERT_TRUE(c.check) << "OK case " << c.name << " has no check";
+    c.check(*policy);
   } else {
     EXPECT_THAT(Msg(policy.status()), HasSubstr(c.message));
   }
@@ -332,7 +366,7 @@ INSTANTIATE_TEST_SUITE_P(
                        {{"dev.gvshim.execute-languages", "python"}, {"foo", "bar"}},
                        nullptr,
                        kOk,
-                       nullptr},
+                       [](const HardeningPolicy& p) { EXPECT_EQ(p, AnnotationBase()); }},
         // seccomp-profile
         AnnotationCase{"ProfileTightenToStrict",
                        {{"dev.gvshim.seccomp-profile", "strict"}},
@@ -374,7 +408,16 @@ INSTANTIATE_TEST_SUITE_P(
                        nullptr,
                        "must be a profile name or an absolute path"},
         // readonly-rootfs
-        AnnotationCase{"ReadonlyTrueOk", {{"dev.gvshim.readonly-rootfs", "true"}}, nullptr, kOk, nullptr},
+        AnnotationCase{"ReadonlyTrueOk",
+                       {{"dev.gvshim.readonly-rootfs", "true"}},
+                       [](HardeningPolicy& p) { p.readonly_rootfs = false; },
+                       kOk,
+                       [](const HardeningPolicy& p) {
+                         EXPECT_TRUE(p.readonly_rootfs);  // tightened from the edited base
+                         HardeningPolicy want = AnnotationBase();
+                         want.readonly_rootfs = true;
+                         EXPECT_EQ(p, want);
+                       }},
         AnnotationCase{"ReadonlyFalseDenied",
                        {{"dev.gvshim.readonly-rootfs", "false"}},
                        nullptr,
@@ -536,7 +579,10 @@ INSTANTIATE_TEST_SUITE_P(
                        {{"dev.gvshim.run-as-uid", "65534"}},
                        [](HardeningPolicy& p) { p.force_uid = 65534; },
                        kOk,
-                       nullptr},
+                       [](const HardeningPolicy& p) {
+                         EXPECT_EQ(p.force_uid, std::optional<uint32_t>(65534));
+                         EXPECT_EQ(p.force_gid, std::nullopt);
+                       }},
         AnnotationCase{"RunAsMalformed",
                        {{"dev.gvshim.run-as-gid", "-5"}},
                        nullptr,

@@ -1,4 +1,6 @@
-// The process state machine (CheckTransition) and the OOM counter reader.
+// The process state machines (CheckTransition, Lifecycle) and the OOM counter reader.
+#include "shim/process/state.h"
+
 #include <unistd.h>
 
 #include <fstream>
@@ -20,9 +22,10 @@ using ::testing::HasSubstr;
 constexpr Status kAll[] = {Status::kCreated, Status::kRunning, Status::kPaused, Status::kStopped,
                            Status::kDeleted};
 
-// The documented machine (containerd's task lifecycle): created -> running | stopped (killed before start) |
-// deleted (deleted before start); running <-> paused; running | paused -> stopped; stopped -> deleted.
-const std::set<std::pair<Status, Status>>& Legal() {
+// The documented machines (containerd's task lifecycle). Init: created -> running | stopped (killed before
+// start) | deleted (deleted before start); running <-> paused; running | paused -> stopped; stopped ->
+// deleted. Exec: the same without paused.
+const std::set<std::pair<Status, Status>>& LegalInit() {
   static const auto* legal = new std::set<std::pair<Status, Status>>{
       {Status::kCreated, Status::kRunning}, {Status::kCreated, Status::kStopped},
       {Status::kCreated, Status::kDeleted}, {Status::kRunning, Status::kPaused},
@@ -31,26 +34,75 @@ const std::set<std::pair<Status, Status>>& Legal() {
   };
   return *legal;
 }
+const std::set<std::pair<Status, Status>>& LegalExec() {
+  static const auto* legal = new std::set<std::pair<Status, Status>>{
+      {Status::kCreated, Status::kRunning}, {Status::kCreated, Status::kStopped},
+      {Status::kCreated, Status::kDeleted}, {Status::kRunning, Status::kStopped},
+      {Status::kStopped, Status::kDeleted},
+  };
+  return *legal;
+}
 
-TEST(CheckTransitionTest, EveryPair) {
+TEST(CheckTransitionTest, EveryPairOfBothKinds) {
   int checked = 0;
-  for (Status from : kAll) {
-    for (Status to : kAll) {
-      SCOPED_TRACE(absl::StrCat(StatusName(from), " -> ", StatusName(to)));
-      absl::Status st = CheckTransition(from, to, "start c1");
-      ++checked;
-      if (Legal().count({from, to})) {
-        EXPECT_TRUE(st.ok()) << st;
-        continue;
+  for (Kind kind : {Kind::kInit, Kind::kExec}) {
+    const auto& legal = kind == Kind::kInit ? LegalInit() : LegalExec();
+    for (Status from : kAll) {
+      for (Status to : kAll) {
+        SCOPED_TRACE(absl::StrCat(KindName(kind), ": ", StatusName(from), " -> ", StatusName(to)));
+        absl::Status st = CheckTransition(kind, from, to, "start c1");
+        ++checked;
+        EXPECT_EQ(IsLegal(kind, from, to), legal.count({from, to}) == 1);
+        if (legal.count({from, to})) {
+          EXPECT_TRUE(st.ok()) << st;
+          continue;
+        }
+        EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition);
+        // The message names the operation, the kind and both states.
+        EXPECT_THAT(st.message(), HasSubstr("start c1"));
+        EXPECT_THAT(st.message(), HasSubstr(absl::StrCat(KindName(kind), " process is ", StatusName(from))));
+        EXPECT_THAT(st.message(), HasSubstr(absl::StrCat("become ", StatusName(to))));
       }
-      EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition);
-      // The message names the operation and both states.
-      EXPECT_THAT(st.message(), HasSubstr("start c1"));
-      EXPECT_THAT(st.message(), HasSubstr(absl::StrCat("is ", StatusName(from))));
-      EXPECT_THAT(st.message(), HasSubstr(absl::StrCat("become ", StatusName(to))));
     }
   }
-  EXPECT_EQ(checked, 25);
+  EXPECT_EQ(checked, 50);
+}
+
+// Lifecycle::Transition is the only writer: it applies exactly the legal moves and leaves the state alone
+// otherwise. Walks every path of length 3 from created through both tables.
+TEST(LifecycleTest, TransitionWritesOnlyLegalMoves) {
+  for (Kind kind : {Kind::kInit, Kind::kExec}) {
+    for (Status a : kAll) {
+      for (Status b : kAll) {
+        for (Status c : kAll) {
+          Lifecycle l(kind);
+          EXPECT_EQ(l.kind(), kind);
+          EXPECT_EQ(l.status(), Status::kCreated);
+          for (Status to : {a, b, c}) {
+            const Status before = l.status();
+            absl::Status st = l.Transition(to, "t");
+            EXPECT_EQ(st.ok(), IsLegal(kind, before, to));
+            EXPECT_EQ(l.status(), st.ok() ? to : before);
+            if (!st.ok()) {
+              EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition);
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(LifecycleTest, AliveIsRunningOrPaused) {
+  Lifecycle l(Kind::kInit);
+  EXPECT_FALSE(l.Alive());
+  ASSERT_TRUE(l.Transition(Status::kRunning, "t").ok());
+  EXPECT_TRUE(l.Alive());
+  ASSERT_TRUE(l.Transition(Status::kPaused, "t").ok());
+  EXPECT_TRUE(l.Alive());
+  ASSERT_TRUE(l.Transition(Status::kStopped, "t").ok());
+  EXPECT_FALSE(l.Alive());
+  EXPECT_TRUE(l.Is(Status::kStopped));
 }
 
 TEST(CheckTransitionTest, StatusNames) {

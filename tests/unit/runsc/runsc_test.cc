@@ -9,6 +9,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -129,14 +130,47 @@ TEST(ClassifyErrorTest, Table) {
     const char* msg;
     absl::StatusCode code;
   } cases[] = {
+      // runsc 0.0~20221219 and 0.0~20240729, as printed (recorded by hand from both).
       {"loading container: file does not exist", absl::StatusCode::kNotFound},
       {"loading container \"nope\": file does not exist", absl::StatusCode::kNotFound},
+      {"loading sandbox: file does not exist", absl::StatusCode::kNotFound},
       {"container not found", absl::StatusCode::kNotFound},
       {"cannot signal container \"c1\" in state created", absl::StatusCode::kFailedPrecondition},
+      {"resume failed: cannot resume container \"c1\" in state running",
+       absl::StatusCode::kFailedPrecondition},
+      {"pause failed: cannot pause container \"c1\" in state stopped", absl::StatusCode::kFailedPrecondition},
+      {"starting container: cannot start container \"c1\" in state running",
+       absl::StatusCode::kFailedPrecondition},
+      {"executing processes for container: cannot execute in container \"c1\" in state stopped",
+       absl::StatusCode::kFailedPrecondition},
+      {"executing processes for container: executing command \"/bin/sh -c true\" in sandbox: container "
+       "\"c1\" "
+       "not started",
+       absl::StatusCode::kFailedPrecondition},
+      {"failed to signal pid 99: cannot signal a process inside container \"c1\" in state stopped",
+       absl::StatusCode::kFailedPrecondition},
       {"waiting on container \"c1\": sandbox no longer running and its exit status is unavailable",
        absl::StatusCode::kFailedPrecondition},
       {"sandbox is not running", absl::StatusCode::kFailedPrecondition},
+      {"cannot delete container that is not stopped without --force flag",
+       absl::StatusCode::kFailedPrecondition},
+      {"creating container: cannot lock container metadata file: container already exists",
+       absl::StatusCode::kAlreadyExists},
+      // With LastLogError's suffix.
+      {"loading container: file does not exist (first error: x)", absl::StatusCode::kNotFound},
       {"creating container: cannot create sandbox: boom", absl::StatusCode::kUnknown},
+      // Other text that merely contains the old keywords is not runsc's verdict on the container.
+      {"starting container: starting root container: starting sandbox: failed to setup mounts: exec: "
+       "\"python\": executable file not found in $PATH",
+       absl::StatusCode::kUnknown},
+      {"creating container: cannot create sandbox: mount point /proc already exists",
+       absl::StatusCode::kUnknown},
+      {"creating container: reading spec: open /b/seccomp.json: file does not exist",
+       absl::StatusCode::kUnknown},
+      {"gofer: process is not running anymore", absl::StatusCode::kUnknown},
+      {"image \"busybox\" not found", absl::StatusCode::kUnknown},
+      {"already started", absl::StatusCode::kUnknown},
+      {"", absl::StatusCode::kUnknown},
   };
   for (const auto& c : cases) EXPECT_EQ(ClassifyError(c.msg), c.code) << c.msg;
 }
@@ -245,7 +279,7 @@ TEST_F(FakeRunscTest, MappedIdsReachRunsc) {
   ASSERT_TRUE(cli->Delete("c1", true).ok());
   const std::string rid = ContainerId(opts_.root, "c1");
   EXPECT_THAT(Calls(), ElementsAre("start " + rid, "delete --force " + rid));
-  Canned("", 1, "container does not exist");
+  Canned("", 1, "loading container \"" + rid + "\": file does not exist");  // runsc's own wording
   absl::Status st = cli->Kill("c1", 9, false, 0);
   EXPECT_EQ(st.code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(std::string(st.message()), ::testing::StartsWith("runsc kill c1: "));  // the caller's id
@@ -418,17 +452,23 @@ TEST_F(FakeRunscTest, MissingBinaryIsNamed) {
 
 TEST_F(FakeRunscTest, TimeoutKillsRunsc) {
   // A runsc that hangs is killed at the deadline.
+  testing::PidReport hung(dir_);
   std::string script = dir_ + "/hang";
   {
     std::ofstream f(script);
-    f << "#!/bin/sh\nexec sleep 60\n";
+    f << "#!/bin/sh\necho $$ > " << hung.fifo() << "\nexec sleep 60\n";
   }
   ASSERT_EQ(chmod(script.c_str(), 0755), 0);
   opts_.binary = script;
-  opts_.timeout = absl::Milliseconds(300);
-  auto st = NewRunscCli(opts_)->GetState("c1");
+  opts_.timeout = absl::Seconds(1);
+  absl::StatusOr<State> st = absl::UnknownError("not returned");
+  std::thread t([&] { st = NewRunscCli(opts_)->GetState("c1"); });
+  const bool reported = hung.Await();
+  t.join();
   EXPECT_EQ(st.status().code(), absl::StatusCode::kDeadlineExceeded);
   EXPECT_THAT(st.status().message(), HasSubstr("runsc state c1"));
+  ASSERT_TRUE(reported) << "the hanging runsc never reported its pid";
+  EXPECT_TRUE(hung.Exited()) << "runsc (pid " << hung.pid() << ") outlived the timeout";
 }
 
 }  // namespace

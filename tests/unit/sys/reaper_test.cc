@@ -1,11 +1,15 @@
 // The reaper thread, started once for this whole binary (as the shim's main does) before any test runs.
 #include "shim/sys/reaper.h"
 
+#include <poll.h>
+#include <sched.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <filesystem>
 #include <memory>
 #include <set>
 #include <string>
@@ -17,7 +21,9 @@
 #include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "shim/sys/fd.h"
 #include "shim/sys/spawn.h"
+#include "tests/unit/fakes/test_util.h"
 
 namespace gvshim::sys {
 namespace {
@@ -108,16 +114,171 @@ TEST(ReaperTest, ExitBeforeWatchRunsCallbackOnCaller) {
   EXPECT_EQ(cb_thread, std::this_thread::get_id());
 }
 
+// A child created with a chosen pid (clone3 with set_tid: root only), parked in pause() until killed through
+// its pidfd. Stands for "some other process got the pid" after the reaper collected the pid's earlier owner.
+struct Parked {
+  pid_t pid = 0;
+  UniqueFd pidfd;
+  bool Alive() const {
+    pollfd p = {pidfd.get(), POLLIN, 0};
+    return ::poll(&p, 1, 0) == 0;  // a pidfd becomes readable when its process exits
+  }
+  ~Parked() {
+    if (pidfd.valid()) (void)::syscall(SYS_pidfd_send_signal, pidfd.get(), SIGKILL, nullptr, 0);
+  }
+};
+
+// The kernel's struct clone_args up to set_tid_size (CLONE_ARGS_SIZE_VER1).
+struct CloneArgs {
+  uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid, set_tid_size;
+};
+
+absl::StatusOr<std::unique_ptr<Parked>> ParkWithPid(pid_t want) {
+  int pidfd = -1;
+  pid_t tid = want;
+  CloneArgs args{};
+  args.flags = CLONE_PIDFD;
+  args.pidfd = reinterpret_cast<uint64_t>(&pidfd);
+  args.exit_signal = SIGCHLD;
+  args.set_tid = reinterpret_cast<uint64_t>(&tid);
+  args.set_tid_size = 1;
+  long r = ::syscall(SYS_clone3, &args, sizeof args);
+  if (r == 0) {
+    for (;;) ::pause();  // the child: only async-signal-safe calls until SIGKILL
+  }
+  if (r < 0) return absl::ErrnoToStatus(errno, absl::StrCat("clone3 with pid ", want));
+  auto p = std::make_unique<Parked>();
+  p->pid = static_cast<pid_t>(r);
+  p->pidfd.reset(pidfd);
+  return p;
+}
+
+// Runs a child to its end and returns its (now free) pid once the reaper has collected it and delivered the
+// exit to a watch, so nothing in the reaper remembers it.
+pid_t CollectedPid() {
+  auto pid = Spawn(Sh("read x"));  // waits for stdin (/dev/null: EOF at once), so the watch comes first
+  EXPECT_TRUE(pid.ok()) << pid.status();
+  if (!pid.ok()) return 0;
+  absl::Notification done;
+  Reaper::Get().Watch(*pid, [&](int) { done.Notify(); });
+  EXPECT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(20)));
+  return *pid;
+}
+
+// Gets a parked process on the pid of a child the reaper just collected (retrying with another child if some
+// other process on the machine took the pid first). Skips the test where clone3/set_tid is not permitted.
+std::unique_ptr<Parked> RecycleAPid() {
+  for (int attempt = 0; attempt < 50; ++attempt) {
+    pid_t pid = CollectedPid();
+    if (pid <= 0) return nullptr;
+    auto parked = ParkWithPid(pid);
+    if (parked.ok()) return std::move(*parked);
+    if (absl::IsPermissionDenied(parked.status()) || absl::IsUnimplemented(parked.status())) return nullptr;
+  }
+  return nullptr;
+}
+
+// The header's promise: a pid whose exit was collected is never signalled, even when the pid now belongs to
+// another process.
+TEST(ReaperTest, SignalNeverHitsARecycledPid) {
+  if (::geteuid() != 0) GTEST_SKIP() << "clone3 with set_tid needs root";
+  std::unique_ptr<Parked> other = RecycleAPid();
+  ASSERT_NE(other, nullptr) << "could not place a process on a recycled pid";
+  ASSERT_TRUE(other->Alive());
+  absl::Status st = Reaper::Get().Signal(other->pid, SIGKILL);
+  EXPECT_EQ(st.code(), absl::StatusCode::kNotFound) << st;
+  EXPECT_TRUE(other->Alive()) << "the reaper signalled pid " << other->pid << " after collecting its owner";
+}
+
+// Only watched children are signalled: a live child nobody watches is NOT_FOUND too (its exit could be
+// collected, and its pid reused, at any moment).
+TEST(ReaperTest, SignalNeedsAWatch) {
+  auto pid = Spawn(Sh("exec sleep 1000"));
+  ASSERT_TRUE(pid.ok()) << pid.status();
+  EXPECT_EQ(Reaper::Get().Signal(*pid, SIGTERM).code(), absl::StatusCode::kNotFound);
+  absl::Notification done;
+  int status = 0;
+  Reaper::Get().Watch(*pid, [&](int ws) {
+    status = ws;
+    done.Notify();
+  });
+  ASSERT_TRUE(Reaper::Get().Signal(*pid, SIGTERM).ok());
+  ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(20)));
+  EXPECT_EQ(ExitCodeFromWaitStatus(status), 128 + SIGTERM);
+  EXPECT_EQ(Reaper::Get().Signal(*pid, SIGTERM).code(), absl::StatusCode::kNotFound);
+}
+
+// A stale exit remembered for a pid must not be handed to the watcher of a new child with the same pid (Spawn
+// forgets it with ForgetStaleExit; this is the same sequence with a real recycled pid).
 TEST(ReaperTest, StaleExitOfRecycledPidIsForgotten) {
-  SpawnOptions o = Sh("exit 4");
-  auto pid = Spawn(o);
-  ASSERT_TRUE(pid.ok());
-  ASSERT_TRUE(Log().WaitFor(*pid, absl::Seconds(20)));
-  // Pretend a new child got the same pid after that exit was collected.
-  Reaper::Get().ForgetStaleExit(*pid, Reaper::Get().ReapSequence());
-  auto fired = std::make_shared<std::atomic<bool>>(false);
-  Reaper::Get().Watch(*pid, [fired](int) { fired->store(true); });
-  EXPECT_FALSE(fired->load());
+  if (::geteuid() != 0) GTEST_SKIP() << "clone3 with set_tid needs root";
+  // An unwatched child: its exit is remembered as unclaimed.
+  auto first = Spawn(Sh("exit 4"));
+  ASSERT_TRUE(first.ok());
+  ASSERT_TRUE(Log().WaitFor(*first, absl::Seconds(20)));
+  const uint64_t seq = Reaper::Get().ReapSequence();
+  auto parked = ParkWithPid(*first);
+  if (!parked.ok()) GTEST_SKIP() << "pid " << *first << " was taken by another process: " << parked.status();
+  Reaper::Get().ForgetStaleExit(*first, seq);
+  auto fired = std::make_shared<absl::Notification>();
+  auto status = std::make_shared<std::atomic<int>>(-1);
+  Reaper::Get().Watch(*first, [fired, status](int ws) {
+    status->store(ws);
+    fired->Notify();
+  });
+  EXPECT_FALSE(fired->HasBeenNotified());
+  ASSERT_TRUE(Reaper::Get().Signal(*first, SIGKILL).ok());
+  ASSERT_TRUE(fired->WaitForNotificationWithTimeout(absl::Seconds(20)));
+  EXPECT_EQ(ExitCodeFromWaitStatus(status->load()), 128 + SIGKILL);
+  (*parked)->pidfd.reset();  // already dead
+}
+
+// A watch on a pid that is not our child could never fire: it reports at once instead of hanging its waiter.
+TEST(ReaperTest, WatchOfAPidThatIsNotAChildReportsAtOnce) {
+  int status = -1;
+  Reaper::Get().Watch(::getppid(), [&](int ws) { status = ws; });
+  EXPECT_EQ(ExitCodeFromWaitStatus(status), 255);
+}
+
+// The fd of the reaper's signalfd (the only one in this binary), or -1.
+int SignalFd() {
+  for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+    std::error_code ec;
+    auto target = std::filesystem::read_symlink(e.path(), ec);
+    if (!ec && target == "anon_inode:[signalfd]") return std::atoi(e.path().filename().c_str());
+  }
+  return -1;
+}
+
+// The reaper thread must not end silently when its signalfd fails (here: its fd number now names the write
+// end of a pipe, so reads fail with EBADF). Exits keep being delivered.
+TEST(ReaperTest, ExitsAreStillDeliveredAfterTheSignalfdFails) {
+  const int sfd = SignalFd();
+  ASSERT_GE(sfd, 0) << "no signalfd among this process's fds";
+  auto pipe = MakePipe();
+  ASSERT_TRUE(pipe.ok());
+  ASSERT_EQ(::dup2(pipe->write.get(), sfd), sfd);
+  pipe->read.reset();  // the write end now polls as an error
+  EXPECT_TRUE(Reaper::Get().running());
+  for (int i = 0; i < 3; ++i) {
+    auto hold = MakePipe();
+    ASSERT_TRUE(hold.ok());
+    SpawnOptions o = Sh("read x; exit 6");
+    o.stdin_fd = hold->read.get();
+    auto pid = Spawn(o);
+    ASSERT_TRUE(pid.ok()) << pid.status();
+    absl::Notification done;
+    int status = -1;
+    Reaper::Get().Watch(*pid, [&](int ws) {
+      status = ws;
+      done.Notify();
+    });
+    hold->write.reset();
+    ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(20)))
+        << "exit " << i << " was never delivered";
+    EXPECT_EQ(ExitCodeFromWaitStatus(status), 6);
+  }
+  EXPECT_TRUE(Reaper::Get().running());
 }
 
 TEST(ReaperTest, RunUsesReaper) {
@@ -139,9 +300,24 @@ TEST(ReaperTest, RunChildExitingImmediately) {
   }
 }
 
-TEST(ReaperTest, RunTimeout) {
-  auto r = Reaper::Get().Run(Sh("exec sleep 30"), absl::Milliseconds(200));
-  EXPECT_EQ(r.status().code(), absl::StatusCode::kDeadlineExceeded);
+TEST(ReaperTest, RunTimeoutKillsTheChild) {
+  char tmpl[] = "/tmp/gvreap-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl;
+  {
+    testing::PidReport child(dir);
+    absl::StatusOr<Reaper::Result> r = absl::UnknownError("not returned");
+    std::thread t([&] {
+      r = Reaper::Get().Run(Sh(absl::StrCat("echo $$ > ", child.fifo(), "; exec sleep 30")),
+                            absl::Seconds(1));
+    });
+    const bool reported = child.Await();
+    t.join();
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kDeadlineExceeded);
+    ASSERT_TRUE(reported) << "the child never reported its pid";
+    EXPECT_TRUE(child.Exited()) << "pid " << child.pid() << " outlived the timeout";
+  }
+  ::rmdir(dir.c_str());
 }
 
 TEST(ReaperTest, SpawnFailureStillReported) {

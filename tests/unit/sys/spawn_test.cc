@@ -17,6 +17,7 @@
 #include "gtest/gtest.h"
 #include "shim/sys/fd.h"
 #include "shim/sys/reaper.h"
+#include "tests/unit/fakes/test_util.h"
 
 namespace gvshim::sys {
 namespace {
@@ -149,11 +150,27 @@ TEST(RunTest, StdinIgnoredByChildDoesNotKillUs) {
 }
 
 TEST(RunTest, TimeoutKillsChild) {
-  absl::Time start = absl::Now();
-  auto r = Reaper::Get().Run(Sh("echo started; exec sleep 30"), absl::Milliseconds(300));
-  EXPECT_EQ(r.status().code(), absl::StatusCode::kDeadlineExceeded);
-  EXPECT_THAT(r.status().message(), HasSubstr("timed out"));
-  EXPECT_LT(absl::Now() - start, absl::Seconds(10));
+  char tmpl[] = "/tmp/gvspawn-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl;
+  {
+    testing::PidReport child(dir);
+    absl::Time start = absl::Now();
+    absl::StatusOr<Reaper::Result> r = absl::UnknownError("not returned");
+    std::thread t([&] {
+      r = Reaper::Get().Run(Sh(absl::StrCat("echo $$ > ", child.fifo(), "; exec sleep 30")),
+                            absl::Seconds(1));
+    });
+    const bool reported = child.Await();
+    t.join();
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kDeadlineExceeded);
+    EXPECT_THAT(r.status().message(), HasSubstr("timed out"));
+    EXPECT_LT(absl::Now() - start, absl::Seconds(10));
+    ASSERT_TRUE(reported) << "the child never reported its pid";
+    // Run returned: the child (sleeping for 30 s) must be dead by now.
+    EXPECT_TRUE(child.Exited()) << "pid " << child.pid() << " outlived the timeout";
+  }
+  ::rmdir(dir.c_str());
 }
 
 TEST(RunTest, GrandchildHoldingPipeDoesNotBlock) {

@@ -13,9 +13,11 @@
 #include <memory>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "github.com/containerd/cgroups/stats/v1/metrics.pb.h"
 #include "github.com/containerd/containerd/api/events/task.pb.h"
 #include "github.com/containerd/containerd/runtime/v2/task/shim.pb.h"
@@ -75,6 +77,7 @@ class ServiceTest : public ::testing::Test {
     o.ns = "testns";
     o.config_path = config_path;
     o.runsc_factory = [this](const runsc::GlobalOptions& g) {
+      absl::MutexLock lock(&globals_mu_);
       globals_.push_back(g);
       return std::make_unique<FakeRunscView>(&fake_);
     };
@@ -173,6 +176,7 @@ class ServiceTest : public ::testing::Test {
   std::string dir_, config_path_;
   FakeRunsc fake_;
   RecordingPublisher events_;
+  absl::Mutex globals_mu_;  // the factory runs on each Create's thread
   std::vector<runsc::GlobalOptions> globals_;
   std::atomic<int> shutdowns_{0};
   std::unique_ptr<Service> service_;
@@ -470,6 +474,43 @@ TEST_F(ServiceTest, ShutdownOnlyWhenNoContainerIsLeft) {
   ASSERT_TRUE(Delete("c1").ok());
   ASSERT_TRUE(Shutdown().ok());
   EXPECT_EQ(shutdowns_.load(), 1);
+}
+
+// A long `runsc create` of one container (here held by the fake) must not block the Create of another
+// container of the pod; a second Create of the id being created is refused; the shim does not shut down
+// under a Create in progress.
+TEST_F(ServiceTest, CreatesOfDifferentContainersDoNotWaitForEachOther) {
+  const std::string b1 = Bundle("b1"), b2 = Bundle("b2"), b3 = Bundle("b3");
+  fake_.Block("Create");
+  absl::StatusOr<tv2::CreateTaskResponse> slow = absl::UnknownError("not returned");
+  std::thread t([&] { slow = Create("slow", b1); });
+  ASSERT_TRUE(fake_.WaitBlocked("Create", 1, kTimeout));
+  // The duplicate is refused at once, without reaching runsc.
+  absl::StatusOr<tv2::CreateTaskResponse> dup = absl::UnknownError("not returned");
+  absl::Notification dup_done;
+  std::thread t3([&] {
+    dup = Create("slow", b3);
+    dup_done.Notify();
+  });
+  const bool dup_returned = dup_done.WaitForNotificationWithTimeout(kTimeout);
+  // Another container's Create reaches runsc while the first is still held there.
+  absl::StatusOr<tv2::CreateTaskResponse> fast = absl::UnknownError("not returned");
+  std::thread t2([&] { fast = Create("fast", b2); });
+  const bool reached = fake_.WaitBlocked("Create", 2, kTimeout);
+  ASSERT_TRUE(Shutdown().ok());
+  const int shutdowns_during_create = shutdowns_.load();
+  fake_.Unblock("Create");
+  t.join();
+  t2.join();
+  t3.join();
+  EXPECT_TRUE(dup_returned) << "the duplicate Create waited for the first one's runsc create";
+  EXPECT_EQ(dup.status().code(), absl::StatusCode::kAlreadyExists) << dup.status();
+  EXPECT_TRUE(reached) << "the second Create waited for the first one's runsc create";
+  EXPECT_EQ(shutdowns_during_create, 0);
+  ASSERT_TRUE(slow.ok()) << slow.status();
+  ASSERT_TRUE(fast.ok()) << fast.status();
+  EXPECT_EQ(service_->ContainerCount(), 2u);
+  EXPECT_EQ(fake_.CallsOf("Create").size(), 2u);
 }
 
 TEST_F(ServiceTest, ShutdownNowAlwaysShutsDown) {

@@ -143,6 +143,7 @@ class ServerClientTest : public ::testing::Test {
     server_->SetConnectionObserver([this](size_t n) {
       absl::MutexLock lock(&mu_);
       observed_.push_back(n);
+      if (n > open_) accepted_ += n - open_;
       open_ = n;
     });
     ASSERT_TRUE(server_->Listen(path_).ok());
@@ -160,6 +161,25 @@ class ServerClientTest : public ::testing::Test {
     auto c = Client::Dial(path_, absl::Seconds(5));
     EXPECT_TRUE(c.ok()) << c.status();
     return c.ok() ? std::move(*c) : nullptr;
+  }
+
+  // Waits until the server has accepted at least `accepted` connections in all and none is open any more.
+  // (Waiting for "0 open" alone could return before the server even accepted the connection in question.)
+  void WaitAllClosedAfter(size_t accepted) {
+    std::pair<ServerClientTest*, size_t> want(this, accepted);
+    absl::MutexLock lock(&mu_);
+    EXPECT_TRUE(
+        mu_.AwaitWithTimeout(absl::Condition(
+                                 +[](std::pair<ServerClientTest*, size_t>* a) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+                                   return a->first->accepted_ >= a->second && a->first->open_ == 0;
+                                 },
+                                 &want),
+                             absl::Seconds(20)))
+        << accepted_ << " accepted, " << open_ << " still open; want " << accepted << " accepted, 0 open";
+  }
+  size_t Accepted() {
+    absl::MutexLock lock(&mu_);
+    return accepted_;
   }
 
   void WaitOpenConnections(size_t n) {
@@ -184,6 +204,7 @@ class ServerClientTest : public ::testing::Test {
   CallContext seen_ ABSL_GUARDED_BY(mu_);
   std::vector<size_t> observed_ ABSL_GUARDED_BY(mu_);
   size_t open_ ABSL_GUARDED_BY(mu_) = 0;
+  size_t accepted_ ABSL_GUARDED_BY(mu_) = 0;  // connections accepted so far (from the observer)
 };
 
 TEST_F(ServerClientTest, RoundTrip) {
@@ -435,12 +456,13 @@ TEST_F(ServerClientTest, HugeLengthThenHangUp) {
 }
 
 TEST_F(ServerClientTest, TruncatedFrameThenHangUpReleasesConnection) {
+  const size_t before = Accepted();
   {
     RawConn raw(path_);
     raw.SendHeader(100, 1, 1);
     raw.Send("only a few bytes");
   }
-  WaitOpenConnections(0);
+  WaitAllClosedAfter(before + 1);
   ExpectGoodClientWorks();
 }
 
@@ -461,6 +483,7 @@ TEST_F(ServerClientTest, StreamIdReusedWhileInFlightClosesConnection) {
 TEST_F(ServerClientTest, NoFdOrThreadLeaks) {
   const size_t fds_before = CountEntries("/proc/self/fd");
   const size_t threads_before = CountEntries("/proc/self/task");
+  const size_t accepted_before = Accepted();
   {
     auto a = DialOrDie();
     auto b = DialOrDie();
@@ -470,7 +493,7 @@ TEST_F(ServerClientTest, NoFdOrThreadLeaks) {
     raw.SendHeader(0, 2, 1);
     EXPECT_TRUE(raw.ClosedByPeer());
   }
-  WaitOpenConnections(0);
+  WaitAllClosedAfter(accepted_before + 3);
   server_.reset();
   // Everything the server owned is gone: its listener and eventfd, the accept thread, and every connection's
   // fd and threads.
