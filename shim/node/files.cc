@@ -86,20 +86,7 @@ absl::StatusOr<Change> InstallContent(const std::string& dst, const std::string&
     if (have == Sha256(data)) return Change::kUnchanged;
   }
   RETURN_IF_ERROR(MakeParents(dst));
-  std::string tmp = absl::StrCat(dst, ".gvshim-tmp");
-  sys::UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode));
-  if (!fd.valid()) return ErrnoStatus(errno, absl::StrCat("create ", tmp));
-  absl::Status st2 = WriteAll(fd.get(), data, tmp);
-  if (st2.ok() && ::fchmod(fd.get(), mode) != 0) st2 = ErrnoStatus(errno, absl::StrCat("chmod ", tmp));
-  if (st2.ok() && ::fsync(fd.get()) != 0) st2 = ErrnoStatus(errno, absl::StrCat("fsync ", tmp));
-  fd.reset();
-  if (st2.ok() && ::rename(tmp.c_str(), dst.c_str()) != 0) {
-    st2 = ErrnoStatus(errno, absl::StrCat("rename ", tmp, " -> ", dst));
-  }
-  if (!st2.ok()) {
-    ::unlink(tmp.c_str());
-    return st2;
-  }
+  RETURN_IF_ERROR(sys::WriteFileAtomic(dst, data, mode));
   return Change::kWritten;
 }
 
@@ -111,44 +98,24 @@ absl::StatusOr<Change> InstallFile(const std::string& src, const std::string& ds
     if (have.ok() && *have == want) return Change::kUnchanged;
   }
   RETURN_IF_ERROR(MakeParents(dst));
-  // Streamed (runsc is tens of MiB): src -> temp file next to dst -> rename.
   sys::UniqueFd in(::open(src.c_str(), O_RDONLY | O_CLOEXEC));
   if (!in.valid()) return ErrnoStatus(errno, absl::StrCat("open ", src));
-  std::string tmp = absl::StrCat(dst, ".gvshim-tmp");
-  sys::UniqueFd out(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode));
-  if (!out.valid()) return ErrnoStatus(errno, absl::StrCat("create ", tmp));
-  absl::Status st2;
-  char buf[1 << 16];
-  for (;;) {
-    ssize_t n = ::read(in.get(), buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      st2 = ErrnoStatus(errno, absl::StrCat("read ", src));
-      break;
+  // Streamed (runsc is tens of MiB) into a temporary file next to dst, checked before it replaces anything.
+  RETURN_IF_ERROR(sys::WriteFileAtomicWith(dst, mode, [&](int fd, const std::string& tmp) -> absl::Status {
+    char buf[1 << 16];
+    for (;;) {
+      ssize_t n = ::read(in.get(), buf, sizeof buf);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return ErrnoStatus(errno, absl::StrCat("read ", src));
+      if (n == 0) break;
+      RETURN_IF_ERROR(WriteAll(fd, std::string(buf, static_cast<size_t>(n)), tmp));
     }
-    if (n == 0) break;
-    st2 = WriteAll(out.get(), std::string(buf, static_cast<size_t>(n)), tmp);
-    if (!st2.ok()) break;
-  }
-  if (st2.ok() && ::fchmod(out.get(), mode) != 0) st2 = ErrnoStatus(errno, absl::StrCat("chmod ", tmp));
-  if (st2.ok() && ::fsync(out.get()) != 0) st2 = ErrnoStatus(errno, absl::StrCat("fsync ", tmp));
-  out.reset();
-  if (st2.ok()) {
-    // The copy is checked before it replaces anything.
-    auto got = Sha256File(tmp);
-    if (!got.ok()) {
-      st2 = got.status();
-    } else if (*got != want) {
-      st2 = absl::DataLossError(absl::StrCat("copy ", src, " -> ", tmp, ": checksum ", *got, " != ", want));
+    ASSIGN_OR_RETURN(std::string got, Sha256File(tmp));
+    if (got != want) {
+      return absl::DataLossError(absl::StrCat("copy ", src, " -> ", tmp, ": checksum ", got, " != ", want));
     }
-  }
-  if (st2.ok() && ::rename(tmp.c_str(), dst.c_str()) != 0) {
-    st2 = ErrnoStatus(errno, absl::StrCat("rename ", tmp, " -> ", dst));
-  }
-  if (!st2.ok()) {
-    ::unlink(tmp.c_str());
-    return st2;
-  }
+    return absl::OkStatus();
+  }));
   return Change::kWritten;
 }
 

@@ -12,6 +12,7 @@
 #include "shim/oci/hardening.h"
 #include "shim/seccomp/profile.h"
 #include "shim/sys/fd.h"
+#include "shim/sys/file.h"
 
 namespace gvshim::oci {
 
@@ -45,24 +46,9 @@ absl::Status SaveSpec(const std::string& path, const nlohmann::json& spec) {
   mode_t mode = 0644;
   struct stat st;
   if (::stat(path.c_str(), &st) == 0) mode = st.st_mode & 07777;
-  std::string temp = absl::StrCat(path, ".tmp-XXXXXX");
-  int fd = ::mkostemp(temp.data(), O_CLOEXEC);
-  if (fd < 0) return ErrnoStatus(errno, absl::StrCat("create temporary file for spec ", path));
-  sys::UniqueFd file(fd);
-  auto fail = [&](absl::Status status) {
-    ::unlink(temp.c_str());
-    return status;
-  };
-  if (::fchmod(file.get(), mode) != 0) return fail(ErrnoStatus(errno, absl::StrCat("chmod ", temp)));
-  if (auto s = sys::WriteAll(file.get(), text.data(), text.size()); !s.ok()) {
-    return fail(Annotate(s, absl::StrCat("write spec ", temp)));
-  }
-  if (::fsync(file.get()) != 0) return fail(ErrnoStatus(errno, absl::StrCat("fsync ", temp)));
-  file.reset();
-  if (::rename(temp.c_str(), path.c_str()) != 0) {
-    return fail(ErrnoStatus(errno, absl::StrCat("rename ", temp, " to ", path)));
-  }
-  return absl::OkStatus();
+  // The spec keeps its mode (containerd's bundle files are 0644 or stricter).
+  absl::Status st2 = sys::WriteFileAtomic(path, text, mode);
+  return st2.ok() ? st2 : Annotate(st2, "save spec");
 }
 
 }  // namespace gvshim::oci

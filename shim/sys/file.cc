@@ -1,9 +1,11 @@
 #include "shim/sys/file.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 
 #include "shim/base/status.h"
 #include "shim/sys/fd.h"
@@ -18,22 +20,34 @@ absl::StatusOr<std::string> ReadFileToString(const std::string& path) {
   return data;
 }
 
-absl::Status WriteFileAtomic(const std::string& path, const std::string& data, mode_t mode) {
-  const std::string tmp = path + ".tmp";
-  {
-    UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode));
-    if (!fd) return ErrnoStatus(errno, "create " + tmp);
-    if (absl::Status st = WriteAll(fd.get(), data.data(), data.size()); !st.ok()) {
-      ::unlink(tmp.c_str());
-      return Annotate(st, tmp);
-    }
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    int err = errno;
+absl::Status WriteFileAtomicWith(const std::string& path, mode_t mode,
+                                 absl::FunctionRef<absl::Status(int fd, const std::string& tmp)> fill) {
+  std::string tmp = path + ".tmp-XXXXXX";
+  UniqueFd fd(::mkostemp(tmp.data(), O_CLOEXEC));
+  if (!fd) return ErrnoStatus(errno, "create a temporary file for " + path);
+  absl::Status st;
+  if (::fchmod(fd.get(), mode) != 0) st = ErrnoStatus(errno, "chmod " + tmp);
+  if (st.ok()) st = fill(fd.get(), tmp);
+  if (st.ok() && ::fsync(fd.get()) != 0) st = ErrnoStatus(errno, "fsync " + tmp);
+  fd.reset();
+  if (st.ok() && ::rename(tmp.c_str(), path.c_str()) != 0) st = ErrnoStatus(errno, "rename " + tmp + " to " + path);
+  if (!st.ok()) {
     ::unlink(tmp.c_str());
-    return ErrnoStatus(err, "rename " + tmp);
+    return st;
   }
+  // The rename is durable once the directory is.
+  const size_t slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+  UniqueFd d(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!d || ::fsync(d.get()) != 0) return ErrnoStatus(errno, "fsync directory " + dir);
   return absl::OkStatus();
+}
+
+absl::Status WriteFileAtomic(const std::string& path, const std::string& data, mode_t mode) {
+  return WriteFileAtomicWith(path, mode, [&](int fd, const std::string& tmp) {
+    absl::Status st = WriteAll(fd, data.data(), data.size());
+    return st.ok() ? st : Annotate(st, "write " + tmp);
+  });
 }
 
 }  // namespace gvshim::sys

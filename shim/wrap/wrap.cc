@@ -68,7 +68,7 @@ void CopyWinsize(int from, int to) {
   if (ioctl(from, TIOCGWINSZ, &ws) == 0 && ws.ws_row > 0 && ws.ws_col > 0) {
     struct winsize cur;
     if (ioctl(to, TIOCGWINSZ, &cur) != 0 || cur.ws_row != ws.ws_row || cur.ws_col != ws.ws_col) {
-      ioctl(to, TIOCSWINSZ, &ws);
+      (void)ioctl(to, TIOCSWINSZ, &ws);  // best effort: a size the terminal refuses leaves the old one
     }
   }
 }
@@ -256,8 +256,10 @@ int main(int argc, char** argv) {
   // The child is gone: let go of our slave and copy what is left (processes it left behind may still hold the
   // slave open, so read only what is there now).
   close(slave);
-  fcntl(master, F_SETFL, fcntl(master, F_GETFL) | O_NONBLOCK);
-  for (;;) {
+  const int fl = fcntl(master, F_GETFL);
+  // Without O_NONBLOCK the drain could wait for good on a slave that a leftover process holds: skip it then.
+  const bool drain = fl >= 0 && fcntl(master, F_SETFL, fl | O_NONBLOCK) == 0;
+  while (drain) {
     ssize_t r = read(master, buf, sizeof buf);
     if (r > 0) {
       if (!WriteAll(STDOUT_FILENO, buf, static_cast<size_t>(r))) break;

@@ -319,7 +319,7 @@ int Probe(const std::string& dir) {
                        }) == 0;
   struct stat st;
   const bool leaked = ::lstat(marker.c_str(), &st) == 0;
-  if (leaked) ::umount2(dir.c_str(), MNT_DETACH);  // it landed in our namespace: take it away again
+  if (leaked) (void)::umount2(dir.c_str(), MNT_DETACH);  // it landed in our namespace: take it away (best effort)
   mount_ns = mounted && !leaked;
   std::printf("{\"pid_ns\":%s,\"net_ns\":%s,\"ipc_ns\":%s,\"mount_ns\":%s}\n", pid_ns ? "true" : "false",
               net_ns ? "true" : "false", ipc_ns ? "true" : "false", mount_ns ? "true" : "false");
