@@ -21,6 +21,9 @@ PACKAGES=(
   # protobuf / grpc / libraries
   protobuf-compiler protobuf-compiler-grpc libprotobuf-dev libgrpc++-dev libabsl-dev
   libseccomp-dev nlohmann-json3-dev libtomlplusplus-dev
+  # the gateway's HTTP server: Boost.Beast/Asio (header-only, so the static gvshim can carry it; Debian's
+  # cpp-httplib is a shared library only) and OpenSSL's libcrypto (token digests)
+  libboost1.74-dev libssl-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   # containerd's protos (the build stages them from /usr/share/gocode)
