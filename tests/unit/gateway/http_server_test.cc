@@ -1,0 +1,270 @@
+#include "shim/gateway/http_server.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read_until.hpp>
+#include <boost/asio/streambuf.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http.hpp>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "absl/synchronization/notification.h"
+
+namespace gvshim::gateway {
+namespace {
+
+namespace asio = boost::asio;
+namespace http = boost::beast::http;
+using tcp = asio::ip::tcp;
+
+// Echoes what the transport handed over.
+HttpResponse Echo(const HttpRequest& r) {
+  HttpResponse resp;
+  resp.code = r.body_too_large ? 413 : 200;
+  resp.body = nlohmann::json({{"method", r.method},
+                              {"target", r.target},
+                              {"body", r.body},
+                              {"too_large", r.body_too_large},
+                              {"body_size", r.body_size},
+                              {"peer", r.peer},
+                              {"x_test", r.Header("x-test")}})
+                  .dump();
+  resp.headers.emplace_back("X-Extra", "yes");
+  return resp;
+}
+
+struct Server {
+  explicit Server(HttpServer::Handler h = Echo, HttpServerOptions o = {}) {
+    int fds[2];
+    EXPECT_EQ(::pipe2(fds, O_CLOEXEC | O_NONBLOCK), 0);
+    log_r = fds[0];
+    log_w = fds[1];
+    o.host = "127.0.0.1";
+    o.port = 0;
+    o.access_log_fd = log_w;
+    auto s = HttpServer::Listen(o, std::move(h));
+    EXPECT_TRUE(s.ok()) << s.status();
+    server = std::move(*s);
+    server->Start();
+  }
+  ~Server() {
+    server.reset();
+    ::close(log_r);
+    ::close(log_w);
+  }
+  // The access log once it has `lines` lines (a line is written after its answer is sent), or after 20 s.
+  std::string Log(int lines) {
+    absl::Time end = absl::Now() + absl::Seconds(20);
+    while (std::count(log.begin(), log.end(), '\n') < lines && absl::Now() < end) {
+      pollfd p{log_r, POLLIN, 0};
+      if (::poll(&p, 1, 100) <= 0) continue;
+      char buf[65536];
+      ssize_t n = ::read(log_r, buf, sizeof(buf));
+      if (n > 0) log.append(buf, n);
+    }
+    return log;
+  }
+  std::string log;
+  tcp::socket Connect() {
+    tcp::socket s(ioc);
+    s.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), server->port()));
+    return s;
+  }
+  asio::io_context ioc;
+  std::unique_ptr<HttpServer> server;
+  int log_r = -1, log_w = -1;
+};
+
+http::response<http::string_body> Send(tcp::socket& s, http::request<http::string_body> req) {
+  req.prepare_payload();
+  http::write(s, req);
+  boost::beast::flat_buffer buf;
+  http::response<http::string_body> res;
+  http::read(s, buf, res);
+  return res;
+}
+
+http::request<http::string_body> Req(http::verb v, const std::string& target, std::string body = "") {
+  http::request<http::string_body> r{v, target, 11};
+  r.set(http::field::host, "localhost");
+  r.body() = std::move(body);
+  return r;
+}
+
+std::string ReadAll(tcp::socket& s) {
+  std::string out;
+  boost::system::error_code ec;
+  char buf[4096];
+  while (true) {
+    size_t n = s.read_some(asio::buffer(buf), ec);
+    if (ec) break;
+    out.append(buf, n);
+  }
+  return out;
+}
+
+TEST(HttpServer, KeepAliveRequestsAndAccessLog) {
+  Server srv;
+  tcp::socket s = srv.Connect();
+  auto r1 = Send(s, Req(http::verb::get, "/healthz?x=1"));
+  EXPECT_EQ(r1.result_int(), 200);
+  EXPECT_EQ(r1[http::field::content_type], "application/json");
+  EXPECT_EQ(r1["X-Extra"], "yes");
+  auto j = nlohmann::json::parse(r1.body());
+  EXPECT_EQ(j["method"], "GET");
+  EXPECT_EQ(j["target"], "/healthz?x=1");
+  EXPECT_EQ(j["peer"], "127.0.0.1");
+  auto req = Req(http::verb::post, "/run", "hello");
+  req.set("X-Test", "v");
+  auto r2 = Send(s, req);  // same connection
+  j = nlohmann::json::parse(r2.body());
+  EXPECT_EQ(j["body"], "hello");
+  EXPECT_EQ(j["x_test"], "v");
+  std::string log = srv.Log(2);
+  EXPECT_NE(log.find("\"path\":\"/healthz\""), std::string::npos) << log;
+  EXPECT_NE(log.find("\"method\":\"POST\""), std::string::npos) << log;
+  EXPECT_EQ(std::count(log.begin(), log.end(), '\n'), 2);
+}
+
+TEST(HttpServer, BodyOverTheCapIsNotRead) {
+  HttpServerOptions o;
+  o.max_body_bytes = 10;
+  Server srv(Echo, o);
+  tcp::socket s = srv.Connect();
+  // Headers only: the answer comes without the body ever being sent.
+  std::string head = "POST /run HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n";
+  asio::write(s, asio::buffer(head));
+  boost::beast::flat_buffer buf;
+  http::response<http::string_body> res;
+  http::read(s, buf, res);
+  EXPECT_EQ(res.result_int(), 413);
+  EXPECT_TRUE(nlohmann::json::parse(res.body())["too_large"]);
+  EXPECT_FALSE(res.keep_alive());
+  // A client that sends the whole oversized body without waiting still reads the answer (no reset).
+  tcp::socket s3 = srv.Connect();
+  std::string all = head + std::string(1000000, 'x');
+  std::thread sender([&] {
+    boost::system::error_code ignored;
+    asio::write(s3, asio::buffer(all), ignored);
+  });
+  http::response<http::string_body> res3;
+  boost::beast::flat_buffer buf3;
+  http::read(s3, buf3, res3);
+  sender.join();
+  EXPECT_EQ(res3.result_int(), 413);
+  // A chunked body that grows past the cap.
+  tcp::socket s2 = srv.Connect();
+  std::string chunked =
+      "POST /run HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: "
+      "chunked\r\n\r\n8\r\n12345678\r\n8\r\n12345678\r\n0\r\n\r\n";
+  asio::write(s2, asio::buffer(chunked));
+  http::response<http::string_body> res2;
+  boost::beast::flat_buffer buf2;
+  http::read(s2, buf2, res2);
+  EXPECT_EQ(res2.result_int(), 413);
+}
+
+TEST(HttpServer, ExpectContinue) {
+  Server srv;
+  tcp::socket s = srv.Connect();
+  std::string head = "POST /run HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n";
+  asio::write(s, asio::buffer(head));
+  asio::streambuf sb;
+  asio::read_until(s, sb, "\r\n\r\n");
+  std::string interim(asio::buffers_begin(sb.data()), asio::buffers_begin(sb.data()) + 12);
+  EXPECT_EQ(interim, "HTTP/1.1 100");
+  sb.consume(sb.size());
+  asio::write(s, asio::buffer(std::string("hello")));
+  boost::beast::flat_buffer buf;
+  http::response<http::string_body> res;
+  http::read(s, buf, res);
+  EXPECT_EQ(res.result_int(), 200);
+  EXPECT_EQ(nlohmann::json::parse(res.body())["body"], "hello");
+}
+
+TEST(HttpServer, MalformedRequestIs400) {
+  Server srv;
+  tcp::socket s = srv.Connect();
+  asio::write(s, asio::buffer(std::string("NOT HTTP AT ALL\r\n\r\n")));
+  std::string out = ReadAll(s);
+  EXPECT_EQ(out.substr(0, 12), "HTTP/1.1 400") << out;
+}
+
+TEST(HttpServer, ConnectionLimit) {
+  HttpServerOptions o;
+  o.max_connections = 1;
+  Server srv(Echo, o);
+  tcp::socket first = srv.Connect();
+  Send(first, Req(http::verb::get, "/"));  // the first connection is now open and idle
+  tcp::socket second = srv.Connect();
+  std::string out = ReadAll(second);
+  EXPECT_EQ(out.substr(0, 12), "HTTP/1.1 503") << out;
+  EXPECT_EQ(Send(first, Req(http::verb::get, "/")).result_int(), 200);
+}
+
+TEST(HttpServer, IdleConnectionsAreClosed) {
+  HttpServerOptions o;
+  o.idle_timeout = absl::Milliseconds(200);
+  Server srv(Echo, o);
+  tcp::socket s = srv.Connect();
+  // No request: the watchdog closes it (within the timeout plus one watchdog period); read sees EOF.
+  absl::Time start = absl::Now();
+  std::string out = ReadAll(s);
+  EXPECT_EQ(out, "");
+  EXPECT_LT(absl::Now() - start, absl::Seconds(10));
+}
+
+TEST(HttpServer, ShutdownLetsRunningRequestsFinish) {
+  absl::Notification in_handler, release;
+  Server srv([&](const HttpRequest& r) {
+    if (r.target == "/slow") {
+      in_handler.Notify();
+      release.WaitForNotification();
+    }
+    return Echo(r);
+  });
+  tcp::socket idle = srv.Connect();
+  Send(idle, Req(http::verb::get, "/"));
+  tcp::socket busy = srv.Connect();
+  auto req = Req(http::verb::get, "/slow");
+  req.prepare_payload();
+  http::write(busy, req);
+  in_handler.WaitForNotification();
+  int left = -1;
+  std::thread stopper([&] { left = srv.server->Shutdown(absl::Seconds(20)); });
+  EXPECT_EQ(ReadAll(idle), "");  // the idle connection is closed at once
+  release.Notify();
+  boost::beast::flat_buffer buf;
+  http::response<http::string_body> res;
+  http::read(busy, buf, res);
+  EXPECT_EQ(res.result_int(), 200);
+  EXPECT_FALSE(res.keep_alive());
+  stopper.join();
+  EXPECT_EQ(left, 0);
+  boost::system::error_code ec;
+  tcp::socket late(srv.ioc);
+  late.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), srv.server->port()), ec);
+  EXPECT_TRUE(ec) << "the server still accepts after Shutdown";
+}
+
+TEST(HttpServer, ListenErrors) {
+  HttpServerOptions o;
+  o.host = "not-an-address";
+  EXPECT_FALSE(HttpServer::Listen(o, Echo).ok());
+  Server srv;
+  HttpServerOptions same;
+  same.host = "127.0.0.1";
+  same.port = srv.server->port();
+  auto dup = HttpServer::Listen(same, Echo);
+  EXPECT_FALSE(dup.ok());
+}
+
+}  // namespace
+}  // namespace gvshim::gateway
