@@ -76,9 +76,9 @@ ojson Artifacts(const ev1::ExecuteResponse& r) {
 // Text a snippet prints when it tries to reach a network it does not have (Python's OSError, glibc's
 // resolver, Node's error codes).
 bool LooksLikeRefusedNetwork(absl::string_view err) {
-  for (absl::string_view s :
-       {"Network is unreachable", "ENETUNREACH", "Temporary failure in name resolution", "EAI_AGAIN",
-        "Name or service not known", "ENOTFOUND", "No address associated"}) {
+  for (absl::string_view s : {"Network is unreachable", "ENETUNREACH", "No route to host", "EHOSTUNREACH",
+                              "Temporary failure in name resolution", "EAI_AGAIN",
+                              "Name or service not known", "ENOTFOUND", "No address associated"}) {
     if (absl::StrContains(err, s)) return true;
   }
   return false;

@@ -111,6 +111,8 @@ TEST(RunResult, RefusedNetwork) {
   ojson j = Map(r);
   EXPECT_EQ(j["status"], "unauthorized_access");
   EXPECT_EQ(j["unauthorized_access_type"], "network_access");
+  j = Map(Resp(ev1::STATUS_PROGRAM_ERROR, 1, 0, "", "OSError: [Errno 113] No route to host"));
+  EXPECT_EQ(j["unauthorized_access_type"], "network_access");
   j = Map(Resp(ev1::STATUS_PROGRAM_ERROR, 1, 0, "", "Error: getaddrinfo EAI_AGAIN example.com"));
   EXPECT_EQ(j["unauthorized_access_type"], "network_access");
   // With the network allowed, the same failure is the program's own.
