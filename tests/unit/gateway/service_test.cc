@@ -227,9 +227,11 @@ TEST(Service, PodFailureAnswersAnErrorAndTheNextGoesElsewhere) {
   // The failed pod is set aside; the next request goes to the other one.
   f.a->on_execute = nullptr;
   b->on_execute = nullptr;
-  HttpResponse r2 = f.Post(Payload());
-  EXPECT_EQ(Body(r2)["status"], "success");
-  EXPECT_NE(r2.pod, r1.pod);
+  for (int i = 0; i < 4; ++i) {
+    HttpResponse r2 = f.Post(Payload(), {{"x-sandbox-token", kToken}}, "10.0.0." + std::to_string(10 + i));
+    EXPECT_EQ(Body(r2)["status"], "success");
+    EXPECT_NE(r2.pod, r1.pod) << "request " << i << " after the failure went to the failed pod";
+  }
 }
 
 TEST(Service, MetricsCountExecutions) {
