@@ -137,15 +137,22 @@ void Pool::Poll(const std::shared_ptr<Pod>& pod) {
   ev1::HealthResponse health;
   grpc::Status st = pod->client->Health(deadline, &health);
   std::optional<ev1::Limits> limits;
-  bool need_limits;
+  bool need_limits, want_probe, python;
   {
     absl::MutexLock lock(&mu_);
     need_limits = !pod->max_limits.has_value();
+    want_probe = pod->set_aside && absl::Now() >= pod->set_aside_until;
+    python = pod->record.python;
   }
   if (st.ok() && need_limits) {
     ev1::ListRuntimesResponse rt;
     if (pod->client->ListRuntimes(deadline, &rt).ok() && rt.has_max_limits()) limits = rt.max_limits();
   }
+  // A pod set aside after a failure must run a snippet again before it gets requests: its Health alone can
+  // say SERVING while its sandbox is gone (a runner not started yet counts as serving).
+  std::string probe_error;
+  bool probed = st.ok() && health.status() == ev1::HealthResponse::SERVING && want_probe;
+  if (probed) probe_error = Probe(*pod->client, python);
   absl::MutexLock lock(&mu_);
   std::string note;
   if (!st.ok()) {
@@ -156,9 +163,16 @@ void Pool::Poll(const std::shared_ptr<Pod>& pod) {
     if (!pod->serving) note = absl::StrCat("not serving: ", health.message());
     int64_t load = static_cast<int64_t>(health.active()) + health.queued();
     pod->others = std::max<int64_t>(0, load - pod->inflight);
-    if (pod->serving && pod->set_aside && absl::Now() >= pod->set_aside_until) {
-      log::Infof("gateway: pool pod %s answers Health again", pod->record.Name());
+    if (probed && probe_error.empty()) {
+      log::Infof("gateway: pool pod %s runs snippets again", pod->record.Name());
       pod->set_aside = false;
+    } else if (probed) {
+      if (probe_error != pod->probe_note) {
+        log::Warnf("gateway: pool pod %s stays aside: its probe snippet failed: %s", pod->record.Name(),
+                   probe_error);
+      }
+      pod->probe_note = probe_error;
+      pod->set_aside_until = absl::Now() + opts_.set_aside_min;
     }
   }
   if (limits.has_value()) pod->max_limits = limits;
@@ -169,6 +183,27 @@ void Pool::Poll(const std::shared_ptr<Pod>& pod) {
       log::Infof("gateway: pool pod %s is ready", pod->record.Name());
     pod->state_note = note;
   }
+}
+
+std::string Pool::Probe(PodClient& client, bool python) {
+  ev1::ExecuteRequest req;
+  if (python) {
+    req.set_language(ev1::LANGUAGE_PYTHON);
+    req.set_code("pass");
+  } else {
+    req.set_language(ev1::LANGUAGE_JAVASCRIPT);
+    req.set_code("0");
+  }
+  req.mutable_limits()->set_wall_timeout_ms(
+      static_cast<uint64_t>(absl::ToInt64Milliseconds(opts_.probe_timeout)));
+  ev1::ExecuteResponse resp;
+  grpc::Status st = client.Execute(req, absl::Now() + opts_.probe_timeout + absl::Seconds(2), &resp);
+  if (!st.ok())
+    return absl::StrCat("gRPC code ", static_cast<int>(st.error_code()), ": ", st.error_message());
+  if (resp.status() != ev1::STATUS_SUCCESS) {
+    return absl::StrCat("status ", ev1::Status_Name(resp.status()), ": ", resp.error());
+  }
+  return "";
 }
 
 bool Pool::ReadyFor(const Pod& p, RunLanguage lang) const {
@@ -285,7 +320,8 @@ Pool::Lease::~Lease() {
 void Pool::Lease::SetAside(const std::string& why) {
   absl::MutexLock lock(&pool_->mu_);
   if (!pod_->set_aside) {
-    log::Warnf("gateway: setting pool pod %s aside until it answers Health: %s", name_, why);
+    pod_->probe_note.clear();
+    log::Warnf("gateway: setting pool pod %s aside until it runs a probe snippet: %s", name_, why);
   }
   pod_->set_aside = true;
   pod_->set_aside_until = absl::Now() + pool_->opts_.set_aside_min;

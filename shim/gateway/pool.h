@@ -45,9 +45,10 @@ struct PoolOptions {
   int pod_concurrency = 4;  // snippets this gateway sends to one pod at a time
   int max_queue = 64;       // requests waiting for a slot (all languages)
   absl::Duration health_timeout = absl::Seconds(2);
-  // A pod set aside after a failure stays aside at least this long, and then until its Health answers: a pod
-  // being deleted may still answer Health for a moment before its record disappears.
+  // A pod set aside after a failure stays aside at least this long, and then until it runs a probe snippet
+  // (a trivial one, with this wall timeout) successfully; a failed probe starts the wait again.
   absl::Duration set_aside_min = absl::Seconds(2);
+  absl::Duration probe_timeout = absl::Seconds(5);
 };
 
 class Pool {
@@ -117,11 +118,12 @@ class Pool {
     PodRecord record;
     std::shared_ptr<PodClient> client;
     bool serving = false;    // the last Health said SERVING
-    bool set_aside = false;  // failed a request; waits for set_aside_until and a good Health
+    bool set_aside = false;  // failed a request; waits for set_aside_until and a good probe
     absl::Time set_aside_until;
-    bool gone = false;   // its record disappeared
-    int inflight = 0;    // this gateway's snippets on it
-    int64_t others = 0;  // load Health reported beyond ours
+    std::string probe_note;  // the last probe failure (logged on change)
+    bool gone = false;       // its record disappeared
+    int inflight = 0;        // this gateway's snippets on it
+    int64_t others = 0;      // load Health reported beyond ours
     std::optional<execute::v1::Limits> max_limits;
     std::string state_note;  // why it is not ready (logged on change)
   };
@@ -131,6 +133,8 @@ class Pool {
   void Release(Pod* pod);
   void PublishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Poll(const std::shared_ptr<Pod>& pod);
+  // Runs a trivial snippet (Python if the pod has it, else JavaScript); "" on success, else why it failed.
+  std::string Probe(PodClient& client, bool python);
 
   const PoolOptions opts_;
   const PodClientFactory factory_;

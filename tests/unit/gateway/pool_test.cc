@@ -162,6 +162,33 @@ TEST(Pool, SetAsideUntilHealthAnswers) {
   EXPECT_EQ(pool.ReadyCount(), 2);
 }
 
+TEST(Pool, SetAsideUntilAProbeSnippetRuns) {
+  FakeNode node;
+  auto a = node.AddPod("a");
+  PoolOptions o = Opts(node);
+  o.set_aside_min = absl::ZeroDuration();
+  Pool pool(o, node.Factory(), nullptr);
+  pool.Refresh();
+  // Health says SERVING, but the pod cannot run anything (its sandbox is gone).
+  a->on_execute = [](const ev1::ExecuteRequest&, ev1::ExecuteResponse*) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        "cannot execute in container in state stopped");
+  };
+  pool.Acquire(RunLanguage::kPython, Soon())->SetAside("FAILED_PRECONDITION");
+  int before = a->executes.load();
+  pool.Refresh();
+  EXPECT_EQ(a->executes.load(), before + 1) << "no probe snippet";
+  EXPECT_EQ(pool.ReadyCount(), 0) << "a pod whose probe failed came back";
+  {
+    absl::MutexLock lock(&a->mu);
+    EXPECT_EQ(a->last.code(), "pass");
+    EXPECT_LE(a->last.limits().wall_timeout_ms(), 5000u);
+  }
+  a->on_execute = nullptr;  // it recovers
+  pool.Refresh();
+  EXPECT_EQ(pool.ReadyCount(), 1);
+}
+
 TEST(Pool, SetAsideLastsAtLeastTheMinimum) {
   FakeNode node;
   node.AddPod("a");
