@@ -2,10 +2,15 @@
 # Builds the gvshim test image as an OCI image layout by hand (no registry, no docker) and optionally imports it
 # into a containerd.
 #
-#   scripts/build-image.sh [--with-python-node] [--out DIR] [--name REF] [--address SOCK --namespace NS]
+#   scripts/build-image.sh [--with-python-node | --interpreters-only] [--out DIR] [--name REF]
+#                          [--address SOCK --namespace NS]
 #
-# The rootfs holds /bin/busybox (busybox-static) with a symlink per applet, a minimal /etc, and with
-# --with-python-node the host's python3 (+ stdlib) and node with the shared libraries ldd finds for them.
+# Variants:
+#   (default)             /bin/busybox (busybox-static) with a symlink per applet and a minimal /etc
+#   --with-python-node    the same plus the host's python3 (+ stdlib) and node, with the shared libraries ldd
+#                         finds for them: a BusyBox-based interpreter image (no util-linux, no setpriv)
+#   --interpreters-only   python3 (+ stdlib) and node with their libraries and a minimal /etc, and nothing
+#                         else: no shell, no coreutils (an image whose only programs are the interpreters)
 # Output (cached; rebuilt only when the inputs change): DIR/<variant>/image.tar (an OCI layout archive).
 # Prints the image reference on the last line of stdout.
 set -euo pipefail
@@ -14,6 +19,7 @@ umask 022
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT=$ROOT/build/image
 WITH_PY_NODE=0
+WITH_BUSYBOX=1
 NAME=
 ADDRESS=
 NAMESPACE=default
@@ -21,6 +27,7 @@ NAMESPACE=default
 while [[ $# -gt 0 ]]; do
   case $1 in
     --with-python-node) WITH_PY_NODE=1 ;;
+    --interpreters-only) WITH_PY_NODE=1 WITH_BUSYBOX=0 ;;
     --out) OUT=$2; shift ;;
     --name) NAME=$2; shift ;;
     --address | -a) ADDRESS=$2; shift ;;
@@ -31,7 +38,13 @@ while [[ $# -gt 0 ]]; do
   shift
 done
 
-if [[ $WITH_PY_NODE -eq 1 ]]; then variant=python-node; else variant=busybox; fi
+if [[ $WITH_BUSYBOX -eq 0 ]]; then
+  variant=interpreters
+elif [[ $WITH_PY_NODE -eq 1 ]]; then
+  variant=python-node
+else
+  variant=busybox
+fi
 NAME=${NAME:-localhost/gvshim-test:$variant}
 BUSYBOX=$(command -v busybox.static 2>/dev/null || true)
 [[ -n $BUSYBOX ]] || BUSYBOX=/bin/busybox
@@ -57,7 +70,7 @@ key=$( {
   sha256sum "${BASH_SOURCE[0]}" "$BUSYBOX" | cut -d' ' -f1
   echo "$NAME"
   if [[ $WITH_PY_NODE -eq 1 ]]; then
-    sha256sum "$py_bin" "$node_bin" /usr/bin/setpriv /usr/bin/unshare /usr/bin/prlimit 2>/dev/null | cut -d' ' -f1
+    sha256sum "$py_bin" "$node_bin" | cut -d' ' -f1
     dpkg-query -W -f='${Package} ${Version}\n' "libpython$py_ver-stdlib" 2>/dev/null || true
   fi
 } | sha256sum | cut -d' ' -f1)
@@ -75,11 +88,13 @@ else
   ln -s usr/lib "$rootfs/lib"
   ln -s usr/lib64 "$rootfs/lib64"
 
-  install -m 0755 "$BUSYBOX" "$rootfs/bin/busybox"
-  while read -r applet; do
-    [[ -n $applet && $applet != busybox ]] || continue
-    [[ -e $rootfs/bin/$applet ]] || ln -s busybox "$rootfs/bin/$applet"
-  done < <("$BUSYBOX" --list | sort)
+  if [[ $WITH_BUSYBOX -eq 1 ]]; then
+    install -m 0755 "$BUSYBOX" "$rootfs/bin/busybox"
+    while read -r applet; do
+      [[ -n $applet && $applet != busybox ]] || continue
+      [[ -e $rootfs/bin/$applet ]] || ln -s busybox "$rootfs/bin/$applet"
+    done < <("$BUSYBOX" --list | sort)
+  fi
 
   cat >"$rootfs/etc/passwd" <<'PASSWD'
 root:x:0:0:root:/root:/bin/sh
@@ -104,23 +119,18 @@ GROUP
     ln -sf "$(basename "$py_bin")" "$rootfs/usr/bin/python3"
     install -m 0755 "$node_bin" "$rootfs/usr/bin/node"
     ln -sf node "$rootfs/usr/bin/nodejs"
-    # util-linux's setpriv/unshare/prlimit (what a Debian-based python or node image has), in place of the
-    # busybox applets of the same names, which lack the options the Execute runners use.
-    ul_tools=()
-    for t in setpriv unshare prlimit; do
-      if [[ -x /usr/bin/$t ]]; then
-        rm -f "$rootfs/bin/$t" "$rootfs/usr/bin/$t"
-        install -m 0755 "/usr/bin/$t" "$rootfs/usr/bin/$t"
-        ul_tools+=("/usr/bin/$t")
-      fi
-    done
     # The stdlib without its test suites and GUI modules.
     tar -C / --exclude="${py_stdlib#/}/test" --exclude="${py_stdlib#/}/idlelib" \
       --exclude="${py_stdlib#/}/tkinter" --exclude="${py_stdlib#/}/turtledemo" \
       --exclude="${py_stdlib#/}/ensurepip" -cf - "${py_stdlib#/}" | tar -C "$rootfs" -xf -
     # Shared libraries of the interpreters and of every extension module.
-    mapfile -t objs < <(echo "$py_bin"; echo "$node_bin"; printf '%s\n' "${ul_tools[@]}"
-      find "$py_stdlib" -name '*.so' -type f)
+    # The BusyBox variant gets the libraries of every stdlib extension module too; the interpreters-only one just
+    # what the two interpreter binaries need (so e.g. ctypes, which needs libffi, is not importable there).
+    if [[ $WITH_BUSYBOX -eq 1 ]]; then
+      mapfile -t objs < <(echo "$py_bin"; echo "$node_bin"; find "$py_stdlib" -name '*.so' -type f)
+    else
+      objs=("$py_bin" "$node_bin")
+    fi
     mapfile -t libs < <(for o in "${objs[@]}"; do ldd "$o" 2>/dev/null || true; done |
       awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' | sort -u)
     for l in "${libs[@]}"; do copy_host "$l"; done
@@ -145,10 +155,11 @@ GROUP
   }
   read -r _ _ < <(blob "$layer")
 
-  jq -cn --arg diff "$layer_digest" '{
+  if [[ $WITH_BUSYBOX -eq 1 ]]; then cmd='["sh"]'; else cmd='["/usr/bin/python3"]'; fi
+  jq -cn --arg diff "$layer_digest" --argjson cmd "$cmd" '{
       architecture: "amd64", os: "linux",
       created: "1970-01-01T00:00:00Z",
-      config: {Env: ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"], Cmd: ["sh"],
+      config: {Env: ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"], Cmd: $cmd,
                WorkingDir: "/"},
       rootfs: {type: "layers", diff_ids: [$diff]},
       history: [{created: "1970-01-01T00:00:00Z", created_by: "gvshim scripts/build-image.sh"}]

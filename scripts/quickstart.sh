@@ -66,6 +66,12 @@ def main(a, b):
   $GVSHIM --lang javascript -c 'function main(args) { return {greeting: `hello ${args.name}`}; }' \
     --arg name=gvisor || rc=$?
 
+  step "what a snippet sees: only itself (pid 1 of its own pid namespace), fresh /tmp, an unprivileged uid"
+  $GVSHIM -c 'import os
+print("processes:", [p for p in os.listdir("/proc") if p.isdigit()], "uid:", os.getuid(),
+      "tmp:", os.listdir("/tmp"), "cwd:", os.getcwd())' || rc=$?
+  $GVSHIM --runtimes | grep -E '"(language|isolation_mode)"' || rc=$?
+
   step "a snippet that never ends is stopped by its limit (exit 124 = timeout)"
   erc=0
   $GVSHIM --timeout 1000 -c 'while True: pass' || erc=$?

@@ -6,6 +6,9 @@
 #      GVSHIM_FUZZ_SECONDS=N    seconds per fuzz target (default 10; 0 skips fuzzing)
 #      GVSHIM_SKIP_ASAN=1       skip the sanitizer build (local iteration only; CI runs it)
 #      GVSHIM_SKIP_E2E=1        skip the e2e suite (local iteration only; CI runs it)
+#      GVSHIM_RUNSC=old|PATH    run the e2e suite against runsc 0.0~20221219 (or a given runsc) instead of
+#                               0.0~20240729; GVSHIM_RUNSC_PLATFORM=ptrace|systrap picks the platform
+#      GVSHIM_SKIP_OLD_RUNSC=1  skip the short e2e pass against runsc 0.0~20221219 (task + Execute files)
 #      JOBS                     parallel build jobs (default nproc)
 set -euo pipefail
 
@@ -131,6 +134,27 @@ else
     total_passed=$((total_passed + p)) total_failed=$((total_failed + m))
   fi
   record e2e "$rc" "$line"
+fi
+
+# The shim keeps working with the old runsc, and Execute there only with allow_weak_isolation (docs/runsc.md).
+header "end-to-end against runsc 0.0~20221219 (tests/e2e/test_task.sh, test_execute.sh)"
+if [[ ${GVSHIM_SKIP_E2E:-0} == 1 || ${GVSHIM_SKIP_OLD_RUNSC:-0} == 1 || ${GVSHIM_RUNSC:-new} != new ]]; then
+  echo "skipped (GVSHIM_SKIP_E2E, GVSHIM_SKIP_OLD_RUNSC, or the main e2e run already used GVSHIM_RUNSC=${GVSHIM_RUNSC:-new})"
+elif [[ $build_ok -ne 1 ]]; then
+  echo "skipped: build failed"; record e2e-old-runsc 1 "not run"
+else
+  rc=0
+  GVSHIM_RUNSC=old bash tests/e2e/run.sh tests/e2e/test_task.sh tests/e2e/test_execute.sh 2>&1 |
+    tee "$LOGDIR/e2e-old.log" || rc=${PIPESTATUS[0]}
+  line=$(grep -E '^e2e: [0-9]+ passed, [0-9]+ failed' "$LOGDIR/e2e-old.log" | tail -n 1 || true)
+  if [[ -n $line ]]; then
+    p=$(sed -E 's/^e2e: ([0-9]+) passed, ([0-9]+) failed.*/\1/' <<<"$line")
+    m=$(sed -E 's/^e2e: ([0-9]+) passed, ([0-9]+) failed.*/\2/' <<<"$line")
+    total_passed=$((total_passed + p)) total_failed=$((total_failed + m))
+  else
+    rc=${rc:-1}; [[ $rc -ne 0 ]] || rc=1
+  fi
+  record e2e-old-runsc "$rc" "$line"
 fi
 
 header "summary ($((SECONDS - start))s)"

@@ -29,7 +29,10 @@ int Usage() {
                "usage: gvshim exec (--pod NS/NAME | --id ID) [--namespace CONTAINERD_NS] [--dir DIR]\n"
                "                   [--lang python|javascript] (-c CODE | FILE | -) [--arg KEY=VALUE ...]\n"
                "                   [--args-json JSON] [--stdin TEXT] [--timeout MS] [--memory BYTES]\n"
-               "                   [--output-bytes N] [--allow-network] [--container ID] [--json] [--stream]\n"
+               "                   [--output-bytes N] [--allow-network] [--env K=V ...] [--container ID] [--json]\n"
+               "                   [--stream]\n"
+               "       gvshim exec (--pod NS/NAME | --id ID) --runtimes   the pod's runtimes and their isolation (JSON)\n"
+               "       gvshim exec (--pod NS/NAME | --id ID) --health     the pod's Execute health (starts nothing)\n"
                "Runs a snippet inside the pod's gVisor sandbox through the shim's Execute service. Prints the\n"
                "snippet's stdout/stderr (and main()'s JSON result), and exits with the snippet's exit code\n"
                "(124 on timeout, 125 when it could not run).\n"
@@ -179,10 +182,78 @@ absl::StatusOr<std::string> ArgsJson(const std::vector<std::string>& pairs, cons
   return obj.dump();
 }
 
+const char* CodeName(grpc::StatusCode c) {
+  switch (c) {
+    case grpc::StatusCode::INVALID_ARGUMENT: return "INVALID_ARGUMENT";
+    case grpc::StatusCode::FAILED_PRECONDITION: return "FAILED_PRECONDITION";
+    case grpc::StatusCode::RESOURCE_EXHAUSTED: return "RESOURCE_EXHAUSTED";
+    case grpc::StatusCode::DEADLINE_EXCEEDED: return "DEADLINE_EXCEEDED";
+    case grpc::StatusCode::NOT_FOUND: return "NOT_FOUND";
+    case grpc::StatusCode::UNAVAILABLE: return "UNAVAILABLE";
+    case grpc::StatusCode::CANCELLED: return "CANCELLED";
+    case grpc::StatusCode::INTERNAL: return "INTERNAL";
+    default: return "error";
+  }
+}
+
+// --runtimes: the pod's ListRuntimes answer (languages, where they run, what each can isolate) as JSON.
+// --health: its Health answer ("SERVING <message>"); unlike ListRuntimes it starts nothing.
+int InfoMain(const std::string& id, const std::string& pod, const std::string& ns, std::string dir, bool health) {
+  if (dir.empty()) {
+    const char* env = std::getenv("GVSHIM_EXECUTE_DIR");
+    dir = env != nullptr && *env != '\0' ? env : kDefaultDir;
+  }
+  auto records = ReadRecords(dir);
+  if (!records.ok()) {
+    std::fprintf(stderr, "gvshim exec: %s\n", std::string(records.status().message()).c_str());
+    return 125;
+  }
+  auto rec = FindRecord(*records, id, pod, ns);
+  if (!rec.ok()) {
+    std::fprintf(stderr, "gvshim exec: %s (records in %s)\n", std::string(rec.status().message()).c_str(),
+                 dir.c_str());
+    return 125;
+  }
+  auto stub = ev1::Execute::NewStub(grpc::CreateChannel("unix:" + rec->socket, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(90));
+  if (health) {
+    ev1::HealthResponse h;
+    grpc::Status st = stub->Health(&ctx, ev1::HealthRequest(), &h);
+    if (!st.ok()) {
+      std::fprintf(stderr, "gvshim exec: Health failed: %s\n", st.error_message().c_str());
+      return 125;
+    }
+    std::printf("%s %s\n", ev1::HealthResponse::ServingStatus_Name(h.status()).c_str(), h.message().c_str());
+    return h.status() == ev1::HealthResponse::SERVING ? 0 : 1;
+  }
+  ev1::ListRuntimesResponse resp;
+  grpc::Status st = stub->ListRuntimes(&ctx, ev1::ListRuntimesRequest(), &resp);
+  if (!st.ok()) {
+    std::fprintf(stderr, "gvshim exec: ListRuntimes failed: %s\n", st.error_message().c_str());
+    return 125;
+  }
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& r : resp.runtimes()) {
+    out.push_back({{"language", r.language() == ev1::LANGUAGE_PYTHON ? "python" : "javascript"},
+                   {"container", r.container()},
+                   {"version", r.version()},
+                   {"ready", r.ready()},
+                   {"isolation_mode", r.isolation_mode()},
+                   {"isolation", std::vector<std::string>(r.isolation().begin(), r.isolation().end())},
+                   {"isolation_missing",
+                    std::vector<std::string>(r.isolation_missing().begin(), r.isolation_missing().end())},
+                   {"error", r.error()}});
+  }
+  std::printf("%s\n", out.dump(2).c_str());
+  return 0;
+}
+
 int ExecMain(const std::vector<std::string>& args) {
   std::string id, pod, ns, dir, lang, code, file, args_json, stdin_text, container;
-  std::vector<std::string> pairs;
-  bool json_out = false, stream = false, allow_network = false, have_code = false;
+  std::vector<std::string> pairs, envs;
+  bool json_out = false, stream = false, allow_network = false, have_code = false, runtimes = false,
+       health = false;
   uint64_t timeout_ms = 0, memory = 0, output_bytes = 0;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
@@ -212,6 +283,12 @@ int ExecMain(const std::vector<std::string>& args) {
     else if (a == "--memory") ok = number(&memory);
     else if (a == "--output-bytes") ok = number(&output_bytes);
     else if (a == "--container") ok = value(&container);
+    else if (a == "--env") {
+      std::string v;
+      ok = value(&v) && v.find('=') != std::string::npos && v[0] != '=';
+      envs.push_back(v);
+    } else if (a == "--runtimes") runtimes = true;
+    else if (a == "--health") health = true;
     else if (a == "--allow-network") allow_network = true;
     else if (a == "--json") json_out = true;
     else if (a == "--stream") stream = true;
@@ -226,7 +303,8 @@ int ExecMain(const std::vector<std::string>& args) {
       return 2;
     }
   }
-  if ((id.empty() == pod.empty()) || (have_code == !file.empty())) return Usage();
+  if ((id.empty() == pod.empty()) || (!runtimes && !health && have_code == !file.empty())) return Usage();
+  if (runtimes || health) return InfoMain(id, pod, ns, dir, health);
   if (!have_code) {
     std::stringstream ss;
     if (file == "-") {
@@ -263,6 +341,7 @@ int ExecMain(const std::vector<std::string>& args) {
   if (!pairs.empty() || !args_json.empty()) req.set_arguments_json(*aj);
   req.set_stdin(stdin_text);
   req.set_allow_network(allow_network);
+  for (const std::string& e : envs) (*req.mutable_env())[e.substr(0, e.find('='))] = e.substr(e.find('=') + 1);
   req.set_target_container(container);
   if (timeout_ms) req.mutable_limits()->set_wall_timeout_ms(timeout_ms);
   if (memory) req.mutable_limits()->set_memory_bytes(memory);
@@ -307,8 +386,9 @@ int ExecMain(const std::vector<std::string>& args) {
     st = stub->Execute(&ctx, req, &resp);
   }
   if (!st.ok()) {
-    std::fprintf(stderr, "gvshim exec: %s: %s\n", st.error_code() == grpc::StatusCode::INVALID_ARGUMENT ? "invalid request" : "Execute failed",
-                 st.error_message().c_str());
+    std::fprintf(stderr, "gvshim exec: %s (%s): %s\n",
+                 st.error_code() == grpc::StatusCode::INVALID_ARGUMENT ? "invalid request" : "Execute failed",
+                 CodeName(st.error_code()), st.error_message().c_str());
     return 125;
   }
   if (json_out) {

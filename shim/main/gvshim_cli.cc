@@ -5,7 +5,7 @@
 //   gvshim runsc-id [--root R | --namespace NS [--config F]] ID...   runsc's id of a container (runsc::ContainerId)
 //   gvshim gateway ...             RAGFlow's executor-manager HTTP API on top of the node's Execute services
 //   gvshim execute-server          (started by the shim) the Execute server of one pod; see
-//   shim/execute/wire.h
+//   shim/execute/common/wire.h
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -15,7 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "shim/config/config.h"
-#include "shim/execute/server_main.h"
+#include "shim/execute/server/server_main.h"
 #include "shim/gateway/gateway_main.h"
 #include "shim/main/exec_client.h"
 #include "shim/runsc/runsc.h"

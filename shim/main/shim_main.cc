@@ -29,7 +29,8 @@
 #include "shim/config/config.h"
 #include "shim/events/publisher.h"
 #include "shim/events/timestamp.h"
-#include "shim/execute/supervisor.h"
+#include "shim/execute/supervisor/exec_container.h"
+#include "shim/execute/supervisor/supervisor.h"
 #include "shim/main/flags.h"
 #include "shim/process/rootfs.h"
 #include "shim/runsc/runsc.h"
@@ -188,6 +189,8 @@ int Delete(const Flags& f) {
   auto r = runsc::NewRunscCli(*g);
   absl::Status st = r->Delete(f.id, /*force=*/true);
   if (!st.ok() && st.code() != absl::StatusCode::kNotFound) log::Warnf("delete %s: %s", f.id, st.ToString());
+  // The container's execute container, if the shim made one (shim/execute/supervisor/exec_container.h).
+  if (absl::Status e = execute::DeleteExecContainer(*r, f.id, bundle); !e.ok()) log::Warnf("%s", e.ToString());
   if (absl::Status u = process::UnmountAll(bundle + "/rootfs"); !u.ok()) log::Warnf("%s", u.ToString());
   containerd::task::v2::DeleteResponse resp;
   resp.set_exit_status(128 + SIGKILL);
@@ -225,7 +228,7 @@ int Serve(const Flags& f) {
   absl::Notification shutdown;
   auto runsc_factory = [](const runsc::GlobalOptions& g) { return runsc::NewRunscCli(g); };
   // The Execute service: a server process per pod that opts in, nothing otherwise
-  // (shim/execute/supervisor.h).
+  // (shim/execute/supervisor/supervisor.h).
   execute::Supervisor::Options eo;
   eo.default_server = execute::Supervisor::DefaultServerPath();
   eo.log_fd = log::OutputFd();

@@ -2,6 +2,7 @@
 """Driver of tests/bench/execute.sh: talks gRPC to one shim's Execute socket; prints medians and ratios."""
 import argparse
 import concurrent.futures
+import json
 import os
 import shlex
 import statistics
@@ -78,7 +79,9 @@ def main():
     ap.add_argument("--tp-seconds", type=float, default=10)
     ap.add_argument("--gap-ms", type=float, default=200,
                     help="idle time before each warm-latency request (the runner refills its ready workers)")
+    ap.add_argument("--summary", help="also write the medians as JSON to this file (execute.sh's table)")
     a = ap.parse_args()
+    summary = {}
     with tempfile.TemporaryDirectory() as tmp:
         pb = load_pb2(tmp)
         ch = grpc.insecure_channel("unix://" + a.socket)
@@ -126,6 +129,8 @@ def main():
             base = baseline(base_argv)
             w50, w99, c50, c99 = statistics.median(warm), pct(warm, 99), statistics.median(b2b), pct(b2b, 99)
             b50 = statistics.median(base)
+            summary[name.split()[0]] = {"warm_p50": w50, "warm_p99": w99, "b2b_p50": c50, "b2b_p99": c99,
+                                        "runsc_exec_p50": b50}
             print(f"  {name:18s} warm p50 {w50:6.1f} ms p99 {w99:6.1f} ms (speed-up {b50 / w50:5.1f}x) | "
                   f"back-to-back p50 {c50:6.1f} ms p99 {c99:6.1f} ms (speed-up {b50 / c50:5.1f}x) | "
                   f"runsc exec p50 {b50:6.1f} ms")
@@ -147,9 +152,16 @@ def main():
                 done = sum(f.result() for f in [ex.submit(worker) for _ in range(conc)])
             c1 = (sandbox_cpu() if sandbox_cpu else 0.0, cpu_ms(a.server_pid), sum(os.times()[:2]) * 1000)
             sb, srv, cli = ((y - x) / max(done, 1) for x, y in zip(c0, c1))
+            summary[f"tput_{conc}"] = done / a.tp_seconds
+            summary[f"cpu_{conc}"] = sb if sandbox_cpu else None
             print(f"  concurrency {conc}: {done / a.tp_seconds:6.1f} executions/s; CPU per execution: sandbox "
                   + (f"{sb:.1f} ms" if sandbox_cpu else "n/a") + f", server {srv:.1f} ms, client {cli:.1f} ms")
 
+        if a.summary:
+            with open(a.summary, "w") as f:
+                json.dump(summary, f)
+        if a.soak <= 0:
+            return
         before = {name: shim_footprint(pid) for name, pid in (("shim", a.shim_pid), ("Execute server", a.server_pid))}
         t0 = time.perf_counter()
         with concurrent.futures.ThreadPoolExecutor(4) as ex:

@@ -13,13 +13,21 @@
 # Then the cost of one fork in the patterns a fork-server can use (see FORK_PROBE).
 # Env: JOBS (sequential jobs per runner, default 200), COLD (cold runs per language, default 15),
 #      LANGS (default python,javascript,fork), FORKS (forks per probe, default 100), FORK_REPS (default 3),
-#      TPUT_JOBS (jobs per throughput point, default 160), RUNNERS_DIR (default shim/execute/runners),
-#      PY_RUNNER_ARGS / JS_RUNNER_ARGS (override the runner options), PLATFORM (default ptrace).
+#      TPUT_JOBS (jobs per throughput point, default 160), BUILD (default build/: the bundled runners and the
+#      helpers mounted at /.gvshim come from it),
+#      PY_RUNNER_ARGS / JS_RUNNER_ARGS (override the runner options), PLATFORM (default: runsc's), RUNSC_BIN.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-RUNNERS_DIR=${RUNNERS_DIR:-$ROOT/shim/execute/runners}
-PLATFORM=${PLATFORM:-ptrace}
+BUILD=${BUILD:-$ROOT/build}
+PY_RUNNER=$BUILD/shim/execute/python_runner.py
+JS_RUNNER=$BUILD/shim/execute/node_runner.js
+HELPERS=$BUILD/shim/main/gvshim-helpers
+for f in "$PY_RUNNER" "$JS_RUNNER" "$HELPERS/gvshim-launch"; do
+  [[ -e $f ]] || { echo "runners_in_gvisor: $f not built (scripts/build.sh --main)" >&2; exit 1; }
+done
+PLATFORM=${PLATFORM:-}  # empty: runsc's default (systrap in 0.0~20240729)
+RUNSC_BIN=${RUNSC_BIN:-runsc}
 PY=/usr/bin/python3
 NODE=$(command -v node || true)
 
@@ -30,7 +38,7 @@ fi
 
 DIR=$(mktemp -d /tmp/gvrb.XXXX)
 ID=gvrb-$$
-RUNSC=(runsc --root "$DIR/state" --platform="$PLATFORM" --network=none)
+RUNSC=("$RUNSC_BIN" --root "$DIR/state" ${PLATFORM:+--platform="$PLATFORM"} --network=none)
 cleanup() {
   "${RUNSC[@]}" delete --force "$ID" >/dev/null 2>&1 || true
   rm -rf "$DIR"
@@ -38,7 +46,7 @@ cleanup() {
 trap cleanup EXIT INT TERM
 if [[ -n ${GVRB_REUSE_ROOT:-} ]]; then  # debugging: drive an already running sandbox, leave it alone
   ID=$GVRB_REUSE_ID
-  RUNSC=(runsc --root "$GVRB_REUSE_ROOT" --platform="$PLATFORM" --network=none)
+  RUNSC=("$RUNSC_BIN" --root "$GVRB_REUSE_ROOT" ${PLATFORM:+--platform="$PLATFORM"} --network=none)
   trap 'rm -rf "$DIR"' EXIT INT TERM
 fi
 
@@ -58,7 +66,7 @@ while True:
     except ChildProcessError:
         pass
 '
-INIT="$INIT" DIR="$DIR" "$PY" - <<'EOF'
+INIT="$INIT" DIR="$DIR" HELPERS="$HELPERS" "$PY" - <<'EOF'
 import json, os
 caps = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_KILL", "CAP_SETUID", "CAP_SETGID", "CAP_SYS_ADMIN",
         "CAP_SETPCAP", "CAP_SYS_RESOURCE"]
@@ -75,6 +83,10 @@ spec = {
         {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "mode=755"]},
         {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["ro", "nosuid", "noexec"]},
         {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "mode=1777"]},
+        {"destination": "/var/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "mode=1777"]},
+        {"destination": "/dev/shm", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "mode=1777"]},
+        {"destination": "/workspace", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "mode=755"]},
+        {"destination": "/.gvshim", "type": "bind", "source": os.environ["HELPERS"], "options": ["rbind", "ro"]},
         {"destination": "/usr", "type": "bind", "source": "/usr", "options": ["rbind", "ro"]},
         {"destination": "/etc", "type": "bind", "source": "/etc", "options": ["rbind", "ro"]},
     ],
@@ -103,14 +115,16 @@ import base64, json, os, shlex, statistics, struct, subprocess, sys, threading, 
 
 runsc = shlex.split(os.environ["RUNSC"])
 cid = os.environ["ID"]
-runners = os.environ["RUNNERS_DIR"]
+PY_RUNNER = os.environ["PY_RUNNER"]
+JS_RUNNER = os.environ["JS_RUNNER"]
+COMMON = ("--uid 100000 --gid 100000 --helpers /.gvshim --workspace /workspace --max-jobs 8 --phase-times "
+          "--default-wall-timeout-ms 10000 --default-cpu-time-ms 10000 --default-memory-bytes 536870912 "
+          "--default-output-bytes 1048576 --default-max-processes 64 --default-file-size-bytes 16777216 ")
 jobs_n = int(os.environ.get("JOBS", "200"))
 cold_n = int(os.environ.get("COLD", "15"))
 tput_n = int(os.environ.get("TPUT_JOBS", "160"))
-py_args = shlex.split(os.environ.get("PY_RUNNER_ARGS") or
-                      "--uid 100000 --uid-count 32 --max-jobs 8 --prefork 8 --sandbox-network none --phase-times")
-js_args = shlex.split(os.environ.get("JS_RUNNER_ARGS") or
-                      "--uid 100000 --uid-count 24 --max-jobs 8 --pool-size 8 --sandbox-network none --phase-times")
+py_args = shlex.split(os.environ.get("PY_RUNNER_ARGS") or COMMON + "--prefork 8")
+js_args = shlex.split(os.environ.get("JS_RUNNER_ARGS") or COMMON.replace("100000", "200000") + "--pool-size 8")
 
 PY_CODE = "def main(a, b):\n    return {'sum': a + b}\n"
 JS_CODE = "function main(args) {\n  return { sum: args.a + args.b };\n}\n"
@@ -299,9 +313,10 @@ def bench(lang, argv, code, cold_argv):
 # of 0 forks gives the cost of one.
 FORK_PROBE = r"""
 import gc, json, os, signal, socket, sys
-ns = {"__name__": "gvshim_runner"}
-exec(sys.stdin.read(), ns)
-ns["_preload"]([])
+ns = {"__name__": "gvshim_bundle"}
+exec(sys.stdin.read().replace("\nimport gvshim_main\n", "\n"), ns)  # the runner's modules, without running it
+import gvshim_runner
+gvshim_runner.preload([])
 gc.collect()
 gc.freeze()
 n, live, work, batch = (int(x) for x in sys.argv[1:5])
@@ -347,7 +362,7 @@ FORK_PATTERNS = [
 def fork_cost():
     n = int(os.environ.get("FORKS", "100"))
     reps = int(os.environ.get("FORK_REPS", "3"))
-    with open(os.path.join(runners, "python_runner.py"), "rb") as f:
+    with open(PY_RUNNER, "rb") as f:
         src = f.read()
 
     def cpu_of(args):
@@ -376,11 +391,11 @@ def fork_cost():
 
 which = os.environ.get("LANGS", "python,javascript,fork").split(",")
 if "python" in which:
-    with open(os.path.join(runners, "python_runner.py")) as f:
+    with open(PY_RUNNER) as f:
         bench("python", ["/usr/bin/python3", "-I", "-c", f.read()] + py_args, PY_CODE,
               ["/usr/bin/python3", "-c", PY_COLD])
 if "javascript" in which:
-    with open(os.path.join(runners, "node_runner.js")) as f:
+    with open(JS_RUNNER) as f:
         bench("javascript", [os.environ["NODE"], "-e", f.read(), "--"] + js_args, JS_CODE,
               [os.environ["NODE"], "-e", JS_COLD])
 
@@ -396,6 +411,6 @@ print("== sandbox after the runs: %d processes (%d zombies) besides the probe" %
       (len(procs), sum(1 for p in procs if p[1] == "Z")))
 EOF
 
-echo "gVisor runner benchmark: runsc $(runsc --version | head -1 | awk '{print $3}'), platform $PLATFORM," \
+echo "gVisor runner benchmark: runsc $("$RUNSC_BIN" --version | head -1 | awk '{print $3}'), platform ${PLATFORM:-default}," \
   "$(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
-CG=/sys/fs/cgroup/cpuacct/$ID RUNSC="${RUNSC[*]}" ID=$ID RUNNERS_DIR=$RUNNERS_DIR NODE=$NODE "$PY" "$DIR/driver.py"
+CG=/sys/fs/cgroup/cpuacct/$ID RUNSC="${RUNSC[*]}" ID=$ID PY_RUNNER=$PY_RUNNER JS_RUNNER=$JS_RUNNER NODE=$NODE "$PY" "$DIR/driver.py"

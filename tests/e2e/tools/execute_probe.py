@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """Sends malformed Execute requests straight to a shim's Execute socket, then a good one.
 
-  execute_probe.py SOCKET
+  execute_probe.py SOCKET            malformed requests, then a good one
+  execute_probe.py SOCKET health     the Health answer (status and message), without starting anything
 
 Each line: `<case>: <gRPC status code name> <detail>`. The shell test asserts on them. Exits 0 when the probe
 itself ran (whatever the codes were).
@@ -29,6 +30,13 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         pb = load_pb2(tmp)
         channel = grpc.insecure_channel("unix://" + sock)
+        if len(sys.argv) > 2 and sys.argv[2] == "health":
+            health = channel.unary_unary("/gvshim.execute.v1.Execute/Health",
+                                         request_serializer=pb.HealthRequest.SerializeToString,
+                                         response_deserializer=pb.HealthResponse.FromString)
+            h = health(pb.HealthRequest(), timeout=60)
+            print(f"{pb.HealthResponse.ServingStatus.Name(h.status)} {h.message}")
+            return 0
         execute = channel.unary_unary("/gvshim.execute.v1.Execute/Execute",
                                       request_serializer=pb.ExecuteRequest.SerializeToString,
                                       response_deserializer=pb.ExecuteResponse.FromString)

@@ -1,4 +1,4 @@
-#include "shim/execute/config.h"
+#include "shim/execute/common/config.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

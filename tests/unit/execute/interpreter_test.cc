@@ -1,4 +1,4 @@
-#include "shim/execute/interpreter.h"
+#include "shim/execute/common/interpreter.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

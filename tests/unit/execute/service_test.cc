@@ -1,7 +1,9 @@
 // The Execute service end to end inside one process: Manager → gRPC server on a real Unix socket → Runner →
-// the real runners (shim/execute/runners), started by a fake runsc that runs the process JSON's argv on the
-// host. As root, the runners' namespaces and setuid work on the host as they do in a sandbox.
-#include "shim/execute/service.h"
+// the real (bundled) runners, started by a fake runsc that runs the process JSON's argv on the host, with this
+// build's helpers (GVSHIM_TEST_HELPERS_DIR). As root, the runners' namespaces, mounts and setuid work on the host
+// as they do in a sandbox; the snippets' working directory is a directory under /run (not under /tmp, which
+// each snippet gets a fresh tmpfs of).
+#include "shim/execute/server/service.h"
 
 #include <dirent.h>
 #include <gmock/gmock.h>
@@ -22,7 +24,8 @@
 #include "gvshim/execute/v1/execute.grpc.pb.h"
 #include "nlohmann/json.hpp"
 #include "shim/config/config.h"
-#include "shim/execute/manager.h"
+#include "shim/execute/common/helpers.h"
+#include "shim/execute/server/manager.h"
 #include "tests/unit/fakes/fake_runsc.h"
 #include "tests/unit/fakes/test_util.h"
 
@@ -60,21 +63,27 @@ class ExecuteServiceTest : public ::testing::Test {
     dir_ = tmpl;
     fs::create_directories(dir_ + "/b");
     ::chmod(dir_.c_str(), 0711);  // the Node runner enters a job dir below it as the job's uid
-    fs::create_directories(dir_ + "/jobs");
+    char ws[] = "/run/gvx-ws-XXXXXX";
+    ASSERT_NE(::mkdtemp(ws), nullptr);
+    ws_ = ws;
   }
   void TearDown() override {
     manager_.reset();
     fake_.KillAll();
     if (!dir_.empty()) fs::remove_all(dir_);
+    if (!ws_.empty()) ::rmdir(ws_.c_str());
   }
 
-  // Starts a Manager whose config has `extra` lines in [execute]. The runners keep their job directories
-  // under the test's directory (a runner the test kills cannot remove its own).
+  // Starts a Manager whose config has `extra` lines in [execute]; `workspace` overrides the snippets' working
+  // directory mount point.
   void Start(const std::string& extra = "", bool opt_in = true,
-             const std::string& python = "/usr/bin/python3", const std::string& node = "/usr/bin/node") {
+             const std::string& python = "/usr/bin/python3", const std::string& node = "/usr/bin/node",
+             const std::string& workspace = "") {
     std::string toml = absl::StrCat("[execute]\nenabled = true\nsocket_dir = \"", dir_, "/s\"\npython = \"",
-                                    python, "\"\nnode = \"", node, "\"\nrunner_args = [\"--tmp-base\", \"",
-                                    dir_, "/jobs\"]\n", extra);
+                                    python, "\"\nnode = \"", node, "\"\nrunner_args = [\"--helpers\", \"",
+                                    GVSHIM_TEST_HELPERS_DIR, "\", \"--workspace\", \"",
+                                    workspace.empty() ? ws_ : workspace, "\", \"--weak-dir\", \"", dir_, "\"]\n",
+                                    extra);
     auto cfg = config::Parse(toml, "test.toml");
     ASSERT_TRUE(cfg.ok()) << cfg.status();
     auto ecfg = ParseExecuteTable(cfg->execute.get(), "test.toml");
@@ -97,6 +106,7 @@ class ExecuteServiceTest : public ::testing::Test {
     info.bundle = dir_ + "/b";
     info.rootfs = "/";  // the host's interpreters: the fake runsc runs the runner on the host
     info.sandbox_id = "sbx";
+    info.exec_container = ExecContainerId(id);
     if (opt_in) info.annotations["dev.gvshim.execute"] = "true";
     info.annotations["io.kubernetes.cri.sandbox-namespace"] = "default";
     info.annotations["io.kubernetes.cri.sandbox-name"] = "pod-a";
@@ -108,6 +118,8 @@ class ExecuteServiceTest : public ::testing::Test {
     co.bundle = dir_ + "/b";
     co.pid_file = absl::StrCat(dir_, "/b/", id, ".pid");
     ASSERT_TRUE(fake_.Create(id, co).ok());
+    co.pid_file = absl::StrCat(dir_, "/b/", id, "-exec.pid");
+    ASSERT_TRUE(fake_.Create(ExecContainerId(id), co).ok());
     manager_->OnContainerStarted(Info(id, opt_in), ecfg_);
   }
 
@@ -150,7 +162,7 @@ class ExecuteServiceTest : public ::testing::Test {
     return std::atoi(ReadFile(calls.back().pid_file).c_str());
   }
 
-  std::string dir_;
+  std::string dir_, ws_;
   testing::FakeRunsc fake_;
   ExecuteConfig ecfg_;
   std::unique_ptr<Manager> manager_;
@@ -173,7 +185,7 @@ TEST_F(ExecuteServiceTest, PythonMainReturnsJson) {
   // The runner ran as the process JSON said: root, cwd /, the runner source as the -c argument.
   auto calls = fake_.CallsOf("StartExec");
   ASSERT_EQ(calls.size(), 1u);
-  EXPECT_EQ(calls[0].id, "sbx");
+  EXPECT_EQ(calls[0].id, ExecContainerId("sbx"));  // the execute container, not the pod's container
   auto spec = nlohmann::json::parse(ReadFile(calls[0].process_json));
   EXPECT_EQ(spec["args"][0], "/usr/bin/python3");
   EXPECT_EQ(spec["args"][1], "-I");
@@ -290,18 +302,44 @@ TEST_F(ExecuteServiceTest, QueueFullIsResourceExhausted) {
   EXPECT_EQ(resp.stdout(), "2\n");
 }
 
+// max_concurrent = 1: a second request waits in the queue (Health counts it) and runs only after the first
+// finished, although it is much shorter.
 TEST_F(ExecuteServiceTest, QueuedRequestRunsWhenASlotFrees) {
   Start("max_concurrent = 1\nmax_queue = 4\n");
   pb::ExecuteResponse r1, r2;
   grpc::Status s1, s2;
-  std::thread a([&] { s1 = Call(Py("import time\ntime.sleep(0.5)\nprint('a')"), &r1); });
+  absl::Time a_done, b_done;
+  std::thread a([&] {
+    s1 = Call(Py("import time\ntime.sleep(1.5)\nprint('a')"), &r1);
+    a_done = absl::Now();
+  });
   ASSERT_TRUE(WaitFor([&] { return Health().active() == 1; }));
-  std::thread b([&] { s2 = Call(Py("print('b')"), &r2); });
+  std::thread b([&] {
+    s2 = Call(Py("print('b')"), &r2);
+    b_done = absl::Now();
+  });
+  EXPECT_TRUE(WaitFor([&] { return Health().queued() == 1; }));
   a.join();
   b.join();
   ASSERT_TRUE(s1.ok() && s2.ok()) << s1.error_message() << s2.error_message();
   EXPECT_EQ(r1.stdout(), "a\n");
   EXPECT_EQ(r2.stdout(), "b\n");
+  EXPECT_GE(b_done, a_done) << "the queued snippet ran while the only slot was taken";
+}
+
+TEST_F(ExecuteServiceTest, QueueTimeoutIsResourceExhausted) {
+  Start("max_concurrent = 1\nmax_queue = 4\nqueue_timeout_ms = 300\n");
+  pb::ExecuteResponse r1;
+  grpc::Status s1;
+  std::thread a([&] { s1 = Call(Py("import time\ntime.sleep(5)\nprint('a')"), &r1); });
+  ASSERT_TRUE(WaitFor([&] { return Health().active() == 1; }));
+  pb::ExecuteResponse r2;
+  grpc::Status s2 = Call(Py("print('b')"), &r2);
+  EXPECT_EQ(s2.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(s2.error_message(), HasSubstr("queue timeout of 300 ms"));
+  a.join();
+  EXPECT_TRUE(s1.ok()) << s1.error_message();
+  EXPECT_EQ(r1.stdout(), "a\n");
 }
 
 TEST_F(ExecuteServiceTest, KilledRunnerIsReplaced) {
@@ -380,7 +418,12 @@ TEST_F(ExecuteServiceTest, ListRuntimesAndHealth) {
   ASSERT_GE(lr.runtimes_size(), 1);
   EXPECT_EQ(lr.runtimes(0).language(), pb::LANGUAGE_PYTHON);
   EXPECT_EQ(lr.runtimes(0).container(), "sbx");
-  EXPECT_FALSE(lr.runtimes(0).ready());  // lazy: not started yet
+  // Lazy start, but ListRuntimes starts the runner to learn what it can isolate.
+  EXPECT_TRUE(lr.runtimes(0).ready()) << lr.runtimes(0).error();
+  EXPECT_EQ(lr.runtimes(0).isolation_mode(), "isolated");
+  EXPECT_EQ(lr.runtimes(0).isolation_missing_size(), 0);
+  EXPECT_THAT(lr.runtimes(0).isolation(), ::testing::IsSupersetOf({"pid_ns", "mount_ns", "proc", "tmpfs"}));
+  EXPECT_EQ(lr.runtimes(0).error(), "");
   EXPECT_EQ(lr.default_limits().wall_timeout_ms(), 10000u);
   EXPECT_EQ(Health().status(), pb::HealthResponse::SERVING);
 
@@ -391,6 +434,34 @@ TEST_F(ExecuteServiceTest, ListRuntimesAndHealth) {
   ASSERT_TRUE(stub_->ListRuntimes(&ctx2, pb::ListRuntimesRequest(), &lr).ok());
   EXPECT_FALSE(lr.runtimes(0).version().empty());
   EXPECT_THAT(Health().message(), HasSubstr("python@sbx: ready"));
+}
+
+// Where the sandbox cannot give a snippet its own mounts (here: the working directory's mount point does not
+// exist, so the probe's full set-up fails), Execute refuses and says what is missing, unless the node allows
+// weak isolation.
+TEST_F(ExecuteServiceTest, IncompleteIsolationIsRefusedByDefault) {
+  Start("", true, "/usr/bin/python3", "/usr/bin/node", "/nonexistent-gvshim-workspace");
+  pb::ExecuteResponse resp;
+  grpc::Status st = Call(Py("print('should not run')"), &resp);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << resp.DebugString();
+  EXPECT_THAT(st.error_message(), HasSubstr("missing: proc, tmpfs"));
+  EXPECT_THAT(st.error_message(), HasSubstr("allow_weak_isolation"));
+  grpc::ClientContext ctx;
+  pb::ListRuntimesResponse lr;
+  ASSERT_TRUE(stub_->ListRuntimes(&ctx, pb::ListRuntimesRequest(), &lr).ok());
+  ASSERT_GE(lr.runtimes_size(), 1);
+  EXPECT_EQ(lr.runtimes(0).isolation_mode(), "weak");
+  EXPECT_THAT(lr.runtimes(0).isolation_missing(), ::testing::IsSupersetOf({"proc", "tmpfs"}));
+}
+
+TEST_F(ExecuteServiceTest, WeakIsolationRunsWhenTheNodeAllowsIt) {
+  Start("allow_weak_isolation = true\n", true, "/usr/bin/python3", "/usr/bin/node",
+        "/nonexistent-gvshim-workspace");
+  pb::ExecuteResponse resp;
+  grpc::Status st = Call(Py("import os\nprint(os.getuid() >= 100000, os.getcwd().startswith('" + dir_ + "'))"), &resp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(resp.status(), pb::STATUS_SUCCESS) << resp.error() << resp.stderr();
+  EXPECT_EQ(resp.stdout(), "True True\n");
 }
 
 TEST_F(ExecuteServiceTest, SocketAndDiscoveryFileFollowTheSandbox) {
@@ -424,7 +495,7 @@ TEST_F(ExecuteServiceTest, SocketAndDiscoveryFileFollowTheSandbox) {
   pb::ExecuteResponse resp;
   ASSERT_TRUE(Call(req, &resp).ok());
   EXPECT_EQ(resp.stdout(), "in app\n");
-  EXPECT_EQ(fake_.CallsOf("StartExec").back().id, "app");
+  EXPECT_EQ(fake_.CallsOf("StartExec").back().id, ExecContainerId("app"));
 
   manager_->OnContainerDeleted("app");
   j = nlohmann::json::parse(ReadFile(json_path));

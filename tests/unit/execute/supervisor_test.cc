@@ -1,6 +1,6 @@
 // The shim's supervisor of Execute server processes, with a fake server: a shell script that records its argv
 // and every input line, and exits at end of input (or misbehaves when told to by marker files).
-#include "shim/execute/supervisor.h"
+#include "shim/execute/supervisor/supervisor.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -10,12 +10,16 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "nlohmann/json.hpp"
 #include "shim/config/config.h"
+#include "shim/execute/common/helpers.h"
+#include "tests/unit/fakes/fake_runsc.h"
 #include "tests/unit/fakes/test_util.h"
 
 namespace gvshim::execute {
@@ -45,17 +49,26 @@ class SupervisorTest : public ::testing::Test {
         << "if [ -e \"$d/ignore-eof\" ]; then trap '' TERM; while :; do sleep 0.05; done; fi\n"
         << "while IFS= read -r line; do\n"
         << "  echo \"$line\" >>\"$d/in.$$\"\n"
+        << "  case $line in *'\"op\":\"start\"'*)\n"
+        << "    id=$(echo \"$line\" | sed 's/.*\"exec_container\":\"\\([^\"/]*\\)\\/execute\".*/\\1/')\n"
+        << "    while [ -e \"$d/hold-warm\" ]; do sleep 0.02; done\n"
+        << "    [ -e \"$d/no-warm\" ] || echo \"{\\\"op\\\":\\\"warm\\\",\\\"id\\\":\\\"$id\\\"}\" ;;\n"
+        << "  esac\n"
         << "  if [ -e \"$d/crash\" ]; then rm -f \"$d/crash\"; exit 7; fi\n"
+        << "  if [ -e \"$d/crash-always\" ]; then exit 7; fi\n"
         << "done\n"
         << "echo EOF >>\"$d/in.$$\"\n";
     fs::permissions(server_, fs::perms::owner_all);
+    fs::create_directories(dir_ + "/helpers");
+    for (const char* h : {kLauncherName, kPyIsolateName}) std::ofstream(dir_ + "/helpers/" + h) << "";
   }
   void TearDown() override {
     sup_.reset();
     fs::remove_all(dir_);
   }
 
-  void Make(const std::string& extra = "", absl::Duration stop_timeout = absl::Seconds(5)) {
+  void Make(const std::string& extra = "", absl::Duration stop_timeout = absl::Seconds(5),
+            absl::Duration eager_wait = absl::Seconds(15)) {
     auto cfg = config::Parse(absl::StrCat("[execute]\nenabled = true\nsocket_dir = \"", dir_,
                                           "/s\"\nserver = \"", server_, "\"\n", extra),
                              "g.toml");
@@ -65,6 +78,11 @@ class SupervisorTest : public ::testing::Test {
     o.default_server = "/nonexistent/gvshim";
     o.stop_timeout = stop_timeout;
     o.restart_delay = absl::Milliseconds(20);
+    o.runsc_factory = [this](const runsc::GlobalOptions&) {
+      return std::make_unique<testing::FakeRunscView>(&runsc_);
+    };
+    o.default_helpers_dir = dir_ + "/helpers";
+    o.eager_wait = eager_wait;
     sup_ = std::make_unique<Supervisor>(o);
   }
 
@@ -75,6 +93,10 @@ class SupervisorTest : public ::testing::Test {
     info.sandbox_id = "sbx";
     info.bundle = dir_ + "/" + id;
     info.rootfs = dir_ + "/" + id + "/rootfs";
+    fs::create_directories(info.rootfs);
+    std::ofstream(info.bundle + "/config.json")
+        << R"({"ociVersion":"1.0.2","hostname":"pod-host","process":{"args":["sh"],"cwd":"/",)"
+        << R"("env":["PATH=/opt/bin:/bin"]},"root":{"path":"rootfs"}})";
     if (opt_in) info.annotations["dev.gvshim.execute"] = "true";
     info.runsc.root = "/run/runsc-test";
     info.config = config_;
@@ -104,6 +126,7 @@ class SupervisorTest : public ::testing::Test {
   }
 
   std::string dir_, server_;
+  testing::FakeRunsc runsc_;
   std::shared_ptr<const config::Config> config_;
   std::unique_ptr<Supervisor> sup_;
 };
@@ -206,6 +229,24 @@ TEST_F(SupervisorTest, ADeadServerIsStartedAgainWithThePod) {
   EXPECT_TRUE(Gone(first));
 }
 
+// A server that keeps dying right after its start is restarted kMaxRestarts times, then the pod goes without.
+TEST_F(SupervisorTest, ACrashLoopingServerIsGivenUpAfterFiveRestarts) {
+  Make();
+  std::ofstream(dir_ + "/crash-always") << "";
+  sup_->OnContainerStarted(Info("sbx", true));
+  auto servers = [&] {
+    int n = 0;
+    for (const auto& e : fs::directory_iterator(dir_)) n += e.path().filename().string().rfind("argv.", 0) == 0;
+    return n;
+  };
+  ASSERT_TRUE(WaitFor([&] { return servers() == Supervisor::kMaxRestarts + 1; }, absl::Seconds(20)));
+  // No further start: wait for the restart delay many times over, then count again.
+  ASSERT_TRUE(WaitFor([&] { return sup_->ServerPid("t", "sbx") == 0; }));
+  absl::SleepFor(absl::Milliseconds(500));  // 25 restart delays: a sixth restart would have happened
+  EXPECT_EQ(servers(), Supervisor::kMaxRestarts + 1);
+  EXPECT_EQ(sup_->ServerPid("t", "sbx"), 0);
+}
+
 TEST_F(SupervisorTest, AServerThatIgnoresEndOfInputIsKilled) {
   Make("", absl::Milliseconds(200));
   std::ofstream(dir_ + "/ignore-eof") << "";
@@ -233,6 +274,101 @@ TEST_F(SupervisorTest, ShutdownStopsEveryServer) {
   EXPECT_TRUE(Gone(b));
   sup_->OnContainerStarted(Info("late", true));  // after shutdown: ignored
   EXPECT_EQ(sup_->ServerPid("t", "sbx"), 0);
+}
+
+TEST_F(SupervisorTest, AnOptedInContainerGetsAnExecuteContainerThatGoesWithIt) {
+  Make();
+  sup_->OnContainerStarted(Info("app", true));
+  const std::string exec = ExecContainerId("app");
+  auto creates = runsc_.CallsOf("Create");
+  ASSERT_EQ(creates.size(), 1u);
+  EXPECT_EQ(creates[0].id, exec);
+  EXPECT_EQ(creates[0].bundle, dir_ + "/app/gvshim-execute");
+  ASSERT_EQ(runsc_.CallsOf("Start").size(), 1u);
+  auto spec = nlohmann::json::parse(ReadFile(dir_ + "/app/gvshim-execute/config.json"));
+  EXPECT_EQ(spec["root"]["path"], dir_ + "/app/rootfs");
+  EXPECT_EQ(spec["root"]["readonly"], true);
+  EXPECT_EQ(spec["hostname"], "pod-host");
+  EXPECT_EQ(spec["annotations"]["io.kubernetes.cri.sandbox-id"], runsc::ContainerId("/run/runsc-test", "sbx"));
+  EXPECT_EQ(spec["annotations"]["io.kubernetes.cri.container-type"], "container");
+  // The server learns where to run the container's runners.
+  const pid_t pid = sup_->ServerPid("t", "sbx");
+  ASSERT_GT(pid, 0);
+  ASSERT_TRUE(WaitFor([&] { return Ops(pid).size() >= 2; }));
+  auto start = nlohmann::json::parse(Input(pid)[1]);
+  EXPECT_EQ(start["container"]["exec_container"], exec);
+  EXPECT_EQ(start["container"]["exec_error"], "");
+  sup_->OnContainerDeleted("app");
+  auto deletes = runsc_.CallsOf("Delete");
+  ASSERT_EQ(deletes.size(), 1u);
+  EXPECT_EQ(deletes[0].id, exec);
+  EXPECT_FALSE(fs::exists(dir_ + "/app/gvshim-execute"));
+  EXPECT_TRUE(Gone(pid));
+}
+
+TEST_F(SupervisorTest, NoExecuteContainerForAPodSandboxOrAPodThatDidNotOptIn) {
+  Make();
+  auto pause = Info("sbx", true);
+  pause.annotations["io.kubernetes.cri.container-type"] = "sandbox";
+  sup_->OnContainerStarted(pause);
+  sup_->OnContainerStarted(Info("other", false));  // same pod, opted in through the sandbox: gets one
+  auto lone = Info("lone", false);
+  lone.sandbox_id = "lone";
+  sup_->OnContainerStarted(lone);  // a pod of its own that did not opt in
+  auto creates = runsc_.CallsOf("Create");
+  ASSERT_EQ(creates.size(), 1u);
+  EXPECT_EQ(creates[0].id, ExecContainerId("other"));
+}
+
+TEST_F(SupervisorTest, AFailedExecuteContainerIsReportedToTheServerAndLeavesNothing) {
+  Make();
+  runsc_.SetError("Start", absl::InternalError("runsc start: boom"));
+  sup_->OnContainerStarted(Info("app", true));
+  EXPECT_EQ(runsc_.CallsOf("Delete").size(), 1u);  // the half-made container is removed again
+  EXPECT_FALSE(fs::exists(dir_ + "/app/gvshim-execute"));
+  const pid_t pid = sup_->ServerPid("t", "sbx");
+  ASSERT_GT(pid, 0);
+  ASSERT_TRUE(WaitFor([&] { return Ops(pid).size() >= 2; }));
+  auto start = nlohmann::json::parse(Input(pid)[1]);
+  EXPECT_EQ(start["container"]["exec_container"], "");
+  EXPECT_THAT(start["container"]["exec_error"].get<std::string>(), HasSubstr("boom"));
+}
+
+TEST_F(SupervisorTest, MissingHelpersAreNamed) {
+  Make();
+  fs::remove(dir_ + "/helpers/" + kLauncherName);
+  sup_->OnContainerStarted(Info("app", true));
+  EXPECT_TRUE(runsc_.CallsOf("Create").empty());
+  const pid_t pid = sup_->ServerPid("t", "sbx");
+  ASSERT_GT(pid, 0);
+  ASSERT_TRUE(WaitFor([&] { return Ops(pid).size() >= 2; }));
+  auto start = nlohmann::json::parse(Input(pid)[1]);
+  EXPECT_THAT(start["container"]["exec_error"].get<std::string>(), HasSubstr(kLauncherName));
+}
+
+// Eager start: Start (OnContainerStarted) returns once the server says the container's runners are ready.
+TEST_F(SupervisorTest, AnEagerContainerIsReportedStartedOnceItsRunnersAreWarm) {
+  Make("start = \"eager\"\n");
+  std::ofstream(dir_ + "/hold-warm") << "";
+  absl::Notification returned;
+  std::thread t([&] {
+    sup_->OnContainerStarted(Info("app", true));
+    returned.Notify();
+  });
+  ASSERT_TRUE(WaitFor([&] { return sup_->ServerPid("t", "sbx") > 0 && Ops(sup_->ServerPid("t", "sbx")).size() >= 2; }));
+  EXPECT_FALSE(returned.WaitForNotificationWithTimeout(absl::Milliseconds(300)));  // still waiting for "warm"
+  fs::remove(dir_ + "/hold-warm");
+  EXPECT_TRUE(returned.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  t.join();
+}
+
+TEST_F(SupervisorTest, AnEagerContainerWhoseRunnersNeverWarmStillStartsAfterTheWait) {
+  Make("start = \"eager\"\n", absl::Seconds(5), absl::Milliseconds(300));
+  std::ofstream(dir_ + "/no-warm") << "";
+  const absl::Time t0 = absl::Now();
+  sup_->OnContainerStarted(Info("app", true));
+  EXPECT_GE(absl::Now() - t0, absl::Milliseconds(300));
+  EXPECT_LT(absl::Now() - t0, absl::Seconds(10));
 }
 
 TEST_F(SupervisorTest, AMissingServerProgramIsLoggedAndNothingBreaks) {

@@ -1,4 +1,4 @@
-#include "shim/execute/wire.h"
+#include "shim/execute/common/wire.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -98,10 +98,10 @@ TEST(ExecuteWireTest, MissingConfigFieldsKeepTheirDefaults) {
 }
 
 TEST(ExecuteWireTest, ErrorsNameTheField) {
-  nlohmann::json c = ToJson(ContainerInfo{"a", "n", "s", "/b", "/r", {}, {}});
+  nlohmann::json c = ToJson(ContainerInfo{"a", "n", "s", "/b", "/r", {}, {}, "", ""});
   c.erase("bundle");
   EXPECT_THAT(ContainerFromJson(c).status().message(), HasSubstr("container.bundle: missing"));
-  c = ToJson(ContainerInfo{"a", "n", "s", "/b", "/r", {}, {}});
+  c = ToJson(ContainerInfo{"a", "n", "s", "/b", "/r", {}, {}, "", ""});
   c["runsc"]["debug"] = "yes";
   EXPECT_THAT(ContainerFromJson(c).status().message(), HasSubstr("container.runsc.debug"));
   nlohmann::json cfg = ToJson(ExecuteConfig{});

@@ -176,6 +176,7 @@ class FakeRunsc : public runsc::Runsc {
       it->second.exited = true;
       it->second.exit_code = sys::ExitCodeFromWaitStatus(ws);
     });
+    if (opts.pid_file.empty()) return absl::OkStatus();
     std::ofstream out(opts.pid_file, std::ios::trunc);
     out << *pid;
     if (!out.good()) return absl::InternalError("fake runsc: write pid file " + opts.pid_file);

@@ -66,6 +66,7 @@ class FakeRunscTest : public ::testing::Test {
     opts_.root = dir_ + "/root";
     opts_.log_path = dir_ + "/runsc.log";
     opts_.map_ids = false;  // argv is checked literally; ContainerIdTest covers the mapping
+    opts_.platform = "ptrace";
     prefix_ = absl::StrCat(opts_.binary, " --root ", opts_.root, " --log ", opts_.log_path,
                            " --log-format json --platform ptrace --network none ");
     cli_ = NewRunscCli(opts_);
@@ -104,7 +105,7 @@ TEST(GlobalArgsTest, Defaults) {
   GlobalOptions o;
   o.root = "/run/gvshim/runsc/k8s.io";
   EXPECT_THAT(GlobalArgs(o),
-              ElementsAre("--root", "/run/gvshim/runsc/k8s.io", "--platform", "ptrace", "--network", "none"));
+              ElementsAre("--root", "/run/gvshim/runsc/k8s.io", "--network", "none"));  // runsc picks the platform
 }
 
 TEST(GlobalArgsTest, Everything) {

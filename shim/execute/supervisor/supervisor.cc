@@ -1,0 +1,405 @@
+#include "shim/execute/supervisor/supervisor.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <optional>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "shim/base/log.h"
+#include "shim/base/status.h"
+#include "shim/execute/common/helpers.h"
+#include "shim/execute/supervisor/exec_container.h"
+#include "shim/sys/fd.h"
+#include "shim/sys/reaper.h"
+#include "shim/sys/spawn.h"
+
+namespace gvshim::execute {
+
+struct Supervisor::Pod {
+  std::string key, ns, sandbox_id;
+  ExecuteConfig cfg;
+  std::vector<ContainerInfo> containers;  // in start order
+  bool opted_in = false;
+  bool stopping = false;
+  int restarts = 0;
+  // The current server, if any.
+  pid_t pid = 0;
+  sys::UniqueFd to_server;
+  std::shared_ptr<absl::Notification> exited;
+  absl::Time started_at;
+};
+
+namespace {
+
+void RemoveFiles(const ExecuteConfig& cfg, const std::string& ns, const std::string& sandbox_id) {
+  const std::string base = absl::StrCat(cfg.socket_dir, "/", SocketKey(ns, sandbox_id));
+  ::unlink((base + ".sock").c_str());
+  ::unlink((base + ".json").c_str());
+}
+
+}  // namespace
+
+Supervisor::Supervisor(Options opts) : opts_(std::move(opts)) {}
+
+Supervisor::~Supervisor() { Shutdown(); }
+
+std::string Supervisor::DefaultServerPath() {
+  char buf[PATH_MAX];
+  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n > 0) {
+    std::string self(buf, static_cast<size_t>(n));
+    std::string candidate = self.substr(0, self.rfind('/') + 1) + "gvshim";
+    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
+  }
+  return "gvshim";
+}
+
+absl::StatusOr<std::string> Supervisor::MakeExecContainer(const task::ContainerLifecycle& info,
+                                                          const ExecuteConfig& cfg) {
+  ASSIGN_OR_RETURN(std::string helpers,
+                   FindHelpersDir(cfg.helpers_dir.empty() ? opts_.default_helpers_dir : cfg.helpers_dir));
+  ExecContainerParams p;
+  p.rootfs = info.rootfs;
+  p.sandbox_runsc_id = runsc::ContainerId(info.runsc.root, info.sandbox_id);
+  p.helpers_dir = helpers;
+  p.tmpfs_bytes = cfg.tmpfs_bytes;
+  if (RunscNeedsMountPoints(info.runsc.binary)) {
+    // This runsc cannot make mount points on a read-only root: they are made in the host's copy (empty
+    // directories in the container's writable layer).
+    if (absl::Status st = MakeMountPoints(info.rootfs); !st.ok()) log::Warnf("execute: %s", st.message());
+  }
+  auto runsc = opts_.runsc_factory ? opts_.runsc_factory(info.runsc) : runsc::NewRunscCli(info.runsc);
+  RETURN_IF_ERROR(CreateExecContainer(*runsc, info.id, info.bundle, p));
+  return ExecContainerId(info.id);
+}
+
+void Supervisor::OnContainerStarted(const task::ContainerLifecycle& info) {
+  if (info.config == nullptr || info.config->execute == nullptr) return;  // [execute] absent: off
+  auto cfg = ParseExecuteTable(info.config->execute.get(),
+                               info.config->source.empty() ? std::string("<config>") : info.config->source);
+  if (!cfg.ok()) {
+    log::Warnf("execute: %s; no Execute service for %s", cfg.status().message(), info.id);
+    return;
+  }
+  if (!cfg->enabled) return;
+  // Only the annotations the server reads travel (CRI passes pod annotations of any size).
+  std::map<std::string, std::string> annotations;
+  for (const char* k : {kOptInAnnotation, kPodNamespaceAnnotation, kPodNameAnnotation}) {
+    auto it = info.annotations.find(k);
+    if (it != info.annotations.end()) annotations.emplace(k, it->second);
+  }
+  ContainerInfo c{info.id, info.ns, info.sandbox_id, info.bundle, info.rootfs, annotations, info.runsc, "", ""};
+  const std::string key = absl::StrCat(info.ns, "/", info.sandbox_id);
+  // A CRI pod's sandbox container (the pause container) runs no snippets.
+  auto type = info.annotations.find("io.kubernetes.cri.container-type");
+  const bool pod_sandbox = type != info.annotations.end() && type->second == "sandbox";
+  bool opted_in;
+  {
+    absl::MutexLock lock(&mu_);
+    if (shut_down_) return;
+    auto it = pods_.find(key);
+    opted_in = OptsIn(info.annotations) || !cfg->require_annotation || (it != pods_.end() && it->second->opted_in);
+  }
+  if (opted_in && !pod_sandbox) {
+    auto made = MakeExecContainer(info, *cfg);
+    if (made.ok()) {
+      c.exec_container = *made;
+    } else {
+      c.exec_error = std::string(made.status().message());
+      log::Warnf("execute: no execute container for %s: %s", info.id, c.exec_error);
+    }
+  }
+  bool wait_warm = false;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!c.exec_container.empty()) exec_containers_[info.id] = {info.bundle, info.runsc};
+    if (shut_down_) return;
+    auto& slot = pods_[key];
+    if (slot == nullptr) {
+      slot = std::make_shared<Pod>();
+      slot->key = key;
+      slot->ns = info.ns;
+      slot->sandbox_id = info.sandbox_id;
+      slot->cfg = *cfg;
+    }
+    Pod& pod = *slot;
+    container_pod_[info.id] = key;
+    auto same = [&](const ContainerInfo& e) { return e.id == c.id; };
+    std::erase_if(pod.containers, same);
+    pod.containers.push_back(c);
+    if (opted_in) pod.opted_in = true;
+    if (!pod.opted_in || pod.stopping) return;
+    absl::Status st =
+        pod.pid == 0 ? SpawnLocked(pod) : SendLocked(pod, {{"op", "start"}, {"container", ToJson(c)}});
+    if (!st.ok()) {
+      log::Warnf("execute: sandbox %s: %s", pod.sandbox_id, st.message());
+      return;
+    }
+    wait_warm = pod.cfg.start == StartMode::kEager && !c.exec_container.empty();
+  }
+  if (!wait_warm) return;
+  // Eager start: the container is reported started once its runners are ready, so that the first request finds
+  // them warm (bounded; a runner that cannot start is reported by Execute itself).
+  absl::MutexLock lock(&warm_->mu);
+  auto is_warm = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(warm_->mu) { return warm_->warm.contains(info.id); };
+  if (!warm_->mu.AwaitWithTimeout(absl::Condition(&is_warm), opts_.eager_wait)) {
+    log::Warnf("execute: the runners of %s were not ready within %s; starting it anyway", info.id,
+               absl::FormatDuration(opts_.eager_wait));
+  }
+  warm_->warm.erase(info.id);
+}
+
+void Supervisor::OnContainerDeleted(const std::string& id) {
+  std::shared_ptr<Pod> last;
+  std::optional<ExecContainer> exec;
+  {
+    absl::MutexLock lock(&warm_->mu);
+    warm_->warm.erase(id);
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    if (auto e = exec_containers_.find(id); e != exec_containers_.end()) {
+      exec = std::move(e->second);
+      exec_containers_.erase(e);
+    }
+    auto it = container_pod_.find(id);
+    if (it != container_pod_.end()) {
+      const std::string key = it->second;
+      container_pod_.erase(it);
+      auto p = pods_.find(key);
+      if (p != pods_.end()) {
+        Pod& pod = *p->second;
+        std::erase_if(pod.containers, [&](const ContainerInfo& c) { return c.id == id; });
+        if (pod.containers.empty() || id == pod.sandbox_id) {
+          last = p->second;
+          pods_.erase(p);
+          std::erase_if(container_pod_, [&](const auto& kv) { return kv.second == key; });
+        } else if (pod.pid != 0) {
+          if (absl::Status st = SendLocked(pod, {{"op", "delete"}, {"id", id}}); !st.ok()) {
+            log::Warnf("execute: sandbox %s: %s", pod.sandbox_id, st.message());
+          }
+        }
+      }
+    }
+  }
+  // The server first (it stops the runners in the execute container), then the execute container.
+  if (last != nullptr) StopPod(std::move(last));
+  if (exec.has_value()) {
+    auto runsc = opts_.runsc_factory ? opts_.runsc_factory(exec->runsc) : runsc::NewRunscCli(exec->runsc);
+    if (absl::Status st = DeleteExecContainer(*runsc, id, exec->bundle); !st.ok()) {
+      log::Warnf("execute: %s", st.message());
+    }
+  }
+}
+
+void Supervisor::Shutdown() {
+  std::map<std::string, std::shared_ptr<Pod>> all;
+  {
+    absl::MutexLock lock(&mu_);
+    shut_down_ = true;
+    all.swap(pods_);
+    container_pod_.clear();
+  }
+  for (auto& [k, pod] : all) StopPod(pod);
+  std::map<std::string, ExecContainer> execs;
+  {
+    absl::MutexLock lock(&mu_);
+    execs.swap(exec_containers_);
+  }
+  for (auto& [id, e] : execs) {
+    auto runsc = opts_.runsc_factory ? opts_.runsc_factory(e.runsc) : runsc::NewRunscCli(e.runsc);
+    if (absl::Status st = DeleteExecContainer(*runsc, id, e.bundle); !st.ok()) log::Warnf("execute: %s", st.message());
+  }
+  {
+    absl::MutexLock lock(&exitq_->mu);
+    exitq_->stop = true;
+  }
+  if (restarter_.joinable()) restarter_.join();
+  std::vector<std::thread> readers;
+  {
+    absl::MutexLock lock(&mu_);
+    readers.swap(readers_);
+  }
+  for (auto& t : readers) {
+    if (t.joinable()) t.join();  // every server has exited: its stdout is closed
+  }
+}
+
+pid_t Supervisor::ServerPid(const std::string& ns, const std::string& sandbox_id) {
+  absl::MutexLock lock(&mu_);
+  auto it = pods_.find(absl::StrCat(ns, "/", sandbox_id));
+  return it == pods_.end() ? 0 : it->second->pid;
+}
+
+absl::Status Supervisor::SpawnLocked(Pod& pod) {
+  if (!restarter_.joinable()) restarter_ = std::thread([this] { RestartLoop(); });
+  auto pipe = sys::MakePipe(O_CLOEXEC);
+  if (!pipe.ok()) return pipe.status();
+  auto out = sys::MakePipe(O_CLOEXEC);
+  if (!out.ok()) return out.status();
+  sys::SpawnOptions so;
+  so.argv = {pod.cfg.server.empty() ? opts_.default_server : pod.cfg.server, "execute-server"};
+  so.stdin_fd = pipe->read.get();
+  so.stdout_fd = out->write.get();
+  so.stderr_fd = opts_.log_fd;
+  // The server outlives the request thread that starts it: its lifetime is tied to its stdin instead.
+  so.pdeathsig = 0;
+  auto pid = sys::Spawn(so);
+  if (!pid.ok())
+    return absl::Status(pid.status().code(), absl::StrCat("start Execute server: ", pid.status().message()));
+  pipe->read.reset();
+  out->write.reset();
+  // The server's answers ("warm" lines); the thread ends when the server exits.
+  readers_.emplace_back([w = warm_, fd = std::make_shared<sys::UniqueFd>(std::move(out->read))] {
+    std::string buf;
+    char chunk[4096];
+    for (;;) {
+      const ssize_t n = ::read(fd->get(), chunk, sizeof chunk);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return;
+      buf.append(chunk, static_cast<size_t>(n));
+      size_t nl;
+      while ((nl = buf.find('\n')) != std::string::npos) {
+        auto j = nlohmann::json::parse(buf.substr(0, nl), nullptr, /*allow_exceptions=*/false);
+        buf.erase(0, nl + 1);
+        if (j.is_object() && j.value("op", "") == "warm" && j.contains("id") && j["id"].is_string()) {
+          absl::MutexLock lock(&w->mu);
+          w->warm.insert(j["id"].get<std::string>());
+        }
+      }
+    }
+  });
+  ::fcntl(pipe->write.get(), F_SETPIPE_SZ, 1 << 20);  // room for a whole pod's replay; best effort
+  ::fcntl(pipe->write.get(), F_SETFL, ::fcntl(pipe->write.get(), F_GETFL) | O_NONBLOCK);
+  pod.pid = *pid;
+  pod.to_server = std::move(pipe->write);
+  pod.exited = std::make_shared<absl::Notification>();
+  pod.started_at = absl::Now();
+  log::Infof("execute: started server pid %d for sandbox %s/%s", *pid, pod.ns, pod.sandbox_id);
+  // The callback may run right here (if the server is already gone): it takes only the exit queue's lock.
+  sys::Reaper::Get().Watch(*pid, [q = exitq_, key = pod.key, pid = *pid, exited = pod.exited](int ws) {
+    {
+      absl::MutexLock lock(&q->mu);
+      q->exits.push_back({key, pid, ws});
+    }
+    exited->Notify();  // last: StopPod may return (and the supervisor go away) once this is seen
+  });
+  SandboxHello hello{pod.ns, pod.sandbox_id, ::getpid(), opts_.log_level, pod.cfg};
+  RETURN_IF_ERROR(SendLocked(pod, ToJson(hello)));
+  for (const ContainerInfo& c : pod.containers) {
+    RETURN_IF_ERROR(SendLocked(pod, {{"op", "start"}, {"container", ToJson(c)}}));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Supervisor::SendLocked(Pod& pod, const nlohmann::json& msg) {
+  if (!pod.to_server) return absl::FailedPreconditionError("no Execute server");
+  const std::string line = msg.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+  // The pipe is non-blocking so that a server that stopped reading cannot hold a container operation for
+  // long: a full pipe is waited on for at most kSendTimeout.
+  const absl::Time deadline = absl::Now() + kSendTimeout;
+  size_t off = 0;
+  absl::Status st;
+  while (off < line.size()) {
+    ssize_t n = ::write(pod.to_server.get(), line.data() + off, line.size() - off);
+    if (n > 0) {
+      off += static_cast<size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) {
+      const int64_t left = absl::ToInt64Milliseconds(deadline - absl::Now());
+      struct pollfd p = {pod.to_server.get(), POLLOUT, 0};
+      if (left > 0 && ::poll(&p, 1, static_cast<int>(left)) >= 0) continue;
+      st = absl::DeadlineExceededError("the server does not read its input");
+      break;
+    }
+    st = ErrnoStatus(errno, "write");
+    break;
+  }
+  if (st.ok()) return st;
+  // A server that does not take its input is of no use (and a partial line would corrupt the stream): it is
+  // killed, and the restart gives the new one the whole pod again. (Not if it is already gone: its pid may
+  // have been reaped and reused.)
+  if (pod.exited != nullptr && !pod.exited->HasBeenNotified())
+    (void)sys::Reaper::Get().Signal(pod.pid, SIGKILL);
+  pod.to_server.reset();
+  return absl::Status(st.code(), absl::StrCat("tell the Execute server: ", st.message()));
+}
+
+void Supervisor::StopPod(std::shared_ptr<Pod> pod) {
+  pid_t pid;
+  std::shared_ptr<absl::Notification> exited;
+  {
+    absl::MutexLock lock(&mu_);
+    pod->stopping = true;
+    pod->to_server.reset();  // end of input: the server stops its runners and removes its files
+    pid = pod->pid;
+    exited = pod->exited;
+  }
+  // Bounded: a Delete of the pod's last container waits here at most stop_timeout + 5 s.
+  if (pid != 0 && !exited->WaitForNotificationWithTimeout(opts_.stop_timeout)) {
+    log::Warnf("execute: server pid %d of sandbox %s did not stop in time; killing it", pid, pod->sandbox_id);
+    (void)sys::Reaper::Get().Signal(pid, SIGKILL);
+    exited->WaitForNotificationWithTimeout(absl::Seconds(5));
+  }
+  if (pid != 0) RemoveFiles(pod->cfg, pod->ns, pod->sandbox_id);
+}
+
+void Supervisor::RestartLoop() {
+  for (;;) {
+    std::vector<Exit> batch;
+    {
+      ExitQueue& q = *exitq_;
+      absl::MutexLock lock(&q.mu);
+      q.mu.Await(absl::Condition(
+          +[](ExitQueue* q) ABSL_EXCLUSIVE_LOCKS_REQUIRED(q->mu) { return q->stop || !q->exits.empty(); },
+          &q));
+      if (q.exits.empty()) return;  // stopping, nothing left to handle
+      batch.swap(q.exits);
+    }
+    for (const Exit& e : batch) {
+      std::shared_ptr<Pod> pod;
+      {
+        absl::MutexLock lock(&mu_);
+        auto it = pods_.find(e.key);
+        if (it == pods_.end() || it->second->pid != e.pid) continue;
+        pod = it->second;
+        pod->pid = 0;
+        pod->to_server.reset();
+        if (pod->stopping || shut_down_) continue;
+        log::Warnf("execute: server pid %d of sandbox %s exited unexpectedly (exit code %d)", e.pid,
+                   pod->sandbox_id, sys::ExitCodeFromWaitStatus(e.wait_status));
+        RemoveFiles(pod->cfg, pod->ns, pod->sandbox_id);
+        // A server that ran for a while before it died starts a fresh count: only a crash loop gives up.
+        if (absl::Now() - pod->started_at > absl::Minutes(1)) pod->restarts = 0;
+        if (pod->restarts >= kMaxRestarts) {
+          log::Errorf("execute: sandbox %s: the Execute server died %d times; not starting it again",
+                      pod->sandbox_id, pod->restarts + 1);
+          continue;
+        }
+        ++pod->restarts;
+      }
+      {
+        absl::MutexLock lock(&exitq_->mu);
+        exitq_->mu.AwaitWithTimeout(absl::Condition(&exitq_->stop), opts_.restart_delay);
+        if (exitq_->stop) return;
+      }
+      absl::MutexLock lock(&mu_);
+      if (pod->stopping || shut_down_ || pod->pid != 0) continue;
+      if (absl::Status st = SpawnLocked(*pod); !st.ok()) {
+        log::Warnf("execute: sandbox %s: restart: %s", pod->sandbox_id, st.message());
+      }
+    }
+  }
+}
+
+}  // namespace gvshim::execute

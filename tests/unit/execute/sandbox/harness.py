@@ -1,0 +1,151 @@
+"""The test harness of test_runners.py: a runner subprocess driven over its frame protocol, and probes for the
+host processes a job leaves behind."""
+
+import base64
+import json
+import os
+import queue
+import struct
+import subprocess
+import threading
+import time
+
+RESULT_TIMEOUT = 60  # seconds a test waits for one frame before failing (never hit when things work)
+
+
+class RunnerProcess:
+    """A runner subprocess and a reader thread that sorts its frames by job id."""
+
+    def __init__(self, argv):
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.lock = threading.Lock()
+        self.queues = {}
+        self.errors = queue.Queue()
+        self.stderr_lines = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        threading.Thread(target=self._drain_stderr, daemon=True).start()
+        self.ready = self._queue("__ready__").get(timeout=RESULT_TIMEOUT)
+        self.counter = 0
+
+    def _queue(self, key):
+        with self.lock:
+            return self.queues.setdefault(key, queue.Queue())
+
+    def _read(self):
+        out = self.proc.stdout
+        while True:
+            head = out.read(4)
+            if len(head) < 4:
+                return
+            (n,) = struct.unpack(">I", head)
+            frame = json.loads(out.read(n))
+            t = frame.get("type")
+            if t == "ready":
+                self._queue("__ready__").put(frame)
+            elif t in ("result", "output", "pong"):
+                self._queue(frame.get("id")).put(frame)
+            else:
+                self.errors.put(frame)
+
+    def _drain_stderr(self):
+        for line in self.proc.stderr:
+            self.stderr_lines.append(line.decode("utf-8", "replace"))
+
+    def send(self, obj):
+        data = json.dumps(obj).encode()
+        self.send_raw(struct.pack(">I", len(data)) + data)
+
+    def send_raw(self, data):
+        self.proc.stdin.write(data)
+        self.proc.stdin.flush()
+
+    def submit(self, code, args=None, limits=None, stdin=b"", env=None, allow_network=False, stream=False):
+        self.counter += 1
+        jid = "job-%d" % self.counter
+        self._queue(jid)
+        msg = {"type": "exec", "id": jid, "code": code, "limits": limits or {}, "allow_network": allow_network,
+               "stream": stream, "env": env or {}, "stdin": base64.b64encode(stdin).decode()}
+        if args is not None:
+            msg["args_json"] = json.dumps(args)
+        self.send(msg)
+        return jid
+
+    def next_frame(self, jid, timeout=RESULT_TIMEOUT):
+        return self._queue(jid).get(timeout=timeout)
+
+    def wait(self, jid, timeout=RESULT_TIMEOUT):
+        while True:
+            frame = self.next_frame(jid, timeout)
+            if frame["type"] == "result":
+                frame["stdout"] = base64.b64decode(frame["stdout"])
+                frame["stderr"] = base64.b64decode(frame["stderr"])
+                for a in frame.get("artifacts", []):
+                    a["content"] = base64.b64decode(a["content"])
+                return frame
+
+    def run(self, code, **kw):
+        return self.wait(self.submit(code, **kw))
+
+    def ping(self):
+        self.counter += 1
+        pid = "ping-%d" % self.counter
+        self.send({"type": "ping", "id": pid})
+        return self.next_frame(pid)
+
+    def close(self):
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            return self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise
+        finally:
+            self.reader.join(timeout=30)
+            self.proc.stdout.close()
+            self.proc.stderr.close()
+
+
+def processes_with_marker(marker):
+    """Pids of live (non-zombie) processes whose command line contains marker."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % entry, "rb") as f:
+                cmd = f.read()
+            with open("/proc/%s/stat" % entry, "rb") as f:
+                state = f.read().rsplit(b")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if marker.encode() in cmd and state != b"Z":
+            found.append(int(entry))
+    return found
+
+
+def wait_gone(marker, limit=15.0):
+    """processes_with_marker, polled (bounded) until empty: a SIGKILLed process leaves /proc asynchronously."""
+    deadline = time.monotonic() + limit
+    found = processes_with_marker(marker)
+    while found and time.monotonic() < deadline:
+        time.sleep(0.01)
+        found = processes_with_marker(marker)
+    return found
+
+
+def daemon_snippet(marker, body):
+    """Python snippet text defining _start_daemon() (a `sleep 60` tagged with marker, in a session of its own, so
+    neither the job's process group nor its parent's end reach it), followed by body."""
+    return ("import os, sys\n"
+            "def _start_daemon():\n"
+            "    if os.fork() == 0:\n"
+            "        os.setsid()\n"
+            "        if os.fork() == 0:\n"
+            "            os.execv(sys.executable, [sys.executable, '-c', 'import time; time.sleep(60)', %r])\n"
+            "        os._exit(0)\n"
+            "    os.wait()\n" % marker) + body
