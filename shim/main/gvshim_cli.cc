@@ -4,6 +4,7 @@
 //   gvshim exec ...                run a snippet through a pod's Execute service
 //   gvshim runsc-id [--root R | --namespace NS [--config F]] ID...   runsc's id of a container (runsc::ContainerId)
 //   gvshim gateway ...             RAGFlow's executor-manager HTTP API on top of the node's Execute services
+//   gvshim node install|uninstall|status|run|retire|canary   the Kubernetes node installer (shim/node)
 //   gvshim execute-server          (started by the shim) the Execute server of one pod; see
 //   shim/execute/common/wire.h
 #include <cstdio>
@@ -18,6 +19,7 @@
 #include "shim/execute/server/server_main.h"
 #include "shim/gateway/gateway_main.h"
 #include "shim/main/exec_client.h"
+#include "shim/node/node_main.h"
 #include "shim/runsc/runsc.h"
 #include "shim/seccomp/profile.h"
 
@@ -35,6 +37,7 @@ int Usage() {
       "                                  run a snippet in a pod's sandbox (gvshim exec --help)\n"
       "  gvshim runsc-id (--root RUNSC_ROOT | --namespace NS [--config FILE]) ID...\n"
       "                                  the id runsc knows a container by (runsc list/state/ps/events)\n"
+      "  gvshim node install|uninstall|status|run|retire|canary ...   the Kubernetes node installer\n"
       "  gvshim gateway [--listen HOST:PORT] [--dir DISCOVERY_DIR] [--token-file FILE] [options]\n"
       "                                  RAGFlow's sandbox executor-manager API on this node's pool pods\n");
   return 2;
@@ -107,6 +110,7 @@ int main(int argc, char** argv) {
     return ProfileCheck({args.begin() + 2, args.end()});
   }
   if (args[0] == "runsc-id") return RunscId({args.begin() + 1, args.end()});
+  if (args[0] == "node") return gvshim::node::NodeMain({args.begin() + 1, args.end()});
   if (args[0] == "exec") return gvshim::cli::ExecMain({args.begin() + 1, args.end()});
   if (args[0] == "gateway") return gvshim::gateway::GatewayMain({args.begin() + 1, args.end()});
   if (args[0] == "execute-server" && args.size() == 1) return gvshim::execute::ExecuteServerMain(0);
