@@ -14,6 +14,11 @@
 # Env: GVSHIM_RUNSC           runsc to use: unset/"new" = runsc on PATH (0.0~20240729), "old" = the bookworm
 #                             0.0~20221219 that install-deps unpacks under /opt/gvshim/runsc-20221219, or a path
 #      GVSHIM_RUNSC_PLATFORM  runsc --platform for both runtimes (default: runsc's own default)
+#      GVSHIM_RUNSC_NETWORK   gvshim's [runsc] network (default "none")
+#      GVS_SANDBOX_IMAGE      the CRI's pause image (default localhost/gvshim-test:pause, tests/cri builds it)
+#      GVS_CNI_CONFLIST       CNI network config for CRI pods (default: tests/cri/cni/gvshim-loopback only)
+#      GVS_HARDENING_EXTRA    TOML lines added to the [hardening] table of the private gvshim.toml
+#      GVS_SHIM_EXTRA         TOML lines added to its [shim] table
 #   GVS_RUNC_ROOT    --runc-root for the baseline
 # Stop it with scripts/containerd-down.sh DIR.
 set -euo pipefail
@@ -62,6 +67,8 @@ if [[ ! -x $RUNSC ]]; then
   exit 1
 fi
 PLATFORM=${GVSHIM_RUNSC_PLATFORM:-}
+NETWORK=${GVSHIM_RUNSC_NETWORK:-none}
+SANDBOX_IMAGE=${GVS_SANDBOX_IMAGE:-localhost/gvshim-test:pause}
 PLATFORM_FLAG=
 if [[ -n $PLATFORM ]]; then PLATFORM_FLAG="--platform=$PLATFORM "; fi
 CONTAINERD=$(command -v containerd || echo /usr/bin/containerd)
@@ -79,11 +86,12 @@ cat >"$DIR/gvshim.toml" <<TOML
 binary = "$RUNSC"
 root = "$DIR/runsc"
 platform = "$PLATFORM"
-network = "none"
+network = "$NETWORK"
 debug = false
 
 [shim]
 log_level = "debug"
+${GVS_SHIM_EXTRA:-}
 
 # The Execute service, for pods (containers) annotated dev.gvshim.execute=true; sockets stay in this dir.
 [execute]
@@ -93,10 +101,24 @@ socket_dir = "$DIR/execute"
 # The shim's default profiles_dir (/usr/share/gvshim/seccomp-profiles) is not installed in tests: use the repo's.
 [hardening]
 profiles_dir = "$ROOT/seccomp-profiles"
+${GVS_HARDENING_EXTRA:-}
 TOML
 
-# Keep the CNI bin dir private but usable: the loopback plugin from containernetworking-plugins.
-if [[ -x /usr/lib/cni/loopback ]]; then ln -sf /usr/lib/cni/loopback "$DIR/cni/bin/loopback"; fi
+
+# Keep the CNI bin dir private but usable: Debian's plugins (containernetworking-plugins) and ours.
+# containerd 1.6's CRI refuses a result without an address on the pod's interface, so the default network is
+# our gvshim-loopback: it brings `lo` up (via the loopback plugin) and reports 127.0.0.1 for the pod.
+for p in loopback bridge host-local portmap; do
+  if [[ -x /usr/lib/cni/$p ]]; then ln -sf "/usr/lib/cni/$p" "$DIR/cni/bin/$p"; fi
+done
+ln -sf "$ROOT/tests/cri/cni/gvshim-loopback" "$DIR/cni/bin/gvshim-loopback"
+if [[ -n ${GVS_CNI_CONFLIST:-} ]]; then
+  cp "$GVS_CNI_CONFLIST" "$DIR/cni/conf/10-gvshim.conflist"
+else
+  cat >"$DIR/cni/conf/10-gvshim.conflist" <<CNI
+{"cniVersion": "1.0.0", "name": "gvshim-lo", "plugins": [{"type": "gvshim-loopback"}]}
+CNI
+fi
 
 cat >"$DIR/config.toml" <<TOML
 version = 2
@@ -126,13 +148,22 @@ oom_score = 0
   stream_server_port = "0"
   enable_selinux = false
   netns_mounts_under_state_dir = true
+  sandbox_image = "$SANDBOX_IMAGE"
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "gvisor"
+    # The gvisor handler exactly as README.md tells users to register it.
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.gvisor]
       runtime_type = "io.containerd.gvisor.v1"
+      pod_annotations = ["dev.gvshim.*"]
+      container_annotations = ["dev.gvshim.*"]
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.gvisor.options]
         ConfigPath = "$DIR/gvshim.toml"
+    # Baselines: containerd's runc shim driving runsc, and plain runc.
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        Root = "$DIR/runc-root-plain"
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runsc-runc]
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runsc-runc.options]
@@ -158,6 +189,8 @@ GVS_EXECUTE_DIR=$DIR/execute
 GVS_RUNC_WRAPPER=$DIR/runsc-runc
 GVS_RUNSC=$RUNSC
 GVS_RUNC_ROOT=$DIR/runc-root
+GVS_SANDBOX_IMAGE=$SANDBOX_IMAGE
+GVS_CNI_CONF_DIR=$DIR/cni/conf
 GVS_BIN_DIR=$BIN_DIR
 ENV
 

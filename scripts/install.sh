@@ -3,6 +3,7 @@
 #   /usr/local/bin/containerd-shim-gvisor-v1, /usr/local/bin/gvshim
 #   /usr/local/lib/gvshim/{gvshim-launch,_gvshim_isolate.abi3.so}  (mounted into execute containers; the shim finds
 #                                                                   them at <its bin dir>/../lib/gvshim)
+#   /usr/local/lib/gvshim/gvshim-wrap  (mounted into every container: terminals, seccomp on execs; same lookup)
 #   /usr/share/gvshim/seccomp-profiles/*.json
 #   /etc/containerd/gvshim.toml (only if absent)
 # It does not edit containerd's config or restart containerd: merge runtimeclass/containerd-gvisor.toml yourself.
@@ -23,7 +24,8 @@ while [[ $# -gt 0 ]]; do
 done
 
 BIN=$ROOT/build/shim/main
-for f in containerd-shim-gvisor-v1 gvshim gvshim-helpers/gvshim-launch gvshim-helpers/_gvshim_isolate.abi3.so; do
+for f in containerd-shim-gvisor-v1 gvshim gvshim-helpers/gvshim-launch gvshim-helpers/_gvshim_isolate.abi3.so \
+  gvshim-helpers/gvshim-wrap; do
   [[ -e $BIN/$f ]] || { echo "install.sh: $BIN/$f not built; run scripts/build.sh --main" >&2; exit 1; }
 done
 
@@ -33,6 +35,7 @@ run install -D -m 0755 "$BIN/containerd-shim-gvisor-v1" "$PREFIX/bin/containerd-
 run install -D -m 0755 "$BIN/gvshim" "$PREFIX/bin/gvshim"
 run install -D -m 0755 "$BIN/gvshim-helpers/gvshim-launch" "$PREFIX/lib/gvshim/gvshim-launch"
 run install -D -m 0644 "$BIN/gvshim-helpers/_gvshim_isolate.abi3.so" "$PREFIX/lib/gvshim/_gvshim_isolate.abi3.so"
+run install -D -m 0755 "$BIN/gvshim-helpers/gvshim-wrap" "$PREFIX/lib/gvshim/gvshim-wrap"
 run install -d -m 0755 /usr/share/gvshim/seccomp-profiles
 for p in "$ROOT"/seccomp-profiles/*.json; do
   run install -m 0644 "$p" /usr/share/gvshim/seccomp-profiles/

@@ -93,6 +93,19 @@ absl::Status ParseShim(const std::string& source, const toml::table& t, ShimConf
         return absl::InvalidArgumentError(
             absl::StrCat(Where(source, node, key), ": must be debug, info, warn or error"));
       }
+    } else if (k == "wrap") {
+      if (absl::Status st = GetString(source, node, key, &sc->wrap); !st.ok()) return st;
+      if (!sc->wrap.empty() && sc->wrap != "off" && sc->wrap[0] != '/') {
+        return absl::InvalidArgumentError(
+            absl::StrCat(Where(source, node, key), ": must be \"\", \"off\" or an absolute path"));
+      }
+    } else if (k == "memory_check_ms") {
+      auto v = node.value<int64_t>();
+      if (!node.is_integer() || !v || *v < 0 || *v > 3600000) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(Where(source, node, key), ": expected milliseconds from 0 (off) to 3600000"));
+      }
+      sc->memory_check_ms = static_cast<int>(*v);
     } else {
       return Unknown(source, node, key);
     }

@@ -260,6 +260,95 @@ absl::StatusOr<std::map<std::string, std::string>> SpecAnnotations(const nlohman
   return out;
 }
 
+bool IsPrivileged(const nlohmann::json& spec) {
+  auto process = spec.find("process");
+  if (process == spec.end() || !process->is_object()) return false;
+  auto caps = process->find("capabilities");
+  if (caps == process->end() || !caps->is_object()) return false;
+  auto bounding = caps->find("bounding");
+  if (bounding == caps->end() || !bounding->is_array()) return false;
+  std::set<std::string> have;
+  for (const json& c : *bounding) {
+    if (c.is_string()) {
+      if (auto n = NormalizeCapability(c.get<std::string>())) have.insert(*n);
+    }
+  }
+  // Every capability up to CAP_AUDIT_READ (Linux 4.x), which any container runtime's "all" includes.
+  for (const char* cap : kCapabilities) {
+    if (std::string(cap) == "CAP_PERFMON") break;
+    if (!have.contains(cap)) return false;
+  }
+  auto linux = spec.find("linux");
+  if (linux == spec.end() || !linux->is_object()) return true;
+  for (const char* key : {"maskedPaths", "readonlyPaths"}) {
+    auto it = linux->find(key);
+    if (it != linux->end() && it->is_array() && !it->empty()) return false;
+  }
+  return true;
+}
+
+bool UsesHostNetwork(const nlohmann::json& spec) {
+  // Only a spec that lists its namespaces says something about the network one.
+  auto linux = spec.find("linux");
+  if (linux == spec.end() || !linux->is_object()) return false;
+  auto ns = linux->find("namespaces");
+  if (ns == linux->end() || !ns->is_array()) return false;
+  for (const json& n : *ns) {
+    if (n.is_object() && n.value("type", "") == "network") return false;
+  }
+  return true;
+}
+
+absl::StatusOr<nlohmann::json> HardenProcess(const nlohmann::json& process_in, const HardeningPolicy& policy,
+                                             bool privileged_allowed) {
+  if (!process_in.is_object()) return SpecError("process", "must be an object");
+  json process = process_in;
+  if (!policy.enabled) return process;
+  // Capabilities: every set keeps only what the allow-list names (never adds one the spec lacks).
+  if (!privileged_allowed) {
+    std::set<std::string> allowed;
+    for (const std::string& cap : policy.allowed_capabilities) {
+      std::optional<std::string> normal = NormalizeCapability(cap);
+      if (!normal.has_value())
+        return absl::InvalidArgumentError(absl::StrCat("unknown capability \"", cap, "\""));
+      allowed.insert(*normal);
+    }
+    if (!process.contains("capabilities") || !process["capabilities"].is_object())
+      process["capabilities"] = json::object();
+    for (const char* set : kCapabilitySets) {
+      json kept = json::array();
+      if (process["capabilities"].contains(set) && process["capabilities"][set].is_array()) {
+        for (const json& cap : process["capabilities"][set]) {
+          if (!cap.is_string()) continue;
+          std::optional<std::string> normal = NormalizeCapability(cap.get<std::string>());
+          if (normal.has_value() && allowed.contains(*normal)) kept.push_back(*normal);
+        }
+      }
+      process["capabilities"][set] = std::move(kept);
+    }
+  }
+  if (policy.no_new_privileges) process["noNewPrivileges"] = true;
+  if (policy.force_uid.has_value() || policy.force_gid.has_value()) {
+    if (!process.contains("user")) process["user"] = {{"uid", 0}, {"gid", 0}};
+    json& user = process["user"];
+    if (policy.force_uid.has_value()) {
+      user["uid"] = *policy.force_uid;
+      user.erase("username");  // a name would be resolved again inside the image
+    }
+    if (policy.force_gid.has_value()) {
+      user["gid"] = *policy.force_gid;
+      if (user.contains("additionalGids")) {
+        json kept = json::array();
+        for (const json& g : user["additionalGids"]) {
+          if (!(g.is_number_integer() && g.get<int64_t>() == 0)) kept.push_back(g);
+        }
+        user["additionalGids"] = std::move(kept);
+      }
+    }
+  }
+  return process;
+}
+
 absl::StatusOr<HardeningResult> Harden(const nlohmann::json& spec, const HardeningPolicy& policy) {
   std::optional<json> oci_seccomp;
   if (policy.enabled && !policy.seccomp_profile.empty()) {
@@ -284,6 +373,35 @@ absl::StatusOr<HardeningResult> HardenWithProfile(const nlohmann::json& spec, co
   }
   if (IsSandboxContainer(spec))
     result.notes.push_back("pod sandbox (pause) container: hardened like the others");
+  const bool privileged = IsPrivileged(spec);
+  if (privileged && !policy.allow_privileged) {
+    return absl::PermissionDeniedError(
+        "privileged container (securityContext.privileged: every capability, nothing masked) refused by the "
+        "node's policy: [hardening] allow_privileged = false");
+  }
+  if (UsesHostNetwork(spec) && policy.host_network == "refuse") {
+    return absl::PermissionDeniedError(
+        "the container shares the node's network namespace (hostNetwork: true) and the node's policy "
+        "[hardening] host_network = \"refuse\" refuses it (\"isolated\" gives it gVisor's own loopback-only "
+        "network, \"host\" the node's network through runsc --network=host)");
+  }
+
+  // Bidirectional mount propagation cannot be given: nothing mounted inside the sandbox reaches the host.
+  if (auto mounts = spec.find("mounts"); mounts != spec.end()) {
+    for (const json& m : *mounts) {
+      auto options = m.find("options");
+      if (options == m.end() || !options->is_array()) continue;
+      for (const json& o : *options) {
+        if (o == "rshared" || o == "shared") {
+          return absl::FailedPreconditionError(absl::StrCat(
+              "mount ", m["destination"].get<std::string>(), ": propagation ", o.get<std::string>(),
+              " (mountPropagation: Bidirectional) cannot work under gVisor: mounts made inside the sandbox "
+              "never "
+              "reach the host"));
+        }
+      }
+    }
+  }
 
   // Read-only root; a spec that already asks for it keeps it.
   if (policy.readonly_rootfs) out["root"]["readonly"] = true;
@@ -310,51 +428,55 @@ absl::StatusOr<HardeningResult> HardenWithProfile(const nlohmann::json& spec, co
     }
   }
 
-  // Capabilities: every set keeps only what the allow-list names (never adds one the spec lacks).
-  std::set<std::string> allowed;
-  for (const std::string& cap : policy.allowed_capabilities) {
-    std::optional<std::string> normal = NormalizeCapability(cap);
-    if (!normal.has_value())
-      return absl::InvalidArgumentError(absl::StrCat("unknown capability \"", cap, "\""));
-    allowed.insert(*normal);
-  }
   json& process = out["process"];
-  if (!process.contains("capabilities")) process["capabilities"] = json::object();
-  for (const char* set : kCapabilitySets) {
-    json kept = json::array();
-    if (process["capabilities"].contains(set)) {
-      for (const json& cap : process["capabilities"][set]) {
-        std::optional<std::string> normal = NormalizeCapability(cap.get<std::string>());
-        if (normal.has_value() && allowed.contains(*normal)) kept.push_back(*normal);
-      }
-    }
-    process["capabilities"][set] = std::move(kept);
+  ASSIGN_OR_RETURN(process, HardenProcess(process, policy, privileged));
+  if (privileged) {
+    result.privileged = true;
+    result.notes.push_back(
+        "privileged container allowed by the policy: capabilities and /proc left as asked");
   }
-
-  if (policy.no_new_privileges) process["noNewPrivileges"] = true;
 
   // Masked and read-only /proc paths: keep the spec's, supply containerd's defaults where absent.
   if (!out.contains("linux")) out["linux"] = json::object();
   json& linux = out["linux"];
-  if (!linux.contains("maskedPaths")) linux["maskedPaths"] = kDefaultMaskedPaths;
-  if (!linux.contains("readonlyPaths")) linux["readonlyPaths"] = kDefaultReadonlyPaths;
-
-  if (policy.force_uid.has_value() || policy.force_gid.has_value()) {
-    if (!process.contains("user")) process["user"] = {{"uid", 0}, {"gid", 0}};
-    json& user = process["user"];
-    if (policy.force_uid.has_value()) {
-      user["uid"] = *policy.force_uid;
-      user.erase("username");  // a name would be resolved again inside the image
-    }
-    if (policy.force_gid.has_value()) {
-      user["gid"] = *policy.force_gid;
-      if (user.contains("additionalGids")) {
+  if (!privileged) {
+    if (!linux.contains("maskedPaths")) linux["maskedPaths"] = kDefaultMaskedPaths;
+    if (!linux.contains("readonlyPaths")) linux["readonlyPaths"] = kDefaultReadonlyPaths;
+  }
+  // Read-only paths that are mounts of the spec (a tmpfs, a volume): runsc does not apply readonlyPaths, so
+  // the mounts themselves become read-only. Everything else is on the read-only root, or in gVisor's /proc
+  // and /sys.
+  if (auto ro = linux.find("readonlyPaths"); ro != linux.end() && out.contains("mounts")) {
+    for (const json& p : *ro) {
+      if (!p.is_string()) continue;
+      const std::string path = CleanDestination(p.get<std::string>());
+      for (json& m : out["mounts"]) {
+        const std::string dest = CleanDestination(m["destination"].get<std::string>());
+        if (dest != path && !absl::StartsWith(dest, path + "/")) continue;
+        if (!m.contains("options") || !m["options"].is_array()) m["options"] = json::array();
         json kept = json::array();
-        for (const json& g : user["additionalGids"]) {
-          if (!(g.is_number_integer() && g.get<int64_t>() == 0)) kept.push_back(g);
+        for (const json& o : m["options"]) {
+          if (o != "rw") kept.push_back(o);
         }
-        user["additionalGids"] = std::move(kept);
+        kept.push_back("ro");
+        m["options"] = std::move(kept);
+        result.notes.push_back(absl::StrCat("mount ", dest, " read-only (readonlyPaths ", path, ")"));
       }
+    }
+  }
+  // Sysctls: runsc ignores linux.sysctl.
+  if (auto sc = linux.find("sysctl"); sc != linux.end() && sc->is_object() && !sc->empty()) {
+    std::vector<std::string> names;
+    for (const auto& [k, v] : sc->items()) names.push_back(k);
+    if (policy.sysctls == "ignore") {
+      result.notes.push_back(
+          absl::StrCat("sysctls dropped ([hardening] sysctls = \"ignore\"): ", absl::StrJoin(names, ", ")));
+      linux.erase("sysctl");
+    } else {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "sysctls ", absl::StrJoin(names, ", "),
+          " cannot be applied inside a gVisor sandbox (runsc ignores linux.sysctl); the node's policy "
+          "[hardening] sysctls = \"refuse\" refuses the container (\"ignore\" would run it without them)"));
     }
   }
 

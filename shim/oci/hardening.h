@@ -37,6 +37,19 @@ struct HardeningPolicy {
   std::string seccomp_profile;  // "" (none), a name in profiles_dir ("strict"), or an absolute path
   std::string profiles_dir = "/usr/share/gvshim/seccomp-profiles";
   bool allow_annotation_loosening = false;
+  // A privileged container (securityContext.privileged: every capability, nothing masked) is refused unless
+  // this is true; when allowed it keeps its capabilities and unmasked /proc, still inside gVisor, with the
+  // rest of the policy (read-only root, tmpfs, no_new_privs, seccomp) applied.
+  bool allow_privileged = false;
+  // A pod without a network namespace of its own (hostNetwork: true; `ctr run --net-host`):
+  //   "refuse" (default) — Create fails, naming the policy;
+  //   "isolated" — the pod gets gVisor's own loopback-only network stack, not the node's;
+  //   "host" — runsc --network=host: the pod uses the node's network through gVisor's host network
+  //   passthrough.
+  std::string host_network = "refuse";
+  // Sysctls (linux.sysctl): runsc does not apply them inside the sandbox. "refuse" (default) fails Create
+  // naming them; "ignore" drops them (logged).
+  std::string sysctls = "refuse";
 
   bool operator==(const HardeningPolicy&) const = default;
 };
@@ -80,8 +93,22 @@ absl::StatusOr<std::string> ResolveProfilePath(const HardeningPolicy& policy);
 struct HardeningResult {
   nlohmann::json spec;
   bool needs_oci_seccomp = false;  // pass --oci-seccomp to runsc: spec.linux.seccomp must be enforced
+  bool privileged = false;         // a privileged container the policy allowed (keeps its capabilities)
   std::vector<std::string> notes;  // what was changed or deliberately left alone, for the log
 };
+
+// Hardens an exec's OCI Process (what containerd sends for `ctr task exec`, the CRI's Exec and ExecSync) like
+// the container's init: capability allow-list (unless `privileged_allowed`), noNewPrivileges, forced uid/gid.
+// containerd builds an exec's process from ITS copy of the spec, which never saw the shim's hardening.
+absl::StatusOr<nlohmann::json> HardenProcess(const nlohmann::json& process, const HardeningPolicy& policy,
+                                             bool privileged_allowed = false);
+
+// True for the spec of a privileged container as containerd writes it: every known capability in the bounding
+// set, and no masked or read-only paths.
+bool IsPrivileged(const nlohmann::json& spec);
+
+// True when the spec lists its namespaces and a network namespace is not among them (it shares the node's).
+bool UsesHostNetwork(const nlohmann::json& spec);
 
 // Loads the policy's profile (if any) and hardens the spec with it.
 absl::StatusOr<HardeningResult> Harden(const nlohmann::json& spec, const HardeningPolicy& policy);

@@ -109,6 +109,19 @@ absl::StatusOr<HardeningPolicy> ParseHardeningTable(const toml::table& table, co
       ASSIGN_OR_RETURN(policy.no_new_privileges, r.Bool(node, key));
     } else if (key == "allow_annotation_loosening") {
       ASSIGN_OR_RETURN(policy.allow_annotation_loosening, r.Bool(node, key));
+    } else if (key == "allow_privileged") {
+      ASSIGN_OR_RETURN(policy.allow_privileged, r.Bool(node, key));
+    } else if (key == "host_network") {
+      ASSIGN_OR_RETURN(policy.host_network, r.String(node, key));
+      if (policy.host_network != "refuse" && policy.host_network != "isolated" &&
+          policy.host_network != "host") {
+        return r.Error(node.source(), key, "must be \"refuse\", \"isolated\" or \"host\"");
+      }
+    } else if (key == "sysctls") {
+      ASSIGN_OR_RETURN(policy.sysctls, r.String(node, key));
+      if (policy.sysctls != "refuse" && policy.sysctls != "ignore") {
+        return r.Error(node.source(), key, "must be \"refuse\" or \"ignore\"");
+      }
     } else if (key == "run_as_uid") {
       ASSIGN_OR_RETURN(policy.force_uid, r.Id(node, key));
     } else if (key == "run_as_gid") {
@@ -150,7 +163,9 @@ absl::StatusOr<HardeningPolicy> ParseHardeningTable(const toml::table& table, co
       return r.Error(
           k.source(), key,
           "unknown key (known: enabled, readonly_rootfs, tmpfs, allowed_capabilities, no_new_privileges, "
-          "run_as_uid, run_as_gid, seccomp_profile, profiles_dir, allow_annotation_loosening)");
+          "run_as_uid, run_as_gid, seccomp_profile, profiles_dir, allow_annotation_loosening, "
+          "allow_privileged, "
+          "host_network, sysctls)");
     }
   }
   if (auto path = ResolveProfilePath(policy); !path.ok()) {

@@ -4,6 +4,7 @@
 #include <seccomp.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -397,7 +398,8 @@ class Checker {
   }
 
   // Builds the filter with libseccomp and exports it (never loads it), proving the kernel would accept it.
-  absl::StatusOr<int> Compile(const Parsed& parsed) const {
+  // With `bpf`, the exported program (raw struct sock_filter instructions) is returned there.
+  absl::StatusOr<int> Compile(const Parsed& parsed, std::string* bpf = nullptr) const {
     std::unique_ptr<void, void (*)(scmp_filter_ctx)> ctx(seccomp_init(parsed.default_action),
                                                          seccomp_release);
     if (ctx == nullptr) return Error("defaultAction", "libseccomp refused the default action");
@@ -457,6 +459,12 @@ class Checker {
                    absl::StrCat("compiled filter has ", instructions,
                                 " BPF instructions, more than the kernel's limit of ", kMaxBpfInstructions));
     }
+    if (bpf != nullptr) {
+      bpf->resize(static_cast<size_t>(st.st_size));
+      if (pread(out.get(), bpf->data(), bpf->size(), 0) != static_cast<ssize_t>(bpf->size())) {
+        return ErrnoStatus(errno, "read back the seccomp export");
+      }
+    }
     return instructions;
   }
 
@@ -515,6 +523,15 @@ void OffsetToLineColumn(absl::string_view text, size_t byte, int* line, int* col
     }
   }
   *column = static_cast<int>(end - line_start) + 1;
+}
+
+absl::StatusOr<std::string> CompileBpf(const nlohmann::json& profile, const std::string& source_name) {
+  Checker checker(source_name);
+  ASSIGN_OR_RETURN(Parsed parsed, checker.Parse(profile));
+  std::string bpf;
+  ASSIGN_OR_RETURN(int instructions, checker.Compile(parsed, &bpf));
+  (void)instructions;
+  return bpf;
 }
 
 absl::StatusOr<ProfileSummary> ValidateProfile(const nlohmann::json& profile,

@@ -47,6 +47,11 @@ absl::StatusOr<nlohmann::json> ToOciSeccomp(const nlohmann::json& profile, const
 // expensive part of validation (milliseconds for a 300-name profile on three architectures).
 absl::StatusOr<nlohmann::json> ToOciSeccomp(const ValidatedProfile& profile);
 
+// Validates and compiles a profile (OCI `linux.seccomp` or Docker form) into the BPF program a process
+// installs with seccomp(SECCOMP_SET_MODE_FILTER): raw struct sock_filter instructions, as libseccomp exports
+// them.
+absl::StatusOr<std::string> CompileBpf(const nlohmann::json& profile, const std::string& source_name);
+
 // Converts a byte offset in text (nlohmann's parse_error::byte, 1-based) to 1-based line and column.
 void OffsetToLineColumn(absl::string_view text, size_t byte, int* line, int* column);
 

@@ -1,5 +1,6 @@
 #include "shim/task/service.h"
 
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -17,6 +18,7 @@
 #include "shim/base/status.h"
 #include "shim/events/timestamp.h"
 #include "shim/task/spec_prep.h"
+#include "shim/task/wrap.h"
 
 namespace gvshim::task {
 namespace {
@@ -57,7 +59,63 @@ containerd::v1::types::Status ToProto(process::Status s) {
 Service::Service(ServiceOptions options, events::Publisher* events)
     : options_(std::move(options)), events_(events) {}
 
-Service::~Service() = default;
+Service::~Service() {
+  {
+    absl::MutexLock lock(&watch_mu_);
+    watch_stop_ = true;
+  }
+  if (watch_thread_.joinable()) watch_thread_.join();
+}
+
+void Service::EnsureMemoryWatch(int interval_ms) {
+  absl::MutexLock lock(&watch_mu_);
+  if (watch_thread_.joinable() || watch_stop_ || interval_ms <= 0) return;
+  watch_thread_ = std::thread([this, interval_ms] { MemoryWatchLoop(absl::Milliseconds(interval_ms)); });
+}
+
+void Service::MemoryWatchLoop(absl::Duration interval) {
+  for (;;) {
+    {
+      absl::MutexLock lock(&watch_mu_);
+      if (watch_mu_.AwaitWithTimeout(absl::Condition(&watch_stop_), interval)) return;
+    }
+    EnforceMemoryLimits();
+  }
+}
+
+void Service::EnforceMemoryLimits() {
+  std::vector<std::shared_ptr<Entry>> entries;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [id, e] : containers_) entries.push_back(e);
+  }
+  for (const auto& e : entries) {
+    Resources r;
+    {
+      absl::MutexLock lock(&e->res_mu);
+      if (e->oom_killed) continue;
+      r = e->resources;
+    }
+    if (!r.memory_limit || *r.memory_limit <= 0) continue;
+    auto st = e->container->State("");
+    if (!st.ok() || st->status != process::Status::kRunning) continue;
+    auto stats = e->container->Stats();
+    if (!stats.ok() || !OverMemoryLimit(r, stats->memory_usage)) continue;
+    {
+      absl::MutexLock lock(&e->res_mu);
+      e->oom_killed = true;
+    }
+    log::Warnf("%s: memory usage %d bytes is over its limit of %d bytes: OOM-killing it", e->info.id,
+               stats->memory_usage, *r.memory_limit);
+    // TaskOOM before the kill, so it reaches containerd before the TaskExit that follows (reason OOMKilled).
+    containerd::events::TaskOOM oom;
+    oom.set_container_id(e->info.id);
+    events_->Publish(oom);
+    if (absl::Status k = e->container->Kill("", SIGKILL, /*all=*/true); !k.ok()) {
+      log::Warnf("%s: OOM kill: %s", e->info.id, k.ToString());
+    }
+  }
+}
 
 const std::map<std::string, Service::Method>& Service::Methods() {
   static const auto* methods = new std::map<std::string, Method>{
@@ -154,7 +212,9 @@ absl::StatusOr<std::string> Service::Create(const std::string& payload) {
   }
 
   runsc::GlobalOptions g = RunscOptions(cfg, options_.ns);
-  ASSIGN_OR_RETURN(PreparedSpec prep, PrepareSpec(req.bundle(), cfg, &profiles_, g.root));
+  const std::string wrap = ResolveWrap(cfg, SelfExe());
+  ASSIGN_OR_RETURN(PreparedSpec prep, PrepareSpec(req.bundle(), cfg, &profiles_, g.root, wrap));
+  if (!prep.network.empty()) g.network = prep.network;
 
   g.log_path = req.bundle() + "/runsc.log";
   g.oci_seccomp = prep.oci_seccomp;
@@ -171,6 +231,15 @@ absl::StatusOr<std::string> Service::Create(const std::string& payload) {
   entry->info.annotations = prep.annotations;
   entry->info.runsc = g;
   entry->info.config = std::make_shared<const config::Config>(cfg);
+  entry->wrap = prep.wrap;
+  entry->exec_seccomp_bpf = prep.exec_seccomp_bpf;
+  entry->exec_needs_wrap = prep.exec_needs_wrap;
+  entry->policy = prep.policy;
+  entry->privileged = prep.privileged;
+  {
+    absl::MutexLock lock(&entry->res_mu);
+    entry->resources = prep.resources;
+  }
 
   process::ContainerOptions co;
   co.id = req.id();
@@ -199,6 +268,7 @@ absl::StatusOr<std::string> Service::Create(const std::string& payload) {
   ev.mutable_io()->set_terminal(req.terminal());
   ev.set_pid(pid);
   events_->Publish(ev);
+  if (prep.resources.memory_limit.value_or(0) > 0) EnsureMemoryWatch(cfg.shim.memory_check_ms);
   log::Infof("created %s (pid %d, %s)", req.id(), pid,
              prep.creates_sandbox ? "new sandbox" : "joins sandbox");
   tv2::CreateTaskResponse resp;
@@ -245,11 +315,28 @@ absl::StatusOr<std::string> Service::Exec(const std::string& payload) {
   ASSIGN_OR_RETURN(auto req, Decode<tv2::ExecProcessRequest>(payload, "Exec"));
   ASSIGN_OR_RETURN(auto e, Get(req.id()));
   // containerd sends the OCI Process as JSON inside the Any.
-  const std::string& json = req.spec().value();
-  if (!nlohmann::json::accept(json)) {
+  // containerd builds the exec's process from its own copy of the spec, which the shim's hardening never saw:
+  // harden it like the init, and run it through gvshim-wrap for a terminal or the container's seccomp
+  // profile.
+  auto process = nlohmann::json::parse(req.spec().value(), nullptr, /*allow_exceptions=*/false);
+  if (process.is_discarded() || !process.is_object()) {
     return absl::InvalidArgumentError(
-        absl::StrCat("Exec ", req.exec_id(), ": process spec is not valid JSON"));
+        absl::StrCat("Exec ", req.exec_id(), ": process spec is not a JSON object"));
   }
+  auto hardened = oci::HardenProcess(process, e->policy, e->privileged);
+  if (!hardened.ok()) return Annotate(hardened.status(), absl::StrCat("Exec ", req.exec_id()));
+  if (e->exec_needs_wrap) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "Exec ", req.exec_id(), " in ", req.id(),
+        ": the container has a seccomp profile that runsc applies to "
+        "its init only, and gvshim-wrap (which applies it to execs) is not available ([shim] wrap)"));
+  }
+  if (e->wrap) {
+    auto wrapped = WrapExecProcess(*hardened, e->exec_seccomp_bpf);
+    if (!wrapped.ok()) return Annotate(wrapped.status(), absl::StrCat("Exec ", req.exec_id()));
+    *hardened = std::move(*wrapped);
+  }
+  const std::string json = hardened->dump();
   RETURN_IF_ERROR(
       e->container->AddExec(req.exec_id(), {req.stdin(), req.stdout(), req.stderr(), req.terminal()}, json));
   return Empty();
@@ -334,9 +421,24 @@ absl::StatusOr<std::string> Service::CloseIO(const std::string& payload) {
 absl::StatusOr<std::string> Service::Update(const std::string& payload) {
   ASSIGN_OR_RETURN(auto req, Decode<tv2::UpdateTaskRequest>(payload, "Update"));
   ASSIGN_OR_RETURN(auto e, Get(req.id()));
-  return absl::UnimplementedError(
-      "Update: runsc 20221219 has no update command; changing resources of a running gVisor sandbox is not "
-      "supported by gvshim yet");
+  // containerd sends the OCI LinuxResources as JSON inside the Any. runsc has no `update`: the new limits are
+  // kept here (Stats reports the memory limit, the memory check enforces it); see shim/task/resources.h.
+  auto j = nlohmann::json::parse(req.resources().value(), nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) {
+    return absl::InvalidArgumentError(absl::StrCat("Update ", req.id(), ": resources are not valid JSON"));
+  }
+  auto update = ParseLinuxResources(j, absl::StrCat("Update ", req.id(), ": resources"));
+  if (!update.ok()) return update.status();
+  int64_t new_limit = 0;
+  {
+    absl::MutexLock lock(&e->res_mu);
+    e->resources = Merge(e->resources, *update);
+    new_limit = e->resources.memory_limit.value_or(0);
+    if (update->memory_limit) e->oom_killed = false;
+  }
+  if (new_limit > 0) EnsureMemoryWatch(e->info.config ? e->info.config->shim.memory_check_ms : 1000);
+  log::Infof("updated %s: memory limit %d bytes", req.id(), new_limit);
+  return Empty();
 }
 
 absl::StatusOr<std::string> Service::Stats(const std::string& payload) {
@@ -345,6 +447,11 @@ absl::StatusOr<std::string> Service::Stats(const std::string& payload) {
   ASSIGN_OR_RETURN(runsc::Stats s, e->container->Stats());
   io::containerd::cgroups::v1::Metrics m;
   FillMetrics(s, &m);
+  {
+    absl::MutexLock lock(&e->res_mu);
+    m.mutable_memory()->mutable_usage()->set_limit(
+        ReportedMemoryLimit(e->resources, s.memory_usage, s.memory_limit));
+  }
   tv2::StatsResponse resp;
   resp.mutable_stats()->set_type_url("io.containerd.cgroups.v1.Metrics");
   resp.mutable_stats()->set_value(m.SerializeAsString());

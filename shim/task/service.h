@@ -1,12 +1,13 @@
 // containerd.task.v2.Task over ttrpc. This layer decodes requests, routes them to process::Container objects,
-// publishes the request-driven events (create, delete) and encodes responses; status codes are mapped to ttrpc
-// codes by the ttrpc module. All process logic lives in shim/process.
+// publishes the request-driven events (create, delete) and encodes responses; status codes are mapped to
+// ttrpc codes by the ttrpc module. All process logic lives in shim/process.
 #pragma once
 
 #include <functional>
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
@@ -15,6 +16,7 @@
 #include "shim/events/publisher.h"
 #include "shim/process/container.h"
 #include "shim/runsc/runsc.h"
+#include "shim/task/resources.h"
 #include "shim/task/spec_prep.h"
 #include "shim/ttrpc/server.h"
 
@@ -35,8 +37,8 @@ struct ContainerLifecycle {
   std::string sandbox_id;  // the pod's sandbox id (CRI), else the container's own id
   bool creates_sandbox = true;
   std::map<std::string, std::string> annotations;
-  runsc::GlobalOptions runsc;                           // how runsc is invoked for this container
-  std::shared_ptr<const config::Config> config;         // the shim config the container was created with
+  runsc::GlobalOptions runsc;                    // how runsc is invoked for this container
+  std::shared_ptr<const config::Config> config;  // the shim config the container was created with
 };
 
 struct ServiceOptions {
@@ -46,8 +48,8 @@ struct ServiceOptions {
   RunscFactory runsc_factory;
   // Called when the shim should exit (Shutdown with no containers left); the response is sent first.
   std::function<void()> request_shutdown;
-  // Optional hooks: after a container's init started, and after it was deleted. Called without locks held; they
-  // must not block for long (they run on the request's thread).
+  // Optional hooks: after a container's init started, and after it was deleted. Called without locks held;
+  // they must not block for long (they run on the request's thread).
   std::function<void(const ContainerLifecycle&)> on_started;
   std::function<void(const std::string& id)> on_deleted;
 };
@@ -67,6 +69,14 @@ class Service {
     ContainerLifecycle info;
     std::unique_ptr<runsc::Runsc> runsc;
     std::unique_ptr<process::Container> container;
+    bool wrap = false;             // gvshim-wrap is mounted: terminal execs run through it
+    std::string exec_seccomp_bpf;  // the container's profile as BPF, installed on every exec by the wrapper
+    bool exec_needs_wrap = false;  // a seccomp profile that execs could not get: they are refused
+    oci::HardeningPolicy policy;   // execs are hardened like the init
+    bool privileged = false;
+    absl::Mutex res_mu;
+    Resources resources ABSL_GUARDED_BY(res_mu);
+    bool oom_killed ABSL_GUARDED_BY(res_mu) = false;  // the memory check killed it
   };
 
   absl::StatusOr<std::string> Create(const std::string& payload);
@@ -92,6 +102,11 @@ class Service {
   static const std::map<std::string, Method>& Methods();
 
   absl::StatusOr<std::shared_ptr<Entry>> Get(const std::string& id);
+  // Starts the memory-limit check thread once (interval from the first container that needs it).
+  void EnsureMemoryWatch(int interval_ms);
+  void MemoryWatchLoop(absl::Duration interval);
+  // One pass: every running container over its memory limit gets TaskOOM and SIGKILL.
+  void EnforceMemoryLimits();
   absl::StatusOr<config::Config> LoadConfig(const std::string& override_path);
 
   const ServiceOptions options_;
@@ -101,6 +116,9 @@ class Service {
   // Serialises Create/Delete so a container id is never half-registered.
   absl::Mutex create_mu_;
   ProfileCache profiles_;
+  absl::Mutex watch_mu_;
+  bool watch_stop_ ABSL_GUARDED_BY(watch_mu_) = false;
+  std::thread watch_thread_;  // joined by the destructor
 };
 
 }  // namespace gvshim::task

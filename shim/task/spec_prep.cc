@@ -12,6 +12,7 @@
 #include "shim/oci/hardening.h"
 #include "shim/seccomp/profile.h"
 #include "shim/sys/file.h"
+#include "shim/task/wrap.h"
 
 namespace gvshim::task {
 namespace {
@@ -48,8 +49,19 @@ absl::StatusOr<nlohmann::json> ProfileCache::Get(const std::string& path) {
   return oci;
 }
 
+absl::StatusOr<std::string> ProfileCache::Bpf(const nlohmann::json& oci_seccomp) {
+  std::string key = oci_seccomp.dump();
+  absl::MutexLock lock(&mu_);
+  auto it = bpf_.find(key);
+  if (it != bpf_.end()) return it->second;
+  ASSIGN_OR_RETURN(std::string bpf, seccomp::CompileBpf(oci_seccomp, "linux.seccomp"));
+  bpf_[key] = bpf;
+  return bpf;
+}
+
 absl::StatusOr<PreparedSpec> PrepareSpec(const std::string& bundle, const config::Config& cfg,
-                                         ProfileCache* profiles, const std::string& runsc_root) {
+                                         ProfileCache* profiles, const std::string& runsc_root,
+                                         const std::string& wrap) {
   const std::string path = bundle + "/config.json";
   ASSIGN_OR_RETURN(nlohmann::json spec, oci::LoadSpec(path));
   oci::HardeningPolicy policy;
@@ -75,17 +87,44 @@ absl::StatusOr<PreparedSpec> PrepareSpec(const std::string& bundle, const config
     auto type = annotations.find(kContainerTypeAnnotation);
     return type != annotations.end() && type->second == "container";
   }();
-  if (auto sb = annotations.find(kSandboxIdAnnotation); joins && !runsc_root.empty() && sb != annotations.end()) {
+  if (auto sb = annotations.find(kSandboxIdAnnotation);
+      joins && !runsc_root.empty() && sb != annotations.end()) {
     spec["annotations"][kSandboxIdAnnotation] = runsc::ContainerId(runsc_root, sb->second);
   }
+  const bool pod_sandbox = [&] {
+    auto type = annotations.find(kContainerTypeAnnotation);
+    return type != annotations.end() && type->second == "sandbox";
+  }();
+  PreparedSpec out;
+  const nlohmann::json* seccomp = nullptr;
+  if (auto lx = spec.find("linux"); lx != spec.end() && lx->is_object() && lx->contains("seccomp")) {
+    seccomp = &(*lx)["seccomp"];
+  }
+  if (!wrap.empty() && !pod_sandbox) {
+    if (seccomp != nullptr) {
+      // The init gets the profile from runsc; execs get it from the wrapper, as BPF compiled here.
+      auto bpf = profiles->Bpf(*seccomp);
+      if (!bpf.ok()) return Annotate(bpf.status(), absl::StrCat(path, ": compiling linux.seccomp for execs"));
+      out.exec_seccomp_bpf = std::move(*bpf);
+    }
+    if (absl::Status st = AddWrap(&spec, wrap); !st.ok()) return Annotate(st, path);
+    out.wrap = true;
+  } else if (seccomp != nullptr && !pod_sandbox) {
+    out.exec_needs_wrap = true;
+  }
+  if (policy.enabled && policy.host_network == "host" && oci::UsesHostNetwork(spec)) out.network = "host";
+  auto resources = ResourcesFromSpec(spec);
+  if (!resources.ok()) return Annotate(resources.status(), path);
   RETURN_IF_ERROR(oci::SaveSpec(path, spec));
   for (const std::string& note : hardened.notes) log::Debugf("harden %s: %s", bundle, note);
-  PreparedSpec out;
   out.creates_sandbox = !joins;
   // A profile from the policy, or one the client put in the spec (e.g. a pod's RuntimeDefault), is enforced
   // by runsc only with --oci-seccomp.
   out.oci_seccomp = hardened.needs_oci_seccomp;
   out.annotations = annotations;
+  out.resources = *resources;
+  out.policy = policy;
+  out.privileged = hardened.privileged;
   if (auto it = annotations.find(kSandboxIdAnnotation); it != annotations.end()) out.sandbox_id = it->second;
   out.rootfs = bundle + "/rootfs";
   if (auto root = spec.find("root"); root != spec.end() && root->is_object()) {

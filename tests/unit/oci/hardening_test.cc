@@ -690,3 +690,195 @@ TEST_F(SpecFiles, ErrorsNameThePath) {
 
 }  // namespace
 }  // namespace gvshim::oci
+
+// ---- policies for what the CRI's security context asks (privileged, host network, sysctls, propagation)
+// ----
+
+namespace gvshim::oci {
+namespace {
+
+json Privileged(json spec) {
+  json all = json::array();
+  for (const char* c : {"CAP_CHOWN",
+                        "CAP_DAC_OVERRIDE",
+                        "CAP_DAC_READ_SEARCH",
+                        "CAP_FOWNER",
+                        "CAP_FSETID",
+                        "CAP_KILL",
+                        "CAP_SETGID",
+                        "CAP_SETUID",
+                        "CAP_SETPCAP",
+                        "CAP_LINUX_IMMUTABLE",
+                        "CAP_NET_BIND_SERVICE",
+                        "CAP_NET_BROADCAST",
+                        "CAP_NET_ADMIN",
+                        "CAP_NET_RAW",
+                        "CAP_IPC_LOCK",
+                        "CAP_IPC_OWNER",
+                        "CAP_SYS_MODULE",
+                        "CAP_SYS_RAWIO",
+                        "CAP_SYS_CHROOT",
+                        "CAP_SYS_PTRACE",
+                        "CAP_SYS_PACCT",
+                        "CAP_SYS_ADMIN",
+                        "CAP_SYS_BOOT",
+                        "CAP_SYS_NICE",
+                        "CAP_SYS_RESOURCE",
+                        "CAP_SYS_TIME",
+                        "CAP_SYS_TTY_CONFIG",
+                        "CAP_MKNOD",
+                        "CAP_LEASE",
+                        "CAP_AUDIT_WRITE",
+                        "CAP_AUDIT_CONTROL",
+                        "CAP_SETFCAP",
+                        "CAP_MAC_OVERRIDE",
+                        "CAP_MAC_ADMIN",
+                        "CAP_SYSLOG",
+                        "CAP_WAKE_ALARM",
+                        "CAP_BLOCK_SUSPEND",
+                        "CAP_AUDIT_READ"}) {
+    all.push_back(c);
+  }
+  for (const char* set : {"bounding", "effective", "permitted"}) spec["process"]["capabilities"][set] = all;
+  spec["linux"].erase("maskedPaths");
+  spec["linux"].erase("readonlyPaths");
+  return spec;
+}
+
+TEST(CriPolicy, PrivilegedIsRecognised) {
+  EXPECT_FALSE(IsPrivileged(CriSpec()));
+  EXPECT_TRUE(IsPrivileged(Privileged(CriSpec())));
+  json masked = Privileged(CriSpec());
+  masked["linux"]["maskedPaths"] = {"/proc/kcore"};
+  EXPECT_FALSE(IsPrivileged(masked)) << "all capabilities but masked paths: not privileged";
+  json fewer = Privileged(CriSpec());
+  fewer["process"]["capabilities"]["bounding"].erase(0);
+  EXPECT_FALSE(IsPrivileged(fewer));
+}
+
+TEST(CriPolicy, PrivilegedRefusedUnlessAllowed) {
+  auto refused = HardenWithProfile(Privileged(CriSpec()), NoProfile(), std::nullopt);
+  ASSERT_EQ(refused.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(Msg(refused.status()), HasSubstr("allow_privileged = false"));
+  HardeningPolicy allow = NoProfile();
+  allow.allow_privileged = true;
+  auto ok = HardenWithProfile(Privileged(CriSpec()), allow, std::nullopt);
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_TRUE(ok->privileged);
+  EXPECT_EQ(ok->spec["process"]["capabilities"]["bounding"].size(), 38u) << "an allowed privileged container "
+                                                                            "keeps its capabilities";
+  EXPECT_FALSE(ok->spec["linux"].contains("maskedPaths"));
+  EXPECT_TRUE(ok->spec["root"]["readonly"]) << "the rest of the policy still applies";
+  EXPECT_TRUE(ok->spec["process"]["noNewPrivileges"]);
+}
+
+TEST(CriPolicy, HostNetwork) {
+  json spec = CriSpec();
+  ASSERT_FALSE(UsesHostNetwork(spec));
+  json& ns = spec["linux"]["namespaces"];
+  json kept = json::array();
+  for (const json& n : ns) {
+    if (n["type"] != "network") kept.push_back(n);
+  }
+  ns = kept;
+  EXPECT_TRUE(UsesHostNetwork(spec));
+  EXPECT_FALSE(UsesHostNetwork(json::object())) << "a spec that lists no namespaces says nothing";
+  auto refused = HardenWithProfile(spec, NoProfile(), std::nullopt);
+  ASSERT_EQ(refused.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(Msg(refused.status()), HasSubstr("host_network = \"refuse\""));
+  for (const char* mode : {"isolated", "host"}) {
+    HardeningPolicy p = NoProfile();
+    p.host_network = mode;
+    EXPECT_TRUE(HardenWithProfile(spec, p, std::nullopt).ok()) << mode;
+  }
+}
+
+TEST(CriPolicy, Sysctls) {
+  json spec = CriSpec();
+  spec["linux"]["sysctl"] = {{"kernel.shm_rmid_forced", "1"}};
+  auto refused = HardenWithProfile(spec, NoProfile(), std::nullopt);
+  ASSERT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(Msg(refused.status()), HasSubstr("kernel.shm_rmid_forced"));
+  HardeningPolicy ignore = NoProfile();
+  ignore.sysctls = "ignore";
+  auto ok = HardenWithProfile(spec, ignore, std::nullopt);
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_FALSE(ok->spec["linux"].contains("sysctl"));
+  spec["linux"]["sysctl"] = json::object();
+  EXPECT_TRUE(HardenWithProfile(spec, NoProfile(), std::nullopt).ok()) << "no sysctls, nothing to refuse";
+}
+
+TEST(CriPolicy, ReadonlyPathsMakeMountsReadOnly) {
+  json spec = CriSpec();
+  spec["linux"]["readonlyPaths"] = {"/tmp", "/proc/sys"};
+  auto r = HardenWithProfile(spec, NoProfile(), std::nullopt);
+  ASSERT_TRUE(r.ok()) << r.status();
+  bool found = false;
+  for (const json& m : r->spec["mounts"]) {
+    if (m["destination"] == "/tmp") {
+      found = true;
+      EXPECT_THAT(m["options"].get<std::vector<std::string>>(), ::testing::Contains("ro"));
+    } else if (m["destination"] == "/proc") {
+      EXPECT_THAT(m["options"].get<std::vector<std::string>>(), ::testing::Not(::testing::Contains("ro")))
+          << "/proc/sys is below /proc, not above it";
+    }
+  }
+  EXPECT_TRUE(found) << "the policy's /tmp tmpfs was not added";
+}
+
+TEST(CriPolicy, BidirectionalPropagationRefused) {
+  json spec = CriSpec();
+  spec["mounts"].push_back({{"destination", "/mnt"},
+                            {"type", "bind"},
+                            {"source", "/var/lib/kubelet/x"},
+                            {"options", {"rbind", "rshared", "rw"}}});
+  auto r = HardenWithProfile(spec, NoProfile(), std::nullopt);
+  ASSERT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(Msg(r.status()), HasSubstr("/mnt: propagation rshared"));
+  spec["mounts"].back()["options"] = {"rbind", "rslave", "rw"};
+  EXPECT_TRUE(HardenWithProfile(spec, NoProfile(), std::nullopt).ok());
+}
+
+TEST(CriPolicy, HardenProcessForExecs) {
+  json process = {
+      {"args", {"sh"}},
+      {"user", {{"uid", 0}, {"gid", 0}, {"additionalGids", {0, 10}}}},
+      {"capabilities", {{"bounding", {"CAP_CHOWN", "CAP_NET_RAW"}}, {"effective", {"CAP_NET_RAW"}}}}};
+  HardeningPolicy p = NoProfile();
+  p.allowed_capabilities = {"CAP_NET_RAW"};
+  p.force_uid = 1000;
+  p.force_gid = 1000;
+  auto h = HardenProcess(process, p);
+  ASSERT_TRUE(h.ok()) << h.status();
+  EXPECT_EQ((*h)["capabilities"]["bounding"], json({"CAP_NET_RAW"}));
+  EXPECT_EQ((*h)["capabilities"]["effective"], json({"CAP_NET_RAW"}));
+  EXPECT_EQ((*h)["capabilities"]["ambient"], json::array());
+  EXPECT_TRUE((*h)["noNewPrivileges"]);
+  EXPECT_EQ((*h)["user"]["uid"], 1000);
+  EXPECT_EQ((*h)["user"]["additionalGids"], json({10}));
+  auto priv = HardenProcess(process, p, /*privileged_allowed=*/true);
+  EXPECT_EQ((*priv)["capabilities"]["bounding"], json({"CAP_CHOWN", "CAP_NET_RAW"}));
+  HardeningPolicy off;
+  off.enabled = false;
+  EXPECT_EQ(*HardenProcess(process, off), process);
+  EXPECT_EQ(HardenProcess(json::array(), p).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(CriPolicy, TomlKnobs) {
+  toml::table doc =
+      toml::parse("[hardening]\nallow_privileged = true\nhost_network = \"host\"\nsysctls = \"ignore\"\n");
+  auto p = ParseHardeningTable(*doc["hardening"].as_table(), "gvshim.toml");
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_TRUE(p->allow_privileged);
+  EXPECT_EQ(p->host_network, "host");
+  EXPECT_EQ(p->sysctls, "ignore");
+  for (const char* bad : {"[hardening]\nhost_network = \"bridge\"\n", "[hardening]\nsysctls = \"apply\"\n"}) {
+    toml::table d = toml::parse(bad);
+    auto r = ParseHardeningTable(*d["hardening"].as_table(), "gvshim.toml");
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_THAT(Msg(r.status()), HasSubstr("gvshim.toml:2")) << bad;
+  }
+}
+
+}  // namespace
+}  // namespace gvshim::oci

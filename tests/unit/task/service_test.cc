@@ -9,6 +9,7 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -32,8 +33,8 @@ namespace {
 namespace tv2 = containerd::task::v2;
 using ::gvshim::testing::FakeRunsc;
 using ::gvshim::testing::FakeRunscView;
-using ::gvshim::testing::RecordedEvent;
 using ::gvshim::testing::ReadFile;
+using ::gvshim::testing::RecordedEvent;
 using ::gvshim::testing::RecordingPublisher;
 using namespace ::gvshim::testing::event_types;  // NOLINT
 using ::testing::ElementsAre;
@@ -41,7 +42,6 @@ using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 
 constexpr absl::Duration kTimeout = absl::Seconds(20);
-
 
 std::string MakeTempDir() {
   char tmpl[] = "/tmp/gvtt-XXXXXX";
@@ -325,13 +325,69 @@ TEST_F(ServiceTest, UnknownMethodAndCheckpointAreUnimplemented) {
   EXPECT_EQ(Call<tv2::CreateTaskResponse>("Create", req).status().code(), absl::StatusCode::kUnimplemented);
 }
 
-TEST_F(ServiceTest, UpdateIsUnimplementedForAKnownTask) {
-  ASSERT_TRUE(Create("c1", Bundle("b1")).ok());
+TEST_F(ServiceTest, UpdateKeepsLimitsThatStatsReport) {
+  ASSERT_TRUE(Create("c1", Bundle("b1", nlohmann::json::object(),
+                                  {{"resources", {{"memory", {{"limit", 1 << 20}}}}}}))
+                  .ok());
+  ASSERT_TRUE(Start("c1").ok());
+  runsc::Stats s;
+  s.memory_usage = 4096;
+  fake_.SetStats(s);
+  tv2::StatsRequest sreq;
+  sreq.set_id("c1");
+  auto limit = [&]() -> uint64_t {
+    auto r = Call<tv2::StatsResponse>("Stats", sreq);
+    EXPECT_TRUE(r.ok()) << r.status();
+    io::containerd::cgroups::v1::Metrics m;
+    EXPECT_TRUE(m.ParseFromString(r->stats().value()));
+    return m.memory().usage().limit();
+  };
+  EXPECT_EQ(limit(), 1u << 20);  // the spec's limit, not runsc's 0 (containerd would compute 0 - usage)
+
   tv2::UpdateTaskRequest r;
   r.set_id("c1");
-  EXPECT_EQ(CallEmpty("Update", r).code(), absl::StatusCode::kUnimplemented);
+  r.mutable_resources()->set_type_url("types.containerd.io/opencontainers/runtime-spec/1/LinuxResources");
+  r.mutable_resources()->set_value(R"({"memory":{"limit":3145728},"cpu":{"quota":50000,"period":100000}})");
+  ASSERT_TRUE(CallEmpty("Update", r).ok());
+  EXPECT_EQ(limit(), 3u << 20);
+  r.mutable_resources()->set_value(R"({"memory":{"limit":-1}})");
+  ASSERT_TRUE(CallEmpty("Update", r).ok());
+  EXPECT_EQ(limit(), std::numeric_limits<uint64_t>::max());  // unlimited, as containerd reads it
+
+  // Bad input is INVALID_ARGUMENT naming the field; the old limits stay.
+  r.mutable_resources()->set_value(R"({"memory":{"limit":-5}})");
+  auto st = CallEmpty("Update", r);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(st.message()), HasSubstr("memory.limit"));
+  r.mutable_resources()->set_value("{not json");
+  EXPECT_EQ(CallEmpty("Update", r).code(), absl::StatusCode::kInvalidArgument);
   r.set_id("nope");
   EXPECT_EQ(CallEmpty("Update", r).code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(ServiceTest, ContainerOverItsMemoryLimitIsOomKilled) {
+  std::ofstream(config_path_, std::ios::app) << "[shim]\nmemory_check_ms = 20\n";
+  ASSERT_TRUE(
+      Create("c1", Bundle("b1", nlohmann::json::object(), {{"resources", {{"memory", {{"limit", 8192}}}}}}))
+          .ok());
+  ASSERT_TRUE(Start("c1").ok());
+  runsc::Stats s;
+  s.memory_usage = 4096;
+  fake_.SetStats(s);
+  // Under the limit: checked, not killed.
+  ASSERT_TRUE(events_.WaitFor(kTaskStart, kTimeout).has_value());
+  absl::SleepFor(absl::Milliseconds(100));  // several check intervals
+  EXPECT_FALSE(events_.Find(kTaskOOM).has_value());
+  s.memory_usage = 8193;
+  fake_.SetStats(s);
+  auto oom = events_.WaitFor(kTaskOOM, kTimeout);
+  ASSERT_TRUE(oom.has_value()) << "no TaskOOM for a container over its limit";
+  size_t exit = WaitExit("c1");
+  EXPECT_LT(*oom, exit) << "TaskOOM must precede the TaskExit (the CRI then reports OOMKilled)";
+  auto w = Wait("c1");
+  ASSERT_TRUE(w.ok());
+  EXPECT_EQ(w->exit_status(), 137u);
+  EXPECT_EQ(events_.Count(kTaskOOM), 1u);
 }
 
 TEST_F(ServiceTest, UnknownIdIsNotFound) {

@@ -56,7 +56,7 @@ TEST_F(SpecPrepTest, PrepareSpecTable) {
        false,
        false},
       {"seccomp profile", {{"linux", {{"seccomp", {{"defaultAction", "SCMP_ACT_ERRNO"}}}}}}, true, true},
-      {"linux without seccomp", {{"linux", {{"namespaces", nlohmann::json::array()}}}}, true, false},
+      {"linux without seccomp", {{"linux", {{"namespaces", {{{"type", "network"}}}}}}}, true, false},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.name);
