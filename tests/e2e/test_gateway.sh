@@ -1,37 +1,37 @@
 #!/usr/bin/env bash
-# `gvshim gateway`: RAGFlow's executor-manager API (docs/gateway.md) in front of real pool pods whose snippets run
-# in their own gVisor sandboxes. RAGFlow-shaped requests go over HTTP on 127.0.0.1 (a port the gateway picked).
-# The pool pods are containers of the python-node test image annotated dev.gvshim.execute=true, started with ctr.
+# `gvshim gateway`: RAGFlow's executor-manager API (docs/gateway.md) in front of real pool pods whose snippets run in
+# their own gVisor sandboxes. The pool pods are CRI pods (made through containerd's CRI as a kubelet makes them,
+# tools/cri_pool.py): pool-a and pool-b in namespace "ragflow", annotated dev.gvshim.execute=true, non-root with a
+# read-only root, as the chart's pool; a third opted-in pod, other/stray, is not part of the pool (--select-pod).
+# RAGFlow-shaped requests go over HTTP on 127.0.0.1, to a port the gateway picked.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 CASES=(python_main_args nodejs_main_args stdout_and_stderr artifacts wall_timeout memory_bomb syntax_error
   network_refused bad_base64_is_422 missing_code_b64_is_422 auth_token auth_not_configured rate_limit
-  preauth_rate_limit healthz metrics_count_what_ran no_available_container annotation_selector_fails_closed
-  concurrent_clients pod_removed_mid_request)
+  preauth_rate_limit healthz metrics_count_what_ran selects_only_pool_pods no_available_container
+  annotation_selector_fails_closed concurrent_clients pod_removed_mid_request)
 e2e_require_root_runsc "${CASES[@]}"
 [[ $E2E_RUNTIME == gvisor ]] || { for n in "${CASES[@]}"; do echo "e2e-case: SKIP $E2E_FILE/$n (gvisor only)"; done; exit 0; }
 e2e_setup
 
-PY_NODE_IMAGE=localhost/gvshim-test:python-node
 GVSHIM=$E2E_BIN_DIR/gvshim
 CLIENT=$E2E_DIR/tools/ragflow_client.py
+CRI_POOL=$E2E_DIR/tools/cri_pool.py
 TOKEN=e2e-shared-secret-$RANDOM$RANDOM
-PODS=(pool-a pool-b)
+SELECT=(--select-pod ragflow/pool-)
 
-# ensure_pool: the two pool pods, shared by the cases (containerd-down removes them at the end).
+# ensure_pool: the pool pods, shared by the cases (containerd-down removes them at the end).
 ensure_pool() {
   [[ -f $E2E_WORK/pool-ready ]] && return 0
   command -v node >/dev/null || skip_case "needs the host's node for the python-node image"
-  bash "$REPO_ROOT/scripts/build-image.sh" --with-python-node --out "$REPO_ROOT/build/image" -a "$GVS_SOCK" \
-    -n "$E2E_NS" >/dev/null || fail "python-node image build/import failed"
-  local p
-  for p in "${PODS[@]}"; do
-    crun -d --annotation dev.gvshim.execute=true "$PY_NODE_IMAGE" "$p" \
-      sh -c 'while :; do sleep 3600 & wait; done' >/dev/null
+  local image p
+  image=$("$PY" "$CRI_POOL" images "$GVS_SOCK" "$REPO_ROOT/build/image" | tail -n 1) || fail "image import failed"
+  for p in ragflow/pool-a ragflow/pool-b other/stray; do
+    "$PY" "$CRI_POOL" run "$GVS_SOCK" "${p%/*}" "${p#*/}" "$image" >"$E2E_WORK/pod-${p#*/}" ||
+      fail "CRI pod $p did not start"
   done
-  for p in "${PODS[@]}"; do wait_for 30 status_is "$p" RUNNING; done
-  wait_for 30 records_are 2
+  wait_for 60 records_are 3
   touch "$E2E_WORK/pool-ready"
 }
 records_are() { [[ $(find "$GVS_EXECUTE_DIR" -name '*.json' 2>/dev/null | wc -l) -eq $1 ]]; }
@@ -59,8 +59,8 @@ start_gateway() {
 # A gateway with the token and no rate limits, for the functional cases; waits until both pods are ready.
 main_gateway() {
   ensure_pool
-  start_gateway main -- --token-file "$E2E_WORK/token" --run-rate-limit none --preauth-rate-limit none \
-    --timeout-ms 30000
+  start_gateway main -- "${SELECT[@]}" --token-file "$E2E_WORK/token" --run-rate-limit none \
+    --preauth-rate-limit none --timeout-ms 30000
   wait_for 30 ready_pods "$URL_main" 2
 }
 ready_pods() {
@@ -86,7 +86,7 @@ python_main_args() {
   assert_eq number "$(field_raw "$r" '.body.time_used_ms | type')"
   assert_eq '["status","stdout","stderr","exit_code","detail","time_used_ms","memory_used_kb","resource_limit_type","unauthorized_access_type","runtime_error_type","artifacts","result"]' \
     "$(jq -c '.body | keys_unsorted' <<<"$r")" "every CodeExecutionResult field, in RAGFlow's order"
-  [[ $(field_raw "$r" .pod) == "$E2E_NS/pool-"* ]] || fail "no X-Gvshim-Pod naming a pool pod: $r"
+  [[ $(field_raw "$r" .pod) == ragflow/pool-[ab] ]] || fail "no X-Gvshim-Pod naming a pool pod: $r"
   # language defaults to python; unknown keys are ignored
   r=$("$PY" "$CLIENT" run "$URL_main" --token "$TOKEN" --no-lang --body \
     "{\"code_b64\": \"$(printf 'print(6 * 7)' | base64 -w0)\", \"unknown\": 1}")
@@ -132,7 +132,7 @@ artifacts() {
 limits_gateway() {
   ensure_pool
   # SANDBOX_TIMEOUT is RAGFlow's setting for the wall-clock limit.
-  start_gateway limits SANDBOX_TIMEOUT=2s -- --token-file "$E2E_WORK/token" --run-rate-limit none \
+  start_gateway limits SANDBOX_TIMEOUT=2s -- "${SELECT[@]}" --token-file "$E2E_WORK/token" --run-rate-limit none \
     --preauth-rate-limit none --memory-bytes 134217728
   wait_for 30 ready_pods "$URL_limits" 2
 }
@@ -216,7 +216,7 @@ missing_code_b64_is_422() {
 auth_token() {
   ensure_pool
   # The token from RAGFlow's environment variable.
-  start_gateway tok "SANDBOX_EXECUTOR_MANAGER_API_TOKEN=$TOKEN" -- --run-rate-limit none --preauth-rate-limit none
+  start_gateway tok "SANDBOX_EXECUTOR_MANAGER_API_TOKEN=$TOKEN" -- "${SELECT[@]}" --run-rate-limit none --preauth-rate-limit none
   wait_for 30 ready_pods "$URL_tok" 2
   local code='def main():\n    return 42\n'
   code=$(printf "$code")
@@ -239,12 +239,12 @@ auth_token() {
 
 auth_not_configured() {
   ensure_pool
-  start_gateway closed -- --run-rate-limit none --preauth-rate-limit none
+  start_gateway closed -- "${SELECT[@]}" --run-rate-limit none --preauth-rate-limit none
   local r
   r=$("$PY" "$CLIENT" run "$URL_closed" --code 'print(1)')
   assert_eq 503 "$(field "$r" .http)" "no token configured: fail closed"
   assert_contains "$(field_raw "$r" .body.detail)" SANDBOX_EXECUTOR_MANAGER_API_TOKEN
-  start_gateway open SANDBOX_EXECUTOR_MANAGER_ALLOW_UNAUTHENTICATED=true -- --run-rate-limit none --preauth-rate-limit none
+  start_gateway open SANDBOX_EXECUTOR_MANAGER_ALLOW_UNAUTHENTICATED=true -- "${SELECT[@]}" --run-rate-limit none --preauth-rate-limit none
   wait_for 30 ready_pods "$URL_open" 2
   r=$("$PY" "$CLIENT" run "$URL_open" --code 'print(1)')
   assert_eq 200 "$(field "$r" .http)" "explicitly opened"
@@ -254,7 +254,7 @@ auth_not_configured() {
 
 rate_limit() {
   ensure_pool
-  start_gateway rl "SANDBOX_RUN_RATE_LIMIT=3/minute" -- --token-file "$E2E_WORK/token" --preauth-rate-limit none
+  start_gateway rl "SANDBOX_RUN_RATE_LIMIT=3/minute" -- "${SELECT[@]}" --token-file "$E2E_WORK/token" --preauth-rate-limit none
   wait_for 30 ready_pods "$URL_rl" 2
   local i r
   # Unauthenticated and invalid requests do not use up the quota...
@@ -271,7 +271,7 @@ rate_limit() {
 
 preauth_rate_limit() {
   ensure_pool
-  start_gateway pre "SANDBOX_RUN_PREAUTH_RATE_LIMIT=3/minute" -- --token-file "$E2E_WORK/token" --run-rate-limit none
+  start_gateway pre "SANDBOX_RUN_PREAUTH_RATE_LIMIT=3/minute" -- "${SELECT[@]}" --token-file "$E2E_WORK/token" --run-rate-limit none
   local i r
   for i in 1 2 3; do assert_eq 401 "$("$PY" "$CLIENT" run "$URL_pre" --x-token wrong --code 'print(1)' | jq .http)"; done
   r=$("$PY" "$CLIENT" run "$URL_pre" --x-token wrong --code 'print(1)')
@@ -282,7 +282,7 @@ preauth_rate_limit() {
 
 healthz() {
   ensure_pool
-  start_gateway hz -- --token-file "$E2E_WORK/token"
+  start_gateway hz -- "${SELECT[@]}" --token-file "$E2E_WORK/token"
   local r
   r=$("$PY" "$CLIENT" get "$URL_hz" /healthz)
   assert_eq '{"http":200,"body":{"status":"ok"}}' "$(jq -c . <<<"$r")"
@@ -295,7 +295,7 @@ healthz() {
 
 metrics_count_what_ran() {
   ensure_pool
-  start_gateway met -- --token-file "$E2E_WORK/token" --run-rate-limit none --preauth-rate-limit none
+  start_gateway met -- "${SELECT[@]}" --token-file "$E2E_WORK/token" --run-rate-limit none --preauth-rate-limit none
   wait_for 30 ready_pods "$URL_met" 2
   local i m
   for i in 1 2 3; do run "$URL_met" --code 'print(1)' >/dev/null; done
@@ -313,9 +313,22 @@ metrics_count_what_ran() {
   assert_contains "$m" 'gvshim_gateway_pods{state="ready"} 2'
 }
 
+selects_only_pool_pods() {
+  main_gateway
+  records_are 3 || fail "expected the records of 3 opted-in pods"
+  local m i r
+  m=$("$PY" "$CLIENT" get "$URL_main" /metrics | jq -r .body)
+  assert_contains "$m" 'gvshim_gateway_pods{state="known"} 2' "other/stray is not a pool pod"
+  for i in 1 2 3 4 5 6; do
+    r=$(run "$URL_main" --code 'print(1)')
+    [[ $(field_raw "$r" .pod) != other/stray ]] || fail "a request went to a pod outside the pool"
+  done
+  grep -q 'not using other/stray' "$E2E_WORK/gateway-main.log" || fail "no log line naming the pod left out"
+}
+
 no_available_container() {
   ensure_pool
-  start_gateway none -- --token-file "$E2E_WORK/token" --select-pod "$E2E_NS/no-such-pod-" --queue-timeout-ms 300
+  start_gateway none -- --token-file "$E2E_WORK/token" --select-pod ragflow/no-such-pod- --queue-timeout-ms 300
   local r
   r=$(run "$URL_none" --code 'print(1)')
   assert_eq 200 "$(field "$r" .http)"
@@ -355,7 +368,8 @@ pod_removed_mid_request() {
   local victim
   victim=$(busy_pod)
   e2e_log "removing $victim while it runs a snippet"
-  c task kill -s KILL "${victim#"$E2E_NS"/}" >/dev/null
+  # What deleting the pod does: StopPodSandbox (its containers killed) then RemovePodSandbox.
+  "$PY" "$CRI_POOL" remove "$GVS_SOCK" "$(cat "$E2E_WORK/pod-${victim#*/}")" || fail "removing $victim failed"
   wait "$cpid" || fail "the client of the interrupted request failed"
   local r
   r=$(cat "$out")
@@ -364,13 +378,12 @@ pod_removed_mid_request() {
   assert_eq -3 "$(field "$r" .body.exit_code)"
   # The next requests go to the other pod and succeed.
   local i
-  for i in 1 2 3; do
+  for i in 1 2 3 4; do
     r=$(run "$URL_main" --code 'print("after")')
     assert_eq success "$(field_raw "$r" .body.status)" "request $i after the removal: $r"
     [[ $(field_raw "$r" .pod) != "$victim" ]] || fail "request $i went to the removed pod"
   done
-  c task delete "${victim#"$E2E_NS"/}" >/dev/null 2>&1 || true
-  c container delete "${victim#"$E2E_NS"/}" >/dev/null 2>&1 || true
+  wait_for 20 ready_pods "$URL_main" 1
   rm -f "$E2E_WORK/pool-ready"
 }
 # busy_pod: prints the pod that has a snippet in flight (from /metrics); fails when there is none.
