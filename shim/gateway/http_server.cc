@@ -8,8 +8,11 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
+#include <deque>
 #include <limits>
 #include <map>
+#include <system_error>
+#include <thread>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/ascii.h"
@@ -39,7 +42,19 @@ struct HttpServer::State {
   absl::Mutex mu;
   bool stopping ABSL_GUARDED_BY(mu) = false;
   std::map<int, Conn> conns ABSL_GUARDED_BY(mu);
-  int active ABSL_GUARDED_BY(mu) = 0;
+  int active ABSL_GUARDED_BY(mu) = 0;  // connections open: waiting for a worker or being served
+  // Connections are served by worker threads that wait for the next one when done: a thread woken from its
+  // wait gets the CPU at once, where a newly created one can wait behind every runnable task of a busy node.
+  std::deque<int> pending ABSL_GUARDED_BY(mu);  // accepted fds no worker has taken yet
+  int workers ABSL_GUARDED_BY(mu) = 0;
+  int idle_workers ABSL_GUARDED_BY(mu) = 0;
+  static constexpr int kWarmWorkers = 8;  // kept even when idle
+  static constexpr absl::Duration kIdleWorkerLife = absl::Seconds(60);
+
+  // Starts a worker counted in `workers` by the caller; false (and uncounted) if no thread could be made.
+  bool SpawnWorker(const std::shared_ptr<State>& self);
+  void Worker();
+  void ServeFd(int fd);
 
   void SetConn(int fd, bool in_handler) { SetConn(fd, in_handler, opts.idle_timeout); }
   void SetConn(int fd, bool in_handler, absl::Duration timeout) {
@@ -178,6 +193,63 @@ void HttpServer::State::Serve(tcp::socket& sock) {
   }
 }
 
+bool HttpServer::State::SpawnWorker(const std::shared_ptr<State>& self) {
+  try {
+    std::thread([self] { self->Worker(); }).detach();
+    return true;
+  } catch (const std::system_error& e) {
+    // Out of threads: the connection waits in `pending` for a worker that is already running.
+    log::Warnf("gateway: cannot start a connection worker thread: %s", e.what());
+    absl::MutexLock lock(&mu);
+    --workers;
+    return false;
+  }
+}
+
+void HttpServer::State::Worker() {
+  while (true) {
+    int fd;
+    {
+      absl::MutexLock lock(&mu);
+      ++idle_workers;
+      auto has_work = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return !pending.empty() || stopping; };
+      bool woken = mu.AwaitWithTimeout(absl::Condition(&has_work), kIdleWorkerLife);
+      --idle_workers;
+      if (pending.empty()) {
+        if (stopping || (!woken && workers > kWarmWorkers)) {
+          --workers;
+          return;
+        }
+        continue;
+      }
+      fd = pending.front();
+      pending.pop_front();
+    }
+    ServeFd(fd);
+  }
+}
+
+void HttpServer::State::ServeFd(int fd) {
+  // Each connection gets its own socket object (and io_context): nothing it uses belongs to the acceptor.
+  asio::io_context ioc;
+  tcp::socket s(ioc);
+  boost::system::error_code e;
+  s.assign(protocol, fd, e);
+  if (!e) Serve(s);
+  {
+    absl::MutexLock lock(&mu);
+    conns.erase(fd);  // before close(2), so the watchdog never touches a reused fd number
+  }
+  s.shutdown(tcp::socket::shutdown_both, e);
+  if (s.is_open()) {
+    s.close(e);
+  } else {
+    ::close(fd);
+  }
+  absl::MutexLock lock(&mu);
+  --active;
+}
+
 HttpServer::~HttpServer() { Shutdown(absl::ZeroDuration()); }
 
 absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Listen(HttpServerOptions opts, Handler handler) {
@@ -230,42 +302,32 @@ void HttpServer::Start() {
         (*accept)();
         return;
       }
-      // The connection thread gets the bare fd and its own socket object (and io_context), so nothing it uses
-      // belongs to the acceptor.
+      // A worker gets the bare fd.
       int fd = sock.release(ec);
       if (ec) {
         log::Warnf("gateway: accept: release socket: %s", ec.message());
         (*accept)();
         return;
       }
+      bool spawn;
       {
         absl::MutexLock lock(&st->mu);
         ++st->active;
         st->conns[fd] = State::Conn{false, absl::Now() + st->opts.idle_timeout};
+        st->pending.push_back(fd);
+        spawn = st->idle_workers < static_cast<int>(st->pending.size());
+        if (spawn) ++st->workers;
       }
-      std::thread([st, fd] {
-        asio::io_context ioc;
-        tcp::socket s(ioc);
-        boost::system::error_code e;
-        s.assign(st->protocol, fd, e);
-        if (!e) st->Serve(s);
-        {
-          absl::MutexLock lock(&st->mu);
-          st->conns.erase(fd);  // before close(2), so the watchdog never touches a reused fd number
-        }
-        s.shutdown(tcp::socket::shutdown_both, e);
-        if (s.is_open()) {
-          s.close(e);
-        } else {
-          ::close(fd);
-        }
-        absl::MutexLock lock(&st->mu);
-        --st->active;
-      }).detach();
+      if (spawn) st->SpawnWorker(st);
       (*accept)();
     });
   };
   (*accept)();
+  {
+    absl::MutexLock lock(&st->mu);
+    st->workers += State::kWarmWorkers;
+  }
+  for (int i = 0; i < State::kWarmWorkers; ++i) st->SpawnWorker(st);
   auto watchdog = std::make_shared<std::function<void()>>();
   *watchdog = [st, acc, watchdog] {
     acc->watchdog.expires_after(std::chrono::seconds(1));
@@ -304,10 +366,19 @@ int HttpServer::Shutdown(absl::Duration grace) {
     });
     accept_thread_.join();  // run() returns once the acceptor and the timer have no work left
   }
+  // Idle workers saw `stopping` and end; a worker ends once its connection has been answered and closed.
   absl::MutexLock lock(&state_->mu);
-  auto done = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(state_->mu) { return state_->active == 0; };
+  auto done = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(state_->mu) {
+    return state_->active == 0 && state_->workers == 0;
+  };
   state_->mu.AwaitWithTimeout(absl::Condition(&done), grace);
   return state_->active;
+}
+
+int HttpServer::Workers() {
+  if (state_ == nullptr) return 0;
+  absl::MutexLock lock(&state_->mu);
+  return state_->workers;
 }
 
 }  // namespace gvshim::gateway

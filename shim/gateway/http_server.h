@@ -1,7 +1,8 @@
-// The gateway's HTTP/1.1 transport on Boost.Beast: one acceptor, one thread per connection (bounded),
-// keep-alive, a request body cap (answered 413 without reading the body), "Expect: 100-continue", an idle
-// timeout, and a JSON access-log line per request. Requests go to a handler (Service::Handle) and know
-// nothing of Beast.
+// The gateway's HTTP/1.1 transport on Boost.Beast: one acceptor; each connection is served, from accept to
+// close, by a worker thread of a pool (a few kept warm, more started while every one is busy, the extra ones
+// ending after a minute idle; connections bounded), keep-alive, a request body cap (answered 413 without
+// reading the body), "Expect: 100-continue", an idle timeout, and a JSON access-log line per request.
+// Requests go to a handler (Service::Handle) and know nothing of Beast.
 #pragma once
 
 #include <cstdint>
@@ -39,12 +40,14 @@ class HttpServer {
   uint16_t port() const { return port_; }
   // Accepts connections on a background thread.
   void Start();
-  // Stops accepting, closes idle connections, and waits up to `grace` for requests being served to finish.
-  // Returns the number of connections still open after the grace period (their threads keep what they use
-  // alive, so destroying the server afterwards is safe).
+  // Stops accepting, closes idle connections, ends idle workers, and waits up to `grace` for requests being
+  // served to finish and every worker to end. Returns the number of connections still open after the grace
+  // period (their workers keep what they use alive, so destroying the server afterwards is safe).
   int Shutdown(absl::Duration grace);
+  // Worker threads not yet ended (tests).
+  int Workers();
 
-  // Connection bookkeeping shared with the connection threads.
+  // Connection bookkeeping shared with the worker threads.
   struct State;
 
  private:

@@ -133,6 +133,15 @@ void Pool::Refresh() {
 }
 
 void Pool::Poll(const std::shared_ptr<Pod>& pod) {
+  {
+    // A pod that just ran a snippet is known to serve: Health (which pings every runner in the pod's sandbox,
+    // costing sandbox CPU next to the snippets) is skipped while it keeps answering.
+    absl::MutexLock lock(&mu_);
+    if (pod->serving && !pod->set_aside && pod->max_limits.has_value() &&
+        absl::Now() - pod->last_success < opts_.passive_health) {
+      return;
+    }
+  }
   absl::Time deadline = absl::Now() + opts_.health_timeout;
   ev1::HealthResponse health;
   grpc::Status st = pod->client->Health(deadline, &health);
@@ -315,6 +324,11 @@ void Pool::PublishLocked() {
 
 Pool::Lease::~Lease() {
   if (pool_ != nullptr) pool_->Release(pod_.get());
+}
+
+void Pool::Lease::Succeeded() {
+  absl::MutexLock lock(&pool_->mu_);
+  pod_->last_success = absl::Now();
 }
 
 void Pool::Lease::SetAside(const std::string& why) {

@@ -49,6 +49,9 @@ struct PoolOptions {
   // (a trivial one, with this wall timeout) successfully; a failed probe starts the wait again.
   absl::Duration set_aside_min = absl::Seconds(2);
   absl::Duration probe_timeout = absl::Seconds(5);
+  // A pod that ran a snippet successfully this recently is not asked for Health (Health pings every runner of
+  // the pod, which costs its sandbox CPU); the load others put on it is then last Health's.
+  absl::Duration passive_health = absl::Seconds(2);
 };
 
 class Pool {
@@ -85,9 +88,11 @@ class Pool {
     const std::string& pod_name() const { return name_; }
     // The pod's maximum limits (ListRuntimes), if known.
     const std::optional<execute::v1::Limits>& max_limits() const { return max_limits_; }
-    // The pod failed this request (gRPC error, internal error): it gets no more requests until Health
-    // answers.
+    // The pod failed this request (gRPC error, internal error): it gets no more requests until, after
+    // PoolOptions::set_aside_min, it answers Health and runs a probe snippet.
     void SetAside(const std::string& why);
+    // The pod ran this request (whatever the snippet did): it needs no Health poll for a while.
+    void Succeeded();
 
    private:
     friend class Pool;
@@ -120,10 +125,11 @@ class Pool {
     bool serving = false;    // the last Health said SERVING
     bool set_aside = false;  // failed a request; waits for set_aside_until and a good probe
     absl::Time set_aside_until;
-    std::string probe_note;  // the last probe failure (logged on change)
-    bool gone = false;       // its record disappeared
-    int inflight = 0;        // this gateway's snippets on it
-    int64_t others = 0;      // load Health reported beyond ours
+    std::string probe_note;                          // the last probe failure (logged on change)
+    absl::Time last_success = absl::InfinitePast();  // the last request it answered
+    bool gone = false;                               // its record disappeared
+    int inflight = 0;                                // this gateway's snippets on it
+    int64_t others = 0;                              // load Health reported beyond ours
     std::optional<execute::v1::Limits> max_limits;
     std::string state_note;  // why it is not ready (logged on change)
   };

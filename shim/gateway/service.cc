@@ -146,11 +146,14 @@ HttpResponse Service::Execute(const RunRequest& run) {
     return r;
   };
   auto lease = pool_->Acquire(run.language, admitted + opts_.queue_timeout);
+  absl::Time acquired = absl::Now();
   if (!lease.ok()) {
     log::Warnf("gateway: no available pool pod for %s: %s", language, lease.status().message());
     metrics_->RecordRejection("no_pod");
     ojson result = NoAvailableContainerResult();
-    return finish(Json(200, result), result);
+    HttpResponse r = Json(200, result);
+    r.queue_ms = absl::ToDoubleMilliseconds(acquired - admitted);
+    return finish(std::move(r), result);
   }
   ev1::ExecuteRequest req;
   req.set_language(ToExecute(run.language));
@@ -166,13 +169,17 @@ HttpResponse Service::Execute(const RunRequest& run) {
   absl::Time deadline = absl::Now() + absl::Milliseconds(static_cast<int64_t>(wall_ms)) + opts_.execute_slack;
   ev1::ExecuteResponse resp;
   grpc::Status st = lease->client().Execute(req, deadline, &resp);
+  absl::Time executed = absl::Now();
   ojson result;
   if (st.ok()) {
     ResultOptions ro;
     ro.network_refused = !opts_.allow_network;
     result = ResultFromExecute(resp, ro);
-    if (resp.status() == ev1::STATUS_INTERNAL_ERROR)
+    if (resp.status() == ev1::STATUS_INTERNAL_ERROR) {
       lease->SetAside(absl::StrCat("internal error: ", resp.error()));
+    } else {
+      lease->Succeeded();
+    }
   } else if (st.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
     log::Warnf("gateway: pool pod %s is full: %s", lease->pod_name(), st.error_message());
     result = NoAvailableContainerResult();
@@ -187,6 +194,8 @@ HttpResponse Service::Execute(const RunRequest& run) {
     result = InternalErrorResult(why);
   }
   HttpResponse r = Json(200, result);
+  r.queue_ms = absl::ToDoubleMilliseconds(acquired - admitted);
+  r.execute_ms = absl::ToDoubleMilliseconds(executed - acquired);
   r.pod = lease->pod_name();
   r.headers.emplace_back("X-Gvshim-Pod", r.pod);
   return finish(std::move(r), result);
@@ -206,6 +215,8 @@ std::string AccessLogLine(const HttpRequest& req, const HttpResponse& resp, absl
   if (!resp.status.empty()) j["status"] = resp.status;
   if (resp.exit_code.has_value()) j["exit_code"] = *resp.exit_code;
   if (!resp.pod.empty()) j["pod"] = resp.pod;
+  if (resp.queue_ms.has_value()) j["queue_ms"] = *resp.queue_ms;
+  if (resp.execute_ms.has_value()) j["execute_ms"] = *resp.execute_ms;
   return Dump(j);
 }
 

@@ -38,6 +38,8 @@ struct HttpResponse {
   // For the access log.
   std::string language, status, pod;
   std::optional<int> exit_code;
+  std::optional<double> queue_ms;    // waiting for a pool pod
+  std::optional<double> execute_ms;  // the pod's Execute call
 };
 
 struct ServiceOptions {

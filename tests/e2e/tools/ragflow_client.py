@@ -46,7 +46,10 @@ def auth_headers(args):
 def post_run(url, payload, headers, timeout=120):
     h = {"Content-Type": "application/json"}
     h.update(headers)
+    # UTF-8 bytes, as requests.post(json=...) sends them (http.client would encode a str as Latin-1)
     body = payload if isinstance(payload, (str, bytes)) else json.dumps(payload)
+    if isinstance(body, str):
+        body = body.encode()
     code, hdrs, data = request(url, "POST", "/run", body, h, timeout)
     try:
         parsed = json.loads(data)

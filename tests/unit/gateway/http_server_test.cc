@@ -1,8 +1,11 @@
 #include "shim/gateway/http_server.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <poll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <boost/asio/connect.hpp>
@@ -12,8 +15,10 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <thread>
+#include <vector>
 
 #include "absl/synchronization/notification.h"
 
@@ -258,6 +263,89 @@ TEST(HttpServer, ShutdownLetsRunningRequestsFinish) {
   tcp::socket late(srv.ioc);
   late.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), srv.server->port()), ec);
   EXPECT_TRUE(ec) << "the server still accepts after Shutdown";
+}
+
+// The open fds of this process.
+int OpenFds() {
+  int n = 0;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) ++n;
+  return n - 1;  // the iterator's own
+}
+
+TEST(HttpServer, ShutdownEndsEveryWorkerAndClosesEveryFd) {
+  constexpr int kBusy = 12;  // more than the warm workers, so extra ones are started
+  // Plain sockets on the client side, so that nothing but the server opens or closes fds meanwhile.
+  auto connect = [](uint16_t port) {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+    return fd;
+  };
+  const int before = OpenFds();
+  absl::Mutex mu;
+  int in_handler = 0;
+  bool release = false;
+  HttpServerOptions o;
+  o.host = "127.0.0.1";
+  o.port = 0;
+  o.access_log_fd = -1;
+  auto server = HttpServer::Listen(o, [&](const HttpRequest& r) {
+    if (r.target != "/slow") return Echo(r);
+    absl::MutexLock lock(&mu);
+    ++in_handler;
+    mu.Await(absl::Condition(&release));
+    return Echo(r);
+  });
+  ASSERT_TRUE(server.ok()) << server.status();
+  (*server)->Start();
+  std::vector<int> clients;
+  for (int i = 0; i < kBusy; ++i) {
+    clients.push_back(connect((*server)->port()));
+    std::string req = "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n";
+    ASSERT_EQ(::write(clients.back(), req.data(), req.size()), static_cast<ssize_t>(req.size()));
+  }
+  {
+    absl::MutexLock lock(&mu);
+    auto all_in = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return in_handler == kBusy; };
+    ASSERT_TRUE(mu.AwaitWithTimeout(absl::Condition(&all_in), absl::Seconds(20)));
+  }
+  EXPECT_GE((*server)->Workers(), kBusy) << "each connection has a worker of its own";
+  // A connection answered once and then idle (kept alive): Shutdown closes it.
+  int idle = connect((*server)->port());
+  {
+    std::string req = "GET / HTTP/1.1\r\nHost: x\r\n\r\n", out;
+    ASSERT_EQ(::write(idle, req.data(), req.size()), static_cast<ssize_t>(req.size()));
+    char buf[4096];
+    while (out.find("\"x_test\":\"\"}") == std::string::npos) {  // the end of the body
+      ssize_t n = ::read(idle, buf, sizeof(buf));
+      ASSERT_GT(n, 0) << out;
+      out.append(buf, n);
+    }
+  }
+  EXPECT_GT(OpenFds(), before + 2 * kBusy) << "the probe sees the connections' fds";
+  std::thread stopper([&] { EXPECT_EQ((*server)->Shutdown(absl::Seconds(20)), 0); });
+  {
+    absl::MutexLock lock(&mu);
+    release = true;
+  }
+  stopper.join();
+  EXPECT_EQ((*server)->Workers(), 0) << "workers still running after Shutdown";
+  for (int fd : clients) {
+    std::string out;
+    char buf[4096];
+    ssize_t n;
+    while ((n = ::read(fd, buf, sizeof(buf))) > 0) out.append(buf, n);
+    EXPECT_EQ(out.substr(0, 12), "HTTP/1.1 200") << out;
+    ::close(fd);
+  }
+  char c;
+  EXPECT_EQ(::read(idle, &c, 1), 0) << "the idle connection was not closed";
+  ::close(idle);
+  server->reset();
+  EXPECT_EQ(OpenFds(), before) << "fds left open after the server was destroyed";
 }
 
 TEST(HttpServer, ListenErrors) {

@@ -50,6 +50,29 @@ TEST(Pool, DiscoversAndPollsPods) {
   EXPECT_NE(m.Render().find("gvshim_gateway_pods{state=\"ready\"} 1"), std::string::npos);
 }
 
+TEST(Pool, NoHealthPollsWhileAPodKeepsAnswering) {
+  FakeNode node;
+  auto a = node.AddPod("a");
+  {
+    absl::MutexLock lock(&a->mu);
+    a->max_limits = ev1::Limits();
+  }
+  PoolOptions o = Opts(node);
+  o.passive_health = absl::Hours(1);
+  Pool pool(o, node.Factory(), nullptr);
+  pool.Refresh();
+  pool.Refresh();  // polls go on while nothing ran
+  int polls = a->health_calls.load();
+  EXPECT_EQ(polls, 2);
+  pool.Acquire(RunLanguage::kPython, Soon())->Succeeded();
+  pool.Refresh();
+  EXPECT_EQ(a->health_calls.load(), polls) << "Health pinged a pod that just answered a request";
+  // A pod set aside is polled (and probed) again.
+  pool.Acquire(RunLanguage::kPython, Soon())->SetAside("failure");
+  pool.Refresh();
+  EXPECT_GT(a->health_calls.load(), polls);
+}
+
 TEST(Pool, LeastBusyFirst) {
   FakeNode node;
   auto a = node.AddPod("a");

@@ -234,6 +234,35 @@ TEST(Service, PodFailureAnswersAnErrorAndTheNextGoesElsewhere) {
   }
 }
 
+TEST(Service, AnsweredRunsSpareThePodHealthPolls) {
+  Fixture f;
+  {
+    absl::MutexLock lock(&f.a->mu);
+    f.a->max_limits = ev1::Limits();  // a pod whose maximum limits are known
+  }
+  int polls = f.a->health_calls.load();
+  f.pool->Refresh();  // learns the limits
+  f.pool->Refresh();
+  EXPECT_EQ(f.a->health_calls.load(), polls + 2) << "the probe sees the polls while nothing runs";
+  polls += 2;
+  f.a->on_execute = [](const ev1::ExecuteRequest&, ev1::ExecuteResponse* resp) {
+    resp->set_status(ev1::STATUS_TIMEOUT);  // an answer, whatever the snippet did
+    return grpc::Status::OK;
+  };
+  EXPECT_EQ(Body(f.Post(Payload()))["resource_limit_type"], "time");
+  f.pool->Refresh();
+  EXPECT_EQ(f.a->health_calls.load(), polls) << "Health was polled right after the pod answered";
+  // An internal error is no answer: the pod is set aside and polled (and probed) again.
+  f.a->on_execute = [](const ev1::ExecuteRequest&, ev1::ExecuteResponse* resp) {
+    resp->set_status(ev1::STATUS_INTERNAL_ERROR);
+    resp->set_error("runner died");
+    return grpc::Status::OK;
+  };
+  f.Post(Payload(), {{"x-sandbox-token", kToken}}, "10.0.0.2");
+  f.pool->Refresh();
+  EXPECT_GT(f.a->health_calls.load(), polls);
+}
+
 TEST(Service, MetricsCountExecutions) {
   Fixture f;
   f.Post(Payload());
@@ -259,6 +288,8 @@ TEST(Service, AccessLogLine) {
   resp.status = "success";
   resp.exit_code = 0;
   resp.pod = "ns/a";
+  resp.queue_ms = 1.5;
+  resp.execute_ms = 20.25;
   ojson j = ojson::parse(AccessLogLine(req, resp, absl::FromUnixSeconds(0), absl::Milliseconds(5)));
   EXPECT_EQ(j["path"], "/run");
   EXPECT_EQ(j["code"], 200);
@@ -268,6 +299,8 @@ TEST(Service, AccessLogLine) {
   EXPECT_EQ(j["pod"], "ns/a");
   EXPECT_EQ(j["exit_code"], 0);
   EXPECT_EQ(j["ts"], "1970-01-01T00:00:00+00:00");
+  EXPECT_EQ(j["queue_ms"], 1.5);
+  EXPECT_EQ(j["execute_ms"], 20.25);
 }
 
 TEST(Service, EffectiveLimits) {
