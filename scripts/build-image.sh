@@ -195,7 +195,8 @@ fi
 if [[ -n $ADDRESS ]]; then
   log "importing $NAME into $ADDRESS (namespace $NAMESPACE)"
   ctr -a "$ADDRESS" -n "$NAMESPACE" images import "$dir/image.tar" >&2
-  if ! ctr -a "$ADDRESS" -n "$NAMESPACE" images ls -q | grep -qxF "$NAME"; then
+  # grep reads everything (no -q): an early exit would SIGPIPE ctr and fail the pipeline under pipefail.
+  if ! ctr -a "$ADDRESS" -n "$NAMESPACE" images ls -q | grep -xF -- "$NAME" >/dev/null; then
     echo "build-image.sh: import did not create $NAME" >&2
     exit 1
   fi

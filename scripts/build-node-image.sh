@@ -45,7 +45,7 @@ log() { echo "build-node-image: $*" >&2; }
 
 BUSYBOX=$(command -v busybox.static 2>/dev/null || echo /bin/busybox)
 for f in "$BIN_DIR/containerd-shim-gvisor-v1" "$BIN_DIR/gvshim" "$RUNSC" "$BUSYBOX" \
-  "$BIN_DIR/gvshim-helpers/gvshim-launch"; do
+  "$BIN_DIR/gvshim-helpers/gvshim-launch" "$BIN_DIR/gvshim-helpers/gvshim-wrap"; do
   [[ -x $f ]] || { echo "build-node-image.sh: $f is missing (scripts/build.sh --main; install-deps)" >&2; exit 1; }
   # Everything in the image must run without the host's libraries.
   if ldd "$f" >/dev/null 2>&1; then
@@ -89,7 +89,7 @@ else
   install -m 0755 "$BIN_DIR/gvshim" "$payload/gvshim"
   install -m 0755 "$RUNSC" "$payload/runsc"
   install -m 0644 "$ROOT"/seccomp-profiles/*.json "$payload/seccomp-profiles/"
-  install -m 0755 "$BIN_DIR/gvshim-helpers/gvshim-launch" "$payload/gvshim-helpers/"
+  install -m 0755 "$BIN_DIR/gvshim-helpers/gvshim-launch" "$BIN_DIR/gvshim-helpers/gvshim-wrap" "$payload/gvshim-helpers/"
   install -m 0644 "$BIN_DIR"/gvshim-helpers/*.so "$payload/gvshim-helpers/"
   (cd "$payload" && sha256sum containerd-shim-gvisor-v1 gvshim runsc seccomp-profiles/*.json gvshim-helpers/* \
     >SHA256SUMS)

@@ -10,6 +10,7 @@
 #      GVSHIM_RUNSC=old|PATH    run the e2e suite against runsc 0.0~20221219 (or a given runsc) instead of
 #                               0.0~20240729; GVSHIM_RUNSC_PLATFORM=ptrace|systrap picks the platform
 #      GVSHIM_SKIP_OLD_RUNSC=1  skip the short e2e pass against runsc 0.0~20221219 (task + Execute files)
+#      GVSHIM_SKIP_CRI=1        skip the CRI suite (tests/cri; local iteration only; CI runs it)
 #      JOBS                     parallel build jobs (default nproc)
 set -euo pipefail
 
@@ -170,6 +171,28 @@ else
     rc=${rc:-1}; [[ $rc -ne 0 ]] || rc=1
   fi
   record e2e-old-runsc "$rc" "$line"
+fi
+
+header "CRI suite (tests/cri, containerd's CRI plugin driven as a kubelet drives it)"
+if [[ ${GVSHIM_SKIP_CRI:-0} == 1 ]]; then
+  echo "skipped (GVSHIM_SKIP_CRI=1)"
+elif [[ $build_ok -ne 1 ]]; then
+  echo "skipped: build failed"; record cri 1 "not run"
+else
+  rc=0
+  /usr/bin/python3 tests/cri/run.py 2>&1 | tee "$LOGDIR/cri.log" || rc=${PIPESTATUS[0]}
+  line=$(grep -E '^cri: [0-9]+ passed, [0-9]+ failed' "$LOGDIR/cri.log" | tail -n 1 || true)
+  if [[ -n $line ]]; then
+    p=$(sed -E 's/^cri: ([0-9]+) passed, ([0-9]+) failed.*/\1/' <<<"$line")
+    m=$(sed -E 's/^cri: ([0-9]+) passed, ([0-9]+) failed.*/\2/' <<<"$line")
+    total_passed=$((total_passed + p)) total_failed=$((total_failed + m))
+  else
+    # The suite did not report: count it as a failure so that the run cannot pass without it.
+    total_failed=$((total_failed + 1))
+    [[ $rc -ne 0 ]] || rc=1
+    line="no result line"
+  fi
+  record cri "$rc" "$line"
 fi
 
 header "summary ($((SECONDS - start))s)"

@@ -103,7 +103,8 @@ absl::StatusOr<Installer::Plan> Installer::MakePlan() {
   }
   if (ec) return absl::FailedPreconditionError(absl::StrCat("payload ", o_.payload_dir, ": ", ec.message()));
   // Execute's in-sandbox helpers: the shim looks for them in gvshim-helpers/ next to its own binary.
-  for (const char* h : {"gvshim-launch", "_gvshim_isolate.abi3.so"}) {
+  // (gvshim-wrap too: the terminal pty and the execs' seccomp filter, mounted into every container.)
+  for (const char* h : {"gvshim-launch", "_gvshim_isolate.abi3.so", "gvshim-wrap"}) {
     p.files.emplace_back(absl::StrCat(o_.payload_dir, "/gvshim-helpers/", h),
                          absl::StrCat(o_.install_dir, "/gvshim-helpers/", h));
   }

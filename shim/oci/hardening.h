@@ -103,8 +103,8 @@ struct HardeningResult {
 absl::StatusOr<nlohmann::json> HardenProcess(const nlohmann::json& process, const HardeningPolicy& policy,
                                              bool privileged_allowed = false);
 
-// True for the spec of a privileged container as containerd writes it: every known capability in the bounding
-// set, and no masked or read-only paths.
+// True for the spec of a privileged container as containerd writes it: CAP_SYS_ADMIN and at least 30 capabilities
+// in the bounding set (containerd grants what its own process holds), and no masked or read-only paths.
 bool IsPrivileged(const nlohmann::json& spec);
 
 // True when the spec lists its namespaces and a network namespace is not among them (it shares the node's).

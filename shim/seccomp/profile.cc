@@ -70,7 +70,11 @@ struct Parsed {
 
 class Checker {
  public:
-  explicit Checker(const std::string& source) : source_(source) {}
+  // skip_unknown_names: a syscall name libseccomp does not know on any listed architecture is ignored instead of
+  // being an error, as runc and runsc do with the profiles containerd generates (its default profile lists, e.g.,
+  // "recv", which x86 has only as a socketcall).
+  explicit Checker(const std::string& source, bool skip_unknown_names = false)
+      : source_(source), skip_unknown_names_(skip_unknown_names) {}
 
   absl::Status Error(absl::string_view path, absl::string_view reason) const {
     return absl::InvalidArgumentError(absl::StrCat(source_, ": ", path, ": ", reason));
@@ -314,7 +318,8 @@ class Checker {
       return Error(path, "missing field \"names\" (or Docker's \"name\")");
     }
     for (size_t j = 0; j < rule.names.size(); ++j) {
-      RETURN_IF_ERROR(CheckName(rule.names[j], rule.name_paths[j], parsed));
+      absl::Status known = CheckName(rule.names[j], rule.name_paths[j], parsed);
+      if (!known.ok() && !skip_unknown_names_) return known;
     }
     if (!entry.contains("action")) return Error(path, "missing field \"action\"");
     std::string action_path = absl::StrCat(path, ".action");
@@ -470,6 +475,7 @@ class Checker {
 
  private:
   const std::string& source_;
+  const bool skip_unknown_names_;
 };
 
 bool IsDenial(const std::string& action) {
@@ -526,7 +532,7 @@ void OffsetToLineColumn(absl::string_view text, size_t byte, int* line, int* col
 }
 
 absl::StatusOr<std::string> CompileBpf(const nlohmann::json& profile, const std::string& source_name) {
-  Checker checker(source_name);
+  Checker checker(source_name, /*skip_unknown_names=*/true);
   ASSIGN_OR_RETURN(Parsed parsed, checker.Parse(profile));
   std::string bpf;
   ASSIGN_OR_RETURN(int instructions, checker.Compile(parsed, &bpf));

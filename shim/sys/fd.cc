@@ -1,11 +1,42 @@
 #include "shim/sys/fd.h"
 
+#include <fcntl.h>
+
 #include <cerrno>
 #include <string>
 
 #include "shim/base/status.h"
 
 namespace gvshim::sys {
+
+absl::Status SetNonBlocking(int fd) {
+  const int fl = ::fcntl(fd, F_GETFL);
+  if (fl < 0) return ErrnoStatus(errno, "fcntl F_GETFL");
+  if (::fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) return ErrnoStatus(errno, "fcntl F_SETFL O_NONBLOCK");
+  return absl::OkStatus();
+}
+
+ScopedSigpipeGuard::ScopedSigpipeGuard() {
+  sigset_t pipe_set;
+  sigemptyset(&pipe_set);
+  sigaddset(&pipe_set, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe_set, &old_);
+}
+
+ScopedSigpipeGuard::~ScopedSigpipeGuard() {
+  const int saved = errno;
+  sigset_t pending;
+  sigpending(&pending);
+  if (!sigismember(&old_, SIGPIPE) && sigismember(&pending, SIGPIPE)) {
+    sigset_t pipe_set;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    struct timespec zero = {0, 0};
+    sigtimedwait(&pipe_set, nullptr, &zero);
+  }
+  pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+  errno = saved;
+}
 
 absl::StatusOr<PipePair> MakePipe(int flags) {
   int fds[2];

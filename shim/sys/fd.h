@@ -8,6 +8,8 @@
 
 #include <string>
 
+#include <csignal>
+
 #include "absl/status/statusor.h"
 
 namespace gvshim::sys {
@@ -46,8 +48,25 @@ struct PipePair {
 // pipe2(flags); O_CLOEXEC by default.
 absl::StatusOr<PipePair> MakePipe(int flags = O_CLOEXEC);
 
+// Sets O_NONBLOCK on fd (one end of a pipe, say), keeping its other status flags.
+absl::Status SetNonBlocking(int fd);
+
 // Duplicates fd with F_DUPFD_CLOEXEC.
 absl::StatusOr<UniqueFd> Dup(int fd);
+
+// Write(2) on a pipe whose reader may be gone: while it lives, SIGPIPE is blocked in this thread, and on
+// destruction a SIGPIPE that a write raised meanwhile is consumed (not one that was pending before), so the write
+// fails with EPIPE instead of ending the process (the shim ignores SIGPIPE, but a library must not rely on it).
+class ScopedSigpipeGuard {
+ public:
+  ScopedSigpipeGuard();
+  ~ScopedSigpipeGuard();
+  ScopedSigpipeGuard(const ScopedSigpipeGuard&) = delete;
+  ScopedSigpipeGuard& operator=(const ScopedSigpipeGuard&) = delete;
+
+ private:
+  sigset_t old_;
+};
 
 // Writes all of data, retrying on EINTR and short writes.
 absl::Status WriteAll(int fd, const void* data, size_t size);

@@ -150,13 +150,6 @@ struct ExitState {
   UniqueFd event;  // eventfd, becomes readable on exit
 };
 
-absl::Status SetNonBlocking(int fd) {
-  int flags = ::fcntl(fd, F_GETFL);
-  if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
-    return ErrnoStatus(errno, "fcntl O_NONBLOCK");
-  return absl::OkStatus();
-}
-
 // Reads what is available now. Returns false once the pipe is at EOF (or broken).
 bool ReadSome(int fd, std::string* out) {
   char buf[16384];
@@ -176,11 +169,7 @@ bool ReadSome(int fd, std::string* out) {
 // Writes as much of data[*off..] as the pipe takes now, without dying of SIGPIPE if the reader is gone.
 // Returns false when writing is over (all written, or the reader went away).
 bool WriteSome(int fd, const std::string& data, size_t* off) {
-  sigset_t pipe_set, old;
-  sigemptyset(&pipe_set);
-  sigaddset(&pipe_set, SIGPIPE);
-  pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
-  bool more = true;
+  ScopedSigpipeGuard guard;
   while (*off < data.size()) {
     ssize_t n = ::write(fd, data.data() + *off, data.size() - *off);
     if (n > 0) {
@@ -188,22 +177,10 @@ bool WriteSome(int fd, const std::string& data, size_t* off) {
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
-    if (n < 0 && errno == EPIPE) {
-      // Consume the SIGPIPE this thread just raised, unless one was already pending before.
-      sigset_t pending;
-      sigpending(&pending);
-      if (!sigismember(&old, SIGPIPE) && sigismember(&pending, SIGPIPE)) {
-        struct timespec zero = {0, 0};
-        sigtimedwait(&pipe_set, nullptr, &zero);
-      }
-    }
-    more = false;
-    break;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return *off < data.size();
+    return false;  // EPIPE (the reader went away) or another error: writing is over
   }
-  if (*off >= data.size()) more = false;
-  pthread_sigmask(SIG_SETMASK, &old, nullptr);
-  return more;
+  return false;
 }
 
 }  // namespace

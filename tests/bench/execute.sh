@@ -68,6 +68,7 @@ done
 echo
 echo "Summary (medians in ms; speed-up = runsc exec p50 / Execute p50; this machine: $(nproc) cores," \
   "load $(cut -d' ' -f1-3 /proc/loadavg))"
+# shellcheck disable=SC2086 # CONFIGS is a list of words
 /usr/bin/python3 - "$OUT" $CONFIGS <<'PY'
 import json, os, sys
 out = sys.argv[1]

@@ -15,7 +15,12 @@ SLEEP = ["sleep", "100000"]
 
 def assert_nothing_left(t, sandbox_pids_before):
     """No shim, no runsc container, no sandbox process of ours, no mount of a removed pod's bundle."""
-    assert t.ctd.shim_pids() == [], f"shims left: {t.ctd.shim_pids()}"
+    # containerd's cleanup of a dead shim (`containerd-shim-gvisor-v1 ... delete`) may still be running.
+    crienv.wait_pids_gone(t.ctd.shim_pids(), 30)
+    left = t.ctd.shim_pids()
+    if left:
+        argv = {p: open(f"/proc/{p}/cmdline", "rb").read().replace(b"\0", b" ").decode() for p in left}
+        raise AssertionError(f"shims left: {argv}")
     assert t.ctd.runsc_list() == [], f"runsc still lists {t.ctd.runsc_list()}"
     left = set(t.ctd.runsc_sandbox_pids()) - set(sandbox_pids_before)
     assert not left, f"sandbox processes left: {sorted(left)}"

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # The Execute e2e cases, shared by test_execute.sh (a BusyBox image with python3 and node) and
 # test_execute_minimal.sh (an image of the two interpreters and their libraries only: no shell, no util-linux,
 # no libffi). Sourced after lib.sh with EXEC_VARIANT set; defines EXEC_CASES and the case functions.
@@ -6,6 +7,7 @@
 # the pod's container; what is left in the execute container, from `runsc exec` of python3 in it (its root pid
 # namespace sees every snippet's). Each "nothing left" probe is first shown to see the live thing.
 
+# shellcheck disable=SC2034 # used by the sourcing file
 EXEC_CASES=(python_main_args js_main_args script_stdout statuses_and_survival artifacts_returned
   runtimes_report_isolation snippet_sees_only_itself pod_secrets_are_invisible files_do_not_survive
   concurrent_snippets_are_invisible pod_sees_no_snippet_files nothing_survives_a_snippet no_host_network

@@ -3,6 +3,7 @@
 # `gvshim exec` (the cases are in execute_cases.sh).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck disable=SC2034 # read by execute_cases.sh
 EXEC_VARIANT=python-node
 source "$(dirname "${BASH_SOURCE[0]}")/execute_cases.sh"
 

@@ -117,7 +117,10 @@ tar -C "$D/node-fs" -xf "$D/image/blobs/sha256/$layer" ./opt/gvshim-node/payload
 PAYLOAD=$D/node-fs/opt/gvshim-node/payload
 
 # The chart's node config, as the ConfigMap carries it (runsc state kept in this test's dir).
-printf '{"runsc":{"root":"%s","network":"none"},"shim":{"log_level":"debug"}}\n' "$D/runsc" >"$D/gvshim.json"
+# This containerd has no CNI, so the canary and the replayed test pods share the node's network namespace
+# (--host-network); the node policy gives them gVisor's own loopback-only network instead of refusing them.
+printf '{"runsc":{"root":"%s","network":"none"},"shim":{"log_level":"debug"},"hardening":{"host_network":"isolated"}}\n' \
+  "$D/runsc" >"$D/gvshim.json"
 
 # --- the Kubernetes API stand-in ---------------------------------------------------------------------------------
 openssl req -x509 -newkey rsa:2048 -nodes -keyout "$KUBE/tls.key" -out "$KUBE/tls.crt" -days 1 \

@@ -82,7 +82,9 @@ absl::StatusOr<std::shared_ptr<Runner::Proc>> Runner::StartLocked() {
   ASSIGN_OR_RETURN(sys::PipePair out, sys::MakePipe());
   ASSIGN_OR_RETURN(sys::PipePair err, sys::MakePipe());
   // Our write end never blocks for good: Send polls so that a wedged runner cannot hold a request forever.
-  ::fcntl(in.write.get(), F_SETFL, ::fcntl(in.write.get(), F_GETFL) | O_NONBLOCK);
+  if (absl::Status nb = sys::SetNonBlocking(in.write.get()); !nb.ok()) {
+    return Annotate(nb, absl::StrCat("start ", Name()));
+  }
   ASSIGN_OR_RETURN(sys::PipePair wake, sys::MakePipe(O_CLOEXEC | O_NONBLOCK));
   runsc::ExecOptions eo;
   eo.process_json = spec_path;

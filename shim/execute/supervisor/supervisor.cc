@@ -243,6 +243,9 @@ absl::Status Supervisor::SpawnLocked(Pod& pod) {
   if (!restarter_.joinable()) restarter_ = std::thread([this] { RestartLoop(); });
   auto pipe = sys::MakePipe(O_CLOEXEC);
   if (!pipe.ok()) return pipe.status();
+  // Our end only (the server's stays blocking): a server that stops reading cannot hold a container operation.
+  RETURN_IF_ERROR(sys::SetNonBlocking(pipe->write.get()));
+  (void)::fcntl(pipe->write.get(), F_SETPIPE_SZ, 1 << 20);  // room for a whole pod's replay; best effort
   auto out = sys::MakePipe(O_CLOEXEC);
   if (!out.ok()) return out.status();
   sys::SpawnOptions so;
@@ -277,8 +280,6 @@ absl::Status Supervisor::SpawnLocked(Pod& pod) {
       }
     }
   });
-  ::fcntl(pipe->write.get(), F_SETPIPE_SZ, 1 << 20);  // room for a whole pod's replay; best effort
-  ::fcntl(pipe->write.get(), F_SETFL, ::fcntl(pipe->write.get(), F_GETFL) | O_NONBLOCK);
   pod.pid = *pid;
   pod.to_server = std::move(pipe->write);
   pod.exited = std::make_shared<absl::Notification>();
@@ -308,6 +309,7 @@ absl::Status Supervisor::SendLocked(Pod& pod, const nlohmann::json& msg) {
   const absl::Time deadline = absl::Now() + kSendTimeout;
   size_t off = 0;
   absl::Status st;
+  sys::ScopedSigpipeGuard no_sigpipe;  // a server that died gives EPIPE, not the end of the shim
   while (off < line.size()) {
     ssize_t n = ::write(pod.to_server.get(), line.data() + off, line.size() - off);
     if (n > 0) {

@@ -6,7 +6,7 @@
         ctd.restart()                      # stop containerd only (pods and shims keep running), start it again
 
 `netns=NAME` runs containerd (and so the CNI plugins and every pod network) inside network namespace NAME,
-which the caller created (`ip netns add`). Nothing here touches the root namespace's addresses.
+which the caller created (`ip netns add`); only the network namespace changes. Nothing here touches the root namespace's addresses.
 """
 
 import os
@@ -77,12 +77,35 @@ class Containerd:
         cmd = ["bash", str(REPO_ROOT / "scripts/containerd-up.sh"), self.dir, "--bin-dir", self.bin_dir,
                "--log-level", self.log_level]
         if self.netns:
-            cmd = ["ip", "netns", "exec", self.netns, *cmd]
+            # nsenter, not `ip netns exec`: that also remounts /sys, which hides the cgroup hierarchy from runsc.
+            cmd = ["nsenter", f"--net=/run/netns/{self.netns}", *cmd]
         env = dict(os.environ, **self.extra_env)
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
         if proc.returncode != 0:
             raise RuntimeError(f"containerd-up.sh {self.dir} failed ({proc.returncode}): {proc.stderr.strip()}")
         self.env = _read_env(os.path.join(self.dir, "env"))
+        self.wait_cri_ready()
+
+    def wait_cri_ready(self, timeout=60):
+        """containerd answers before its CRI plugin has initialised; wait for the CRI to answer Status."""
+        import grpc
+        cli = self.client(timeout=5)
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                try:
+                    st = cli.status()
+                    if all(cond.status for cond in st.status.conditions if cond.type == "RuntimeReady"):
+                        return
+                except grpc.RpcError as e:
+                    last = e.details()
+                else:
+                    last = str(st.status)
+                if time.monotonic() >= deadline:
+                    raise RuntimeError(f"the CRI of {self.dir} is not ready after {timeout}s: {last}")
+                time.sleep(0.1)
+        finally:
+            cli.close()
 
     def start(self):
         self.dir = tempfile.mkdtemp(prefix="gvs.", dir="/tmp")

@@ -68,15 +68,18 @@ TEST_P(ConfigErrorTest, NamesFileLineAndKey) {
 
 INSTANTIATE_TEST_SUITE_P(
     Cases, ConfigErrorTest,
-    ::testing::Values(BadCase{"syntax", "[runsc\nbinary = 1", "/etc/gv.toml:1:"},
-                      BadCase{"unknown_table", "[nope]\n", "/etc/gv.toml:1: nope: unknown key"},
-                      BadCase{"unknown_key", "[runsc]\n\nplatfrom = \"ptrace\"\n", "/etc/gv.toml:3: runsc.platfrom: unknown key"},
-                      BadCase{"wrong_type", "[runsc]\ndebug = \"yes\"\n", "/etc/gv.toml:2: runsc.debug: expected true or false"},
-                      BadCase{"relative_root", "[runsc]\nroot = \"rel\"\n", "runsc.root: must be an absolute path"},
-                      BadCase{"bad_network", "[runsc]\nnetwork = \"bridge\"\n", "runsc.network: must be"},
-                      BadCase{"bad_flags", "[runsc]\nextra_flags = \"--x\"\n", "runsc.extra_flags: expected an array"},
-                      BadCase{"bad_level", "[shim]\nlog_level = \"loud\"\n", "shim.log_level: must be"},
-                      BadCase{"table_not_table", "runsc = 3\n", "runsc: expected a table"}),
+    ::testing::Values(
+        BadCase{"syntax", "[runsc\nbinary = 1", "/etc/gv.toml:1:"},
+        BadCase{"unknown_table", "[nope]\n", "/etc/gv.toml:1: nope: unknown key"},
+        BadCase{"unknown_key", "[runsc]\n\nplatfrom = \"ptrace\"\n",
+                "/etc/gv.toml:3: runsc.platfrom: unknown key"},
+        BadCase{"wrong_type", "[runsc]\ndebug = \"yes\"\n",
+                "/etc/gv.toml:2: runsc.debug: expected true or false"},
+        BadCase{"relative_root", "[runsc]\nroot = \"rel\"\n", "runsc.root: must be an absolute path"},
+        BadCase{"bad_network", "[runsc]\nnetwork = \"bridge\"\n", "runsc.network: must be"},
+        BadCase{"bad_flags", "[runsc]\nextra_flags = \"--x\"\n", "runsc.extra_flags: expected an array"},
+        BadCase{"bad_level", "[shim]\nlog_level = \"loud\"\n", "shim.log_level: must be"},
+        BadCase{"table_not_table", "runsc = 3\n", "runsc: expected a table"}),
     [](const auto& info) { return std::string(info.param.name); });
 
 TEST(ConfigTest, MissingDefaultFileGivesDefaultsButExplicitPathIsAnError) {
@@ -86,6 +89,30 @@ TEST(ConfigTest, MissingDefaultFileGivesDefaultsButExplicitPathIsAnError) {
   auto e = Load("/nonexistent/gvshim.toml", /*explicit_path=*/true);
   ASSERT_FALSE(e.ok());
   EXPECT_THAT(std::string(e.status().message()), HasSubstr("/nonexistent/gvshim.toml"));
+}
+
+}  // namespace
+}  // namespace gvshim::config
+
+namespace gvshim::config {
+namespace {
+
+TEST(ConfigTest, ShimWrapAndMemoryCheck) {
+  auto d = Parse("", "x.toml");
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->shim.wrap, "");
+  EXPECT_EQ(d->shim.memory_check_ms, 1000);
+  auto c = Parse("[shim]\nwrap = \"/opt/gvshim-wrap\"\nmemory_check_ms = 250\n", "x.toml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->shim.wrap, "/opt/gvshim-wrap");
+  EXPECT_EQ(c->shim.memory_check_ms, 250);
+  EXPECT_TRUE(Parse("[shim]\nwrap = \"off\"\nmemory_check_ms = 0\n", "x.toml").ok());
+  for (const char* bad : {"[shim]\nwrap = \"relative/path\"\n", "[shim]\nmemory_check_ms = -1\n",
+                          "[shim]\nmemory_check_ms = \"1s\"\n"}) {
+    auto r = Parse(bad, "x.toml");
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_THAT(std::string(r.status().message()), ::testing::HasSubstr("x.toml:2: shim.")) << bad;
+  }
 }
 
 }  // namespace

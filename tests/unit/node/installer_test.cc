@@ -156,6 +156,7 @@ class InstallerTest : public ::testing::Test {
     Spit(payload_ + "/seccomp-profiles/default.json", "{}");
     Spit(payload_ + "/gvshim-helpers/gvshim-launch", "launch");
     Spit(payload_ + "/gvshim-helpers/_gvshim_isolate.abi3.so", "so");
+    Spit(payload_ + "/gvshim-helpers/gvshim-wrap", "wrap");
     Spit(host_root_ + "/etc/containerd/config.toml", kRootConfig);
     host_ = std::make_unique<FakeHost>(host_root_);
   }
@@ -197,6 +198,7 @@ TEST_F(InstallerTest, InstallsRestartsOnceVerifiesAndLabels) {
             fs::perms::owner_exec);
   EXPECT_TRUE(fs::exists(Host("/opt/gvshim/seccomp-profiles/default.json")));
   EXPECT_EQ(Slurp(Host("/opt/gvshim/bin/gvshim-helpers/gvshim-launch")), "launch");
+  EXPECT_EQ(Slurp(Host("/opt/gvshim/bin/gvshim-helpers/gvshim-wrap")), "wrap");
   EXPECT_THAT(Slurp(Host("/etc/containerd/gvshim.toml")), HasSubstr("/opt/gvshim/bin/runsc"));
   EXPECT_THAT(Slurp(Host("/etc/containerd/config.toml")),
               HasSubstr("/etc/containerd/gvshim/cri-gvisor.toml"));

@@ -132,11 +132,15 @@ TEST_F(RealRunscTest, Lifecycle) {
   ASSERT_TRUE(st.ok()) << st.status();
   EXPECT_EQ(st->status, "running");
 
-  auto ps = cli_->Ps("t1");
+  // The init is `sh -c "sleep 100"`, which execs sleep: until it has, ps shows sh.
+  absl::StatusOr<std::vector<ProcessInfo>> ps;
+  EXPECT_TRUE(WaitFor([&] {
+    ps = cli_->Ps("t1");
+    return ps.ok() && !ps->empty() && (*ps)[0].cmd == "sleep";
+  })) << (ps.ok() ? (ps->empty() ? std::string("no process") : (*ps)[0].cmd) : ps.status().ToString());
   ASSERT_TRUE(ps.ok()) << ps.status();
   ASSERT_FALSE(ps->empty());
   EXPECT_EQ((*ps)[0].pid, 1);
-  EXPECT_EQ((*ps)[0].cmd, "sleep");
 
   auto stats = cli_->GetStats("t1");
   ASSERT_TRUE(stats.ok()) << stats.status();

@@ -245,7 +245,8 @@ int Job(int argc, char** argv) {
     // The launcher may have died before PDEATHSIG was set: its end of `alive` is then closed.
     char b;
     const int fl = ::fcntl(alive[0], F_GETFL);
-    ::fcntl(alive[0], F_SETFL, fl | O_NONBLOCK);
+    Check(fl, "fcntl F_GETFL");
+    Check(::fcntl(alive[0], F_SETFL, fl | O_NONBLOCK), "fcntl F_SETFL");
     if (::read(alive[0], &b, 1) == 0) ::_exit(kSetupFailed);
     ::close(alive[0]);
     SetUpAndExec(o);
