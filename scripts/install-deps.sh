@@ -26,8 +26,9 @@ PACKAGES=(
   # protobuf / grpc / libraries
   protobuf-compiler protobuf-compiler-grpc libprotobuf-dev libgrpc++-dev libabsl-dev
   libseccomp-dev nlohmann-json3-dev libtomlplusplus-dev
-  # the node installer's Kubernetes API client: Boost.Beast (header-only) over OpenSSL. (Debian's cpp-httplib
-  # ships its code only as a shared library, which the statically linked gvshim cannot use.)
+  # HTTP for the node installer's Kubernetes API client and for `gvshim gateway`: Boost.Beast/Asio (header-only)
+  # and OpenSSL. (Debian's cpp-httplib ships its code only as a shared library, which the statically linked gvshim
+  # cannot use.)
   libboost-dev libssl-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev googletest libbenchmark-dev

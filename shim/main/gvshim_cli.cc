@@ -3,6 +3,7 @@
 //   gvshim profile check FILE...   validate seccomp profiles with libseccomp (exit 1 if any is invalid)
 //   gvshim exec ...                run a snippet through a pod's Execute service
 //   gvshim runsc-id [--root R | --namespace NS [--config F]] ID...   runsc's id of a container (runsc::ContainerId)
+//   gvshim gateway ...             RAGFlow's executor-manager HTTP API on top of the node's Execute services
 //   gvshim node install|uninstall|status|run|retire|canary   the Kubernetes node installer (shim/node)
 //   gvshim execute-server          (started by the shim) the Execute server of one pod; see
 //   shim/execute/common/wire.h
@@ -16,6 +17,7 @@
 #include "absl/strings/str_join.h"
 #include "shim/config/config.h"
 #include "shim/execute/server/server_main.h"
+#include "shim/gateway/gateway_main.h"
 #include "shim/main/exec_client.h"
 #include "shim/node/node_main.h"
 #include "shim/runsc/runsc.h"
@@ -34,8 +36,10 @@ int Usage() {
       "  gvshim exec --pod NS/NAME | --id ID [--lang python|javascript] (-c CODE | FILE) [--arg k=v ...]\n"
       "                                  run a snippet in a pod's sandbox (gvshim exec --help)\n"
       "  gvshim runsc-id (--root RUNSC_ROOT | --namespace NS [--config FILE]) ID...\n"
+      "                                  the id runsc knows a container by (runsc list/state/ps/events)\n"
       "  gvshim node install|uninstall|status|run|retire|canary ...   the Kubernetes node installer\n"
-      "                                  the id runsc knows a container by (runsc list/state/ps/events)\n");
+      "  gvshim gateway [--listen HOST:PORT] [--dir DISCOVERY_DIR] [--token-file FILE] [options]\n"
+      "                                  RAGFlow's sandbox executor-manager API on this node's pool pods\n");
   return 2;
 }
 
@@ -108,6 +112,7 @@ int main(int argc, char** argv) {
   if (args[0] == "runsc-id") return RunscId({args.begin() + 1, args.end()});
   if (args[0] == "node") return gvshim::node::NodeMain({args.begin() + 1, args.end()});
   if (args[0] == "exec") return gvshim::cli::ExecMain({args.begin() + 1, args.end()});
+  if (args[0] == "gateway") return gvshim::gateway::GatewayMain({args.begin() + 1, args.end()});
   if (args[0] == "execute-server" && args.size() == 1) return gvshim::execute::ExecuteServerMain(0);
   return Usage();
 }

@@ -126,9 +126,11 @@ def check_test_pod(docs, rc_name):
 
 def case_off(docs):
     check_no_node_level(docs)
+    check_no_executor(docs)
 
 
 def case_enabled(docs):
+    check_no_executor(docs)
     rc = check_runtimeclass(docs)
     check(rc["overhead"]["podFixed"] == {"cpu": "50m", "memory": "32Mi"}, f"measured overhead {rc['overhead']}")
     ds, cm = check_installer(docs)
@@ -184,6 +186,95 @@ def case_custom(docs):
     config = json.loads(raw)
     check(config["hardening"] == {"seccomp_profile": "strict", "run_as_uid": 1000}, "hardening table")
     check(config["runsc"]["platform"] == "ptrace", "runsc table")
+
+
+EXECUTOR_KINDS = {"Deployment", "Service", "Secret"}
+
+
+def check_no_executor(docs):
+    kinds = sorted({d["kind"] for d in docs} & EXECUTOR_KINDS)
+    check(not kinds, f"nothing of the executor may render with executor.enabled=false, got {kinds}")
+
+
+def component(docs, kind, comp):
+    found = [d for d in of_kind(docs, kind)
+             if d["metadata"].get("labels", {}).get("app.kubernetes.io/component") == comp]
+    check(len(found) == 1, f"expected one {kind} of component {comp}, found {len(found)}")
+    return found[0]
+
+
+def gateway_flags(c):
+    flags = {}
+    for a in c["args"]:
+        k, _, v = a.partition("=")
+        flags[k] = v
+    return flags
+
+
+def case_executor(docs):
+    # The gVisor part is still there, with its own installer DaemonSet.
+    check_runtimeclass(docs)
+    check(component(docs, "DaemonSet", "node-installer")["metadata"]["name"] == "rel-gvshim-node", "installer")
+    # The pool: replicas = pool size, under the RuntimeClass, opted into Execute, non-root, read-only root.
+    pool = component(docs, "Deployment", "executor-pool")
+    check(pool["metadata"]["name"] == "rel-gvshim-pool", f"pool name {pool['metadata']['name']}")
+    check(pool["spec"]["replicas"] == 5, "replicas = pool size")
+    tpl = pool["spec"]["template"]
+    spec = tpl["spec"]
+    check(spec["runtimeClassName"] == "gvisor", "pool pods run under the gvisor RuntimeClass")
+    check(tpl["metadata"]["annotations"]["dev.gvshim.execute"] == "true", "pool pods opt into Execute")
+    check(tpl["metadata"]["annotations"]["dev.gvshim.pool"] == "rel-gvshim-pool", "pool annotation")
+    check(spec["automountServiceAccountToken"] is False, "no API token in pods that run untrusted code")
+    check(spec["securityContext"]["runAsNonRoot"] is True and spec["securityContext"]["runAsUser"] == 65534,
+          "pool runs as non-root")
+    c = spec["containers"][0]
+    check(c["image"] == "registry.example.com/ragflow-sandbox:1.2", f"pool image {c['image']}")
+    check(c["securityContext"]["readOnlyRootFilesystem"] is True, "pool: read-only root")
+    check(c["securityContext"]["allowPrivilegeEscalation"] is False, "pool: no privilege escalation")
+    check(c["securityContext"]["capabilities"]["drop"] == ["ALL"], "pool: no capabilities")
+    check(c["command"][0] == "python3", "the default command needs only python3")
+    check(set(tpl["metadata"]["labels"].items()) >= set(pool["spec"]["selector"]["matchLabels"].items()),
+          "pool selector matches its pods")
+    # The gateway: a DaemonSet on the verified gVisor nodes, the node's discovery dir read-only, no privilege.
+    gw = component(docs, "DaemonSet", "executor-gateway")
+    gspec = gw["spec"]["template"]["spec"]
+    check(gspec["nodeSelector"] == {"gvshim.dev/gvisor": "ready"}, f"gateway on gVisor nodes: {gspec['nodeSelector']}")
+    check("runtimeClassName" not in gspec, "the gateway itself is not sandboxed (it reads host sockets)")
+    g = gspec["containers"][0]
+    check(g["command"] == ["/usr/local/bin/gvshim", "gateway"], f"gateway command {g['command']}")
+    check(g["image"] == "localhost/gvshim-node:0.1.0", "gateway image defaults to the installer image")
+    f = gateway_flags(g)
+    check(f["--listen"] == "0.0.0.0:9385" and f["--dir"] == "/run/gvshim/execute", f"gateway flags {f}")
+    check(f["--select-pod"] == "default/rel-gvshim-pool-", "gateway selects this release's pool pods")
+    check(f["--timeout-ms"] == "90000", "1m30s is 90000 ms")
+    check(f["--memory-bytes"] == "268435456" and "--output-bytes" not in f, "limits from values")
+    check(f["--run-rate-limit"] == "3/minute", "rate limit from values")
+    check(f["--token-file"] == "/etc/gvshim-gateway/token" and "--allow-unauthenticated" not in f, "token file")
+    sc = g["securityContext"]
+    check(sc.get("privileged") is not True and sc["allowPrivilegeEscalation"] is False, "gateway unprivileged")
+    check(sc["capabilities"]["drop"] == ["ALL"] and sc["readOnlyRootFilesystem"] is True, "gateway: no caps, ro root")
+    hp = [v for v in gspec["volumes"] if v.get("hostPath")]
+    check(len(hp) == 1 and hp[0]["hostPath"]["path"] == "/run/gvshim/execute", "one hostPath: the discovery dir")
+    m = [v for v in g["volumeMounts"] if v["name"] == hp[0]["name"]][0]
+    check(m["readOnly"] is True and m["mountPath"] == "/run/gvshim/execute", "discovery dir mounted read-only")
+    check(g["readinessProbe"]["httpGet"]["path"] == "/readyz", "ready only with a ready pool pod on its node")
+    # The Service RAGFlow calls, selecting the gateway pods.
+    svc = one(docs, "Service")
+    check(svc["metadata"]["name"] == "sandbox-executor-manager", "Service name RAGFlow expects")
+    check(svc["spec"]["ports"] == [{"name": "http", "port": 9385, "targetPort": "http"}], "port 9385")
+    check(set(gw["spec"]["template"]["metadata"]["labels"].items()) >= set(svc["spec"]["selector"].items()),
+          "the Service selects the gateway pods")
+    check(not set(tpl["metadata"]["labels"].items()) >= set(svc["spec"]["selector"].items()),
+          "the Service does not select pool pods")
+    # The token Secret the gateway mounts.
+    sec = one(docs, "Secret")
+    vol = [v for v in gspec["volumes"] if v.get("secret")][0]
+    check(vol["secret"]["secretName"] == sec["metadata"]["name"], "gateway mounts the chart's token Secret")
+    check(len(sec["data"]["token"]) >= 64, "a random token of 48 characters")
+
+
+def case_executor_off(docs):
+    check_no_executor(docs)
 
 
 def case_parent_on(docs):

@@ -56,6 +56,33 @@ enabled() { ci_case enabled; }
 existing_runtimeclass() { ci_case existing-runtimeclass; }
 runtimeclass_only() { ci_case runtimeclass-only; }
 custom() { ci_case custom; }
+executor() { ci_case executor; }
+# The executor refuses to render where its pods would not be sandboxed or could not run snippets.
+executor_rejected() {
+  local pool=(--set executor.enabled=true --set executor.pool.image.repository=example.com/py-node)
+  expect_rejected "needs sandbox.gvisor.enabled=true" "${pool[@]}"
+  expect_rejected "needs sandbox.gvisor.enabled=true" "${pool[@]}" --set sandbox.gvisor.config.execute.enabled=true
+  expect_rejected "needs sandbox.gvisor.config.execute.enabled=true" "${pool[@]}" --set sandbox.gvisor.enabled=true
+  expect_rejected "executor.pool.image.repository is required" --set executor.enabled=true \
+    --set sandbox.gvisor.enabled=true --set sandbox.gvisor.config.execute.enabled=true
+  expect_rejected "'replica' not allowed" --set executor.pool.replica=3
+  expect_rejected "runRateLimit" --set executor.gateway.runRateLimit=lots
+  expect_rejected "timeout" --set executor.gateway.timeout=10
+}
+# An existing Secret, or no token at all (explicitly), changes what the gateway mounts.
+executor_auth_variants() {
+  local on=(-f "$CHART/ci/executor-values.yaml")
+  render "$WORK/ex-secret.yaml" "${on[@]}" --set executor.auth.existingSecret=ragflow-sandbox --set executor.auth.secretKey=api-token
+  grep -q "secretName: ragflow-sandbox" "$WORK/ex-secret.yaml"
+  grep -q -- "--token-file=/etc/gvshim-gateway/api-token" "$WORK/ex-secret.yaml"
+  ! grep -q "^kind: Secret" "$WORK/ex-secret.yaml"
+  render "$WORK/ex-open.yaml" "${on[@]}" --set executor.auth.allowUnauthenticated=true
+  grep -q -- "--allow-unauthenticated" "$WORK/ex-open.yaml"
+  ! grep -q -- "--token-file" "$WORK/ex-open.yaml"
+  ! grep -q "^kind: Secret" "$WORK/ex-open.yaml"
+  render "$WORK/ex-token.yaml" "${on[@]}" --set executor.auth.token=given-token
+  grep -q "token: \"$(printf given-token | base64)\"" "$WORK/ex-token.yaml"
+}
 
 # expect_rejected WHAT ARGS...: helm template must fail and name WHAT in its message.
 expect_rejected() {
@@ -104,6 +131,9 @@ hcase runtimeclass_only runtimeclass_only
 hcase custom_values custom
 hcase schema_rejects_misspelt_keys schema_rejects
 hcase parent_chart parent_chart
+hcase executor executor
+hcase executor_rejected executor_rejected
+hcase executor_auth_variants executor_auth_variants
 
 echo "helm: $passed passed, $failed failed"
 [[ $failed -eq 0 ]]

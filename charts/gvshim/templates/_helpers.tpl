@@ -72,3 +72,64 @@ gVisor for its own pods and this chart with one value. Renders "true" or nothing
 {{- define "gvshim.installer.enabled" -}}
 {{- if and (include "gvshim.enabled" .) .Values.sandbox.gvisor.installer.enabled -}}true{{- end -}}
 {{- end -}}
+
+{{/* Executor part (RAGFlow's executor manager): object names, selector labels, the gateway image. */}}
+{{- define "gvshim.executor.pool.name" -}}
+{{- printf "%s-pool" (include "gvshim.fullname" . | trunc 50 | trimSuffix "-") -}}
+{{- end -}}
+{{- define "gvshim.executor.gateway.name" -}}
+{{- printf "%s-gateway" (include "gvshim.fullname" . | trunc 47 | trimSuffix "-") -}}
+{{- end -}}
+{{- define "gvshim.executor.secret.name" -}}
+{{- default (printf "%s-gateway-token" (include "gvshim.fullname" . | trunc 41 | trimSuffix "-")) .Values.executor.auth.existingSecret -}}
+{{- end -}}
+{{- define "gvshim.executor.pool.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "gvshim.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: executor-pool
+{{- end -}}
+{{- define "gvshim.executor.gateway.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "gvshim.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: executor-gateway
+{{- end -}}
+{{- define "gvshim.executor.image" -}}
+{{- if .digest -}}
+{{- printf "%s@%s" .repository .digest -}}
+{{- else -}}
+{{- printf "%s:%s" .repository (default "latest" .tag) -}}
+{{- end -}}
+{{- end -}}
+{{- define "gvshim.executor.gateway.image" -}}
+{{- if .Values.executor.gateway.image.repository -}}
+{{- include "gvshim.executor.image" (merge (dict "tag" (default .Chart.AppVersion .Values.executor.gateway.image.tag)) .Values.executor.gateway.image) -}}
+{{- else -}}
+{{- include "gvshim.installer.image" . -}}
+{{- end -}}
+{{- end -}}
+{{/* The node's Execute socket_dir (where the gateway finds the pool pods). */}}
+{{- define "gvshim.executor.socketDir" -}}
+{{- dig "execute" "socket_dir" "/run/gvshim/execute" .Values.sandbox.gvisor.config -}}
+{{- end -}}
+
+{{/*
+Executor preconditions, checked by every executor template: no pool without gVisor (a pool pod under runc would
+run untrusted code without a sandbox), no pool without the nodes' Execute service, and an image to run.
+*/}}
+{{- define "gvshim.executor.check" -}}
+{{- if not (include "gvshim.enabled" .) -}}
+{{- fail "executor.enabled=true needs sandbox.gvisor.enabled=true: the executor pool runs untrusted code and must run under the gVisor RuntimeClass (refusing to render it without)" -}}
+{{- end -}}
+{{- if not (dig "execute" "enabled" false .Values.sandbox.gvisor.config) -}}
+{{- fail "executor.enabled=true needs sandbox.gvisor.config.execute.enabled=true: the pool pods' snippets run through the nodes' Execute service" -}}
+{{- end -}}
+{{- if not .Values.executor.pool.image.repository -}}
+{{- fail "executor.pool.image.repository is required: an image with python3 and node for the pool pods" -}}
+{{- end -}}
+{{- end -}}
+{{/* RAGFlow's SANDBOX_TIMEOUT notation ("10s", "2m", "1m30s") in milliseconds. */}}
+{{- define "gvshim.executor.timeoutMs" -}}
+{{- $m := regexFind "^[0-9]+m" . | trimSuffix "m" | default "0" | atoi -}}
+{{- $s := regexFind "[0-9]+s$" . | trimSuffix "s" | default "0" | atoi -}}
+{{- mul (add (mul $m 60) $s) 1000 -}}
+{{- end -}}
