@@ -276,7 +276,7 @@ int NodeMain(const std::vector<std::string>& args) {
     std::fputs(kUsage, stderr);
     return 2;
   }
-  const std::string cmd = args[0];
+  const std::string& cmd = args[0];
   Flags f;
   std::string err;
   if (!ParseFlags({args.begin() + 1, args.end()}, f, err)) {
