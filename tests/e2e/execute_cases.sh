@@ -50,6 +50,16 @@ ensure_pod() {
   wait_for 30 ls "$GVS_EXECUTE_DIR"/*.json
   touch "$E2E_WORK/pod-ready"
 }
+# exec_teardown: after the cases, the shared pod goes the way a user removes it; whatever it leaves (its shim,
+# its execute container, a mount) is then reported by the file's teardown as a leak.
+exec_teardown() {
+  [[ -f $E2E_WORK/pod-ready ]] || return 0
+  local spid
+  spid=$(shim_pid "$POD" 2>/dev/null || true)
+  cleanup_container "$POD"
+  local _
+  for _ in $(seq 300); do [[ -z $spid ]] || pid_gone "$spid" && break; sleep 0.1; done
+}
 need_isolation() { [[ $WEAK -eq 0 ]] || skip_case "runsc 0.0~20221219 gives weak isolation only"; }
 
 gx() { timeout --kill-after=5 120 "$GVSHIM" exec --dir "$GVS_EXECUTE_DIR" --namespace "$E2E_NS" --id "$POD" "$@"; }
