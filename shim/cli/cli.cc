@@ -17,9 +17,21 @@ CLI::App* AddCommand(CLI::App& parent, const std::string& name, const std::strin
   return cmd;
 }
 
-CLI::Option* AddUnsigned(CLI::App& app, const std::string& name, uint64_t& out, const std::string& help) {
-  // CLI11 2.1 converts "-1" to an unsigned 2^64-1; the check refuses any negative number first.
-  return app.add_option(name, out, help)->check(CLI::NonNegativeNumber);
+CLI::Option* AddUnsigned(CLI::App& app, const std::string& name, uint64_t& out, const std::string& help,
+                         uint64_t min) {
+  // Checked before CLI11 converts the text: CLI11 2.1 would make "-1" 2^64-1, and "" (from `--name=`) 0.
+  // What is not a number at all is left to the conversion ("Could not convert: --name = abc").
+  CLI::Validator at_least(
+      [min](std::string& v) -> std::string {
+        const std::string want = "wants a whole number of at least " + std::to_string(min) + ", got ";
+        if (v.empty()) return want + "nothing";
+        if (v[0] == '-') return want + v;
+        uint64_t n = 0;
+        if (min > 0 && CLI::detail::lexical_cast(v, n) && n < min) return want + v;
+        return "";
+      },
+      "", "AtLeast");
+  return app.add_option(name, out, help)->check(at_least);
 }
 
 CLI::Option* AddRepeated(CLI::App& app, const std::string& name, std::vector<std::string>& out,

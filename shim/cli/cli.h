@@ -31,8 +31,9 @@ void UseCommonSettings(CLI::App& app);
 // Adds a subcommand of `parent` with the shared settings applied.
 CLI::App* AddCommand(CLI::App& parent, const std::string& name, const std::string& description);
 
-// An option taking a non-negative integer.
-CLI::Option* AddUnsigned(CLI::App& app, const std::string& name, uint64_t& out, const std::string& help);
+// An option taking a whole number of at least `min`.
+CLI::Option* AddUnsigned(CLI::App& app, const std::string& name, uint64_t& out, const std::string& help,
+                         uint64_t min = 0);
 
 // An option that may be given several times, each time with one value, collected in order. It never takes the
 // word after its value (CLI11's vector options would, unless told not to).

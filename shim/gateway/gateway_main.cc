@@ -102,20 +102,17 @@ CLI::App* AddGatewayCommand(CLI::App& parent, GatewayFlags& f) {
       ->type_name("KEY=VALUE");
   cmd->add_option("--select-pod", f.select_pod, "serve only pods whose NAMESPACE/NAME starts with this")
       ->type_name("NS/PREFIX");
-  cli::AddUnsigned(*cmd, "--pod-concurrency", f.pod_concurrency, "snippets at once per pod")
-      ->check(CLI::PositiveNumber)
+  cli::AddUnsigned(*cmd, "--pod-concurrency", f.pod_concurrency, "snippets at once per pod", 1)
       ->capture_default_str();
   cli::AddUnsigned(*cmd, "--max-queue", f.max_queue, "requests waiting for a pod")->capture_default_str();
   cli::AddUnsigned(*cmd, "--queue-timeout-ms", f.queue_timeout_ms, "how long a request waits for a pod")
       ->capture_default_str();
-  cli::AddUnsigned(*cmd, "--max-body-bytes", f.max_body_bytes, "largest request body")
-      ->check(CLI::PositiveNumber)
+  cli::AddUnsigned(*cmd, "--max-body-bytes", f.max_body_bytes, "largest request body", 1)
       ->capture_default_str();
-  cli::AddUnsigned(*cmd, "--max-connections", f.max_connections, "open connections at once")
-      ->check(CLI::PositiveNumber)
+  cli::AddUnsigned(*cmd, "--max-connections", f.max_connections, "open connections at once", 1)
       ->capture_default_str();
-  cli::AddUnsigned(*cmd, "--health-interval-ms", f.health_interval_ms, "how often the pool pods are checked")
-      ->check(CLI::PositiveNumber)
+  cli::AddUnsigned(*cmd, "--health-interval-ms", f.health_interval_ms, "how often the pool pods are checked",
+                   1)
       ->capture_default_str();
   cmd->add_option("--log-level", f.log_level, "debug, info, warn or error");
   cmd->add_option("--port-file", f.port_file,

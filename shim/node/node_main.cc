@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <thread>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
@@ -55,11 +56,11 @@ void AddInstallerFlags(CLI::App& cmd, NodeFlags& f) {
   cmd.add_option("--canary-image", o.canary_image, "the canary pod's image (install)");
   cmd.add_flag("--canary-host-network", o.canary_host_network,
                "the canary pod uses the node's network namespace");
-  cmd.add_option_function<int>(
-         "--canary-timeout", [&f](const int& v) { f.canary_timeout_s = v; },
+  // Taken as text and checked by InstallerFromFlags, as before CLI11 (exit 1 with the same message).
+  cmd.add_option_function<std::string>(
+         "--canary-timeout", [&f](const std::string& v) { f.canary_timeout = v; },
          absl::StrCat("seconds the canary pod may take [", absl::ToInt64Seconds(o.canary_timeout), "]"))
-      ->type_name("SECONDS")
-      ->check(CLI::Number);
+      ->type_name("SECONDS");
   cmd.add_flag("--no-kube", f.no_kube, "no node label and no Kubernetes API (outside a cluster)");
 }
 
@@ -154,7 +155,7 @@ int Retire(KubeApi& kube, const NodeFlags& f) {
   const std::string &ns = f.ns, &name = f.daemonset;
   if (ns.empty() || name.empty())
     return Fail("retire", absl::InvalidArgumentError("needs --daemonset and a namespace"));
-  const int secs = f.retire_timeout_s;
+  const int64_t secs = static_cast<int64_t>(f.retire_timeout_s);
   const std::string path = DaemonSetPath(ns, name);
   auto ds = kube.Get(path);
   if (!ds.ok()) return Fail("retire", ds.status());
@@ -184,7 +185,7 @@ int Retire(KubeApi& kube, const NodeFlags& f) {
 
 int Canary(const NodeFlags& f) {
   PodRun pod = f.canary;
-  pod.timeout = absl::Seconds(f.canary_pod_timeout_s);
+  pod.timeout = absl::Seconds(static_cast<int64_t>(f.canary_pod_timeout_s));
   pod.command = {f.canary_command[0]};
   pod.args.assign(f.canary_command.begin() + 1, f.canary_command.end());
   pod.log_dir_local = HostPath(f.canary_host_root, pod.log_dir);
@@ -229,8 +230,7 @@ CLI::App* AddNodeCommand(CLI::App& parent, NodeFlags& f) {
       *node, f, "retire",
       "(pre-delete hook) make the DaemonSet select no node and wait until its pods are gone");
   AddDaemonSetFlags(*retire, f);
-  retire->add_option("--timeout", f.retire_timeout_s, "seconds to wait for the pods")
-      ->check(CLI::Number)
+  cli::AddUnsigned(*retire, "--timeout", f.retire_timeout_s, "seconds to wait for the pods", 1)
       ->capture_default_str();
 
   CLI::App* canary =
@@ -242,8 +242,7 @@ CLI::App* AddNodeCommand(CLI::App& parent, NodeFlags& f) {
   canary->add_option("--name", f.canary.name, "the pod's and its container's name")->capture_default_str();
   canary->add_option("--namespace", f.canary.ns, "the pod's namespace")->capture_default_str();
   canary->add_flag("--host-network", f.canary.host_network, "the pod uses the node's network namespace");
-  canary->add_option("--timeout", f.canary_pod_timeout_s, "seconds the pod may take")
-      ->check(CLI::Number)
+  cli::AddUnsigned(*canary, "--timeout", f.canary_pod_timeout_s, "seconds the pod may take", 1)
       ->capture_default_str();
   canary->add_option("--host-root", f.canary_host_root, "where the host's / is mounted")
       ->capture_default_str();
@@ -271,10 +270,12 @@ absl::StatusOr<InstallerOptions> InstallerFromFlags(const NodeFlags& f) {
     o.label_key = l.substr(0, eq);
     o.label_value = l.substr(eq + 1);
   }
-  if (f.canary_timeout_s.has_value()) {
-    if (*f.canary_timeout_s <= 0)
+  if (f.canary_timeout.has_value()) {
+    int secs = 0;
+    if (!absl::SimpleAtoi(*f.canary_timeout, &secs) || secs <= 0) {
       return absl::InvalidArgumentError("--canary-timeout must be a number of seconds");
-    o.canary_timeout = absl::Seconds(*f.canary_timeout_s);
+    }
+    o.canary_timeout = absl::Seconds(secs);
   }
   const std::pair<const char*, const std::string*> host_paths[] = {
       {"install-dir", &o.install_dir},     {"profiles-dir", &o.profiles_dir},

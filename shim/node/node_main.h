@@ -2,6 +2,7 @@
 // hook).
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -24,18 +25,18 @@ struct NodeFlags {
   // to $NODE_NAME. The checks on values (absolute paths, KEY=VALUE, a positive timeout) are
   // InstallerFromFlags'.
   InstallerOptions installer;
-  std::string host_exec, restart_command;  // split into words at spaces
-  std::optional<std::string> node_label;   // KEY=VALUE
-  std::optional<int> canary_timeout_s;
+  std::string host_exec, restart_command;     // split into words at spaces
+  std::optional<std::string> node_label;      // KEY=VALUE
+  std::optional<std::string> canary_timeout;  // seconds
   bool no_kube = false;
 
   // run and retire: the installer's DaemonSet; --namespace defaults to $POD_NAMESPACE. run: --ready-file.
   std::string daemonset, ns, ready_file;
-  int retire_timeout_s = 420;
+  uint64_t retire_timeout_s = 420;
 
   // canary: one pod through the CRI, its command after `--`.
   PodRun canary;
-  int canary_pod_timeout_s = 120;
+  uint64_t canary_pod_timeout_s = 120;
   std::string canary_host_root = "/", canary_cri_socket = "/run/containerd/containerd.sock";
   std::vector<std::string> canary_command;  // CMD ARGS...
 

@@ -76,6 +76,11 @@ expect 1 '--install-dir must be an absolute host path' node status --no-kube --i
 expect 2 'gvshim gateway: .*--pod-concurrency' gateway --pod-concurrency=0
 expect 2 'gvshim gateway: .*--frobnicate' gateway --frobnicate
 expect 1 '--listen wants HOST:PORT, got nowhere' gateway --listen=nowhere --dir "$WORK"
+# The chart's form (--flag=value) gets past the command line to the settings (here: the token file is missing).
+expect 1 "token file $WORK/no-token" gateway --listen=127.0.0.1:0 --dir="$WORK" --token-file="$WORK/no-token" \
+  --select-pod=default/gvshim-pool- --timeout-ms=90000 --pod-concurrency=4 --run-rate-limit=3/minute
+expect 2 'gvshim node retire: .*--timeout' node retire --daemonset=d --timeout=soon
+expect 1 '--canary-timeout must be a number of seconds' node install --no-kube --canary-timeout=2m
 
 echo "gvshim_cli_test: $passed passed, $failed failed"
 [[ $failed -eq 0 && $passed -gt 0 ]]

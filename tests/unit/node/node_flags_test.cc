@@ -184,7 +184,7 @@ TEST(NodeFlagsTest, TheChartsRetireArguments) {
   EXPECT_EQ(f.command, "retire");
   EXPECT_EQ(f.daemonset, "gvshim-node");
   EXPECT_EQ(f.ns, "gvshim-system");
-  EXPECT_EQ(f.retire_timeout_s, 270);
+  EXPECT_EQ(f.retire_timeout_s, 270u);
 }
 
 // tests/e2e/test_node_installer.sh's replay of the chart's helm test pods: everything after `--` is the pod's
@@ -206,7 +206,7 @@ TEST(NodeFlagsTest, CanaryCommandAfterDoubleDash) {
   EXPECT_TRUE(f.canary.host_network);
   EXPECT_EQ(f.canary.log_dir, "/d/canary-logs");
   EXPECT_EQ(f.canary_cri_socket, "/d/containerd.sock");
-  EXPECT_EQ(f.canary_pod_timeout_s, 120);
+  EXPECT_EQ(f.canary_pod_timeout_s, 120u);
   EXPECT_EQ(f.canary_host_root, "/");
 }
 
@@ -223,9 +223,9 @@ TEST(NodeFlagsTest, AnEmptyValueAfterTheEqualsSign) {
   ASSERT_EQ(r.rc, std::nullopt) << r.err;
   EXPECT_THAT(c.canary_command, ElementsAre("env", "--x="));
   NodeFlags t;
-  r = ParseNode({"install", "--canary-timeout=", "--no-kube"}, t);
+  r = ParseNode({"retire", "--timeout=", "--daemonset=d"}, t);
   EXPECT_EQ(r.rc, 2);
-  EXPECT_THAT(r.err, HasSubstr("--canary-timeout"));
+  EXPECT_THAT(r.err, HasSubstr("--timeout"));
 }
 
 TEST(NodeFlagsTest, CanaryNeedsAnImageAndACommand) {
@@ -271,7 +271,7 @@ TEST(NodeFlagsTest, MissingOrBadValuesAreNamed) {
        std::vector<Case>{{{"install", "--install-dir"}, "--install-dir"},
                          {{"run", "--no-kube", "--daemonset"}, "--daemonset"},
                          {{"retire", "--timeout=soon"}, "--timeout"},
-                         {{"install", "--canary-timeout=2m"}, "--canary-timeout"},
+                         {{"retire", "--timeout=0"}, "--timeout"},
                          {{"canary", "--image=i", "--timeout", "x", "--", "true"}, "--timeout"}}) {
     NodeFlags f;
     Result r = ParseNode(c.args, f);
@@ -301,7 +301,9 @@ TEST(NodeFlagsTest, InstallerChecksTheValues) {
                          {"--cri-socket=", "--cri-socket must be an absolute host path"},
                          {"--node-label=ready", "--node-label must be KEY=VALUE"},
                          {"--node-label==ready", "--node-label must be KEY=VALUE"},
-                         {"--canary-timeout=0", "--canary-timeout must be a number of seconds"}}) {
+                         {"--canary-timeout=0", "--canary-timeout must be a number of seconds"},
+                         {"--canary-timeout=2m", "--canary-timeout must be a number of seconds"},
+                         {"--canary-timeout=", "--canary-timeout must be a number of seconds"}}) {
     NodeFlags f;
     Result r = ParseNode({"install", "--no-kube", c.flag}, f);
     ASSERT_EQ(r.rc, std::nullopt) << r.err;
