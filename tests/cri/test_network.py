@@ -22,10 +22,12 @@ CONTAINERD = {"netns": NETNS, "runsc_network": "sandbox"}
 
 def requires():
     if os.environ.get("CRI_NETWORK") != "1":
-        # Known failure, not yet understood: the pod sandbox's `runsc start` fails with "setting up network:
-        # creating interfaces from net namespace /proc/PID/ns/net: cannot run with network enabled in root network
-        # namespace" although containerd made the pod's namespace inside the test's. Run with CRI_NETWORK=1.
-        return "not run by default (CRI_NETWORK=1): runsc network=sandbox fails at start in this setup, see README"
+        # Known failure, outside gvshim: the pod sandbox's `runsc start` fails with "cannot run with network enabled
+        # in root network namespace". runsc takes the existence of /proc/sys/net/core/rmem_default as "root network
+        # namespace", and this machine's kernel (6.18) shows that file in every network namespace (docs/runsc.md).
+        # Run with CRI_NETWORK=1 on a kernel where the file exists only in the root namespace.
+        return ("not run by default (CRI_NETWORK=1): runsc network=sandbox refuses every namespace on kernels that "
+                "show /proc/sys/net/core/rmem_default outside the root one (docs/runsc.md)")
     if subprocess.run(["ip", "netns", "list"], capture_output=True).returncode != 0:
         return "needs iproute2 with netns support"
     for plugin in ("bridge", "host-local", "loopback"):

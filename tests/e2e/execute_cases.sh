@@ -33,7 +33,7 @@ set_execute_key() { sed -i "s|^\[execute\]\$|[execute]\n$1 = $2|" "$GVS_SHIM_CON
 # After e2e_setup. runsc 0.0~20221219 cannot keep a mount private to a namespace: snippets then run only with
 # allow_weak_isolation (set here for the whole suite), and the cases that check private mounts do not apply.
 exec_setup() {
-  if "$GVS_RUNSC" --version 2>/dev/null | grep -q 20221219; then WEAK=1; fi
+  if "$GVS_RUNSC" --version 2>/dev/null | grep 20221219 >/dev/null; then WEAK=1; fi  # no -q: an early exit would SIGPIPE runsc under pipefail
   if [[ $WEAK -eq 1 ]]; then set_execute_key allow_weak_isolation true; fi
 }
 
@@ -49,6 +49,16 @@ ensure_pod() {
   wait_for 30 status_is "$POD" RUNNING
   wait_for 30 ls "$GVS_EXECUTE_DIR"/*.json
   touch "$E2E_WORK/pod-ready"
+}
+# exec_teardown: after the cases, the shared pod goes the way a user removes it; whatever it leaves (its shim,
+# its execute container, a mount) is then reported by the file's teardown as a leak.
+exec_teardown() {
+  [[ -f $E2E_WORK/pod-ready ]] || return 0
+  local spid
+  spid=$(shim_pid "$POD" 2>/dev/null || true)
+  cleanup_container "$POD"
+  local _
+  for _ in $(seq 300); do [[ -z $spid ]] || pid_gone "$spid" && break; sleep 0.1; done
 }
 need_isolation() { [[ $WEAK -eq 0 ]] || skip_case "runsc 0.0~20221219 gives weak isolation only"; }
 

@@ -14,3 +14,4 @@ e2e_setup
 exec_setup
 
 e2e_run_cases "${CASES[@]}"
+exec_teardown

@@ -38,6 +38,8 @@ hcase() {
 
 # render OUT ARGS...: helm template of the chart into OUT.
 render() { local out=$1; shift; "$HELM" template rel "$CHART" "$@" >"$out"; }
+# lacks PATTERN FILE: FILE has no line matching PATTERN (a failing check, unlike "! grep" under errexit).
+lacks() { if grep -q -- "$1" "$2"; then echo "unexpected match of $1 in $2" >&2; return 1; fi; }
 
 lint_strict() {
   "$HELM" lint --strict "$CHART"
@@ -75,11 +77,11 @@ executor_auth_variants() {
   render "$WORK/ex-secret.yaml" "${on[@]}" --set executor.auth.existingSecret=ragflow-sandbox --set executor.auth.secretKey=api-token
   grep -q "secretName: ragflow-sandbox" "$WORK/ex-secret.yaml"
   grep -q -- "--token-file=/etc/gvshim-gateway/api-token" "$WORK/ex-secret.yaml"
-  ! grep -q "^kind: Secret" "$WORK/ex-secret.yaml"
+  lacks "^kind: Secret" "$WORK/ex-secret.yaml"
   render "$WORK/ex-open.yaml" "${on[@]}" --set executor.auth.allowUnauthenticated=true
   grep -q -- "--allow-unauthenticated" "$WORK/ex-open.yaml"
-  ! grep -q -- "--token-file" "$WORK/ex-open.yaml"
-  ! grep -q "^kind: Secret" "$WORK/ex-open.yaml"
+  lacks "--token-file" "$WORK/ex-open.yaml"
+  lacks "^kind: Secret" "$WORK/ex-open.yaml"
   render "$WORK/ex-token.yaml" "${on[@]}" --set executor.auth.token=given-token
   grep -q "token: \"$(printf given-token | base64)\"" "$WORK/ex-token.yaml"
 }

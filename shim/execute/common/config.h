@@ -72,6 +72,9 @@ inline constexpr char kOptInAnnotation[] = "dev.gvshim.execute";
 // Set by the CRI plugin on a pod's containers; they name the pod in the discovery record.
 inline constexpr char kPodNamespaceAnnotation[] = "io.kubernetes.cri.sandbox-namespace";
 inline constexpr char kPodNameAnnotation[] = "io.kubernetes.cri.sandbox-name";
+// Annotations under this prefix travel to the Execute server and into the pod's discovery record.
+inline constexpr char kAnnotationPrefix[] = "dev.gvshim.";
+inline constexpr size_t kMaxForwardedAnnotations = 32;
 
 // Whether a container's annotations opt its pod in (dev.gvshim.execute = true or 1).
 bool OptsIn(const std::map<std::string, std::string>& annotations);

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_replace.h"
@@ -77,6 +78,10 @@ class Sandbox : public Backend {
     if (pod_name_.empty() && annotations.count(kPodNameAnnotation))
       pod_name_ = annotations.at(kPodNameAnnotation);
     if (OptsIn(annotations) || !cfg_.require_annotation) opted_in_ = true;
+    // The pod's dev.gvshim.* annotations go into the record (a gateway selects pool pods by them).
+    for (const auto& [k, v] : annotations) {
+      if (absl::StartsWith(k, kAnnotationPrefix)) pod_annotations_.emplace(k, v);
+    }
     for (auto& c : containers_) {
       if (c.id == e.id) {
         c = std::move(e);
@@ -151,6 +156,7 @@ class Sandbox : public Backend {
            {"socket", socket_path_}, {"shim_pid", shim_pid_},     {"server_pid", ::getpid()}};
       if (!pod_namespace_.empty()) j["pod_namespace"] = pod_namespace_;
       if (!pod_name_.empty()) j["pod_name"] = pod_name_;
+      j["annotations"] = pod_annotations_;
     }
     return sys::WriteFileAtomic(json_path_, j.dump(2) + "\n", 0600);
   }
@@ -352,6 +358,7 @@ class Sandbox : public Backend {
   std::vector<ContainerEntry> containers_ ABSL_GUARDED_BY(mu_);  // in start order
   std::map<std::pair<std::string, Language>, std::shared_ptr<Runner>> runners_ ABSL_GUARDED_BY(mu_);
   std::string pod_namespace_ ABSL_GUARDED_BY(mu_), pod_name_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::string> pod_annotations_ ABSL_GUARDED_BY(mu_);  // dev.gvshim.*
   bool opted_in_ ABSL_GUARDED_BY(mu_) = false;
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
 };

@@ -11,6 +11,7 @@
 #include <optional>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "shim/base/log.h"
@@ -100,6 +101,11 @@ void Supervisor::OnContainerStarted(const task::ContainerLifecycle& info) {
   for (const char* k : {kOptInAnnotation, kPodNamespaceAnnotation, kPodNameAnnotation}) {
     auto it = info.annotations.find(k);
     if (it != info.annotations.end()) annotations.emplace(k, it->second);
+  }
+  // And the pod's own dev.gvshim.* ones (for the discovery record), within bounds.
+  for (const auto& [k, v] : info.annotations) {
+    if (annotations.size() >= kMaxForwardedAnnotations) break;
+    if (absl::StartsWith(k, kAnnotationPrefix) && k.size() <= 253 && v.size() <= 1024) annotations.emplace(k, v);
   }
   ContainerInfo c{info.id, info.ns, info.sandbox_id, info.bundle, info.rootfs, annotations, info.runsc, "", ""};
   const std::string key = absl::StrCat(info.ns, "/", info.sandbox_id);

@@ -32,7 +32,7 @@ def main(argv):
     cri = c.Client(sock)
     if cmd == "run":
         ns, name, image = argv[2], argv[3], argv[4]
-        pod = cri.run_pod(name, namespace=ns, annotations={"dev.gvshim.execute": "true", "dev.gvshim.pool": "e2e"},
+        pod = cri.run_pod(name, namespace=ns, annotations={"dev.gvshim.execute": "true", "dev.gvshim.pool": name},
                           run_as_user=65534, run_as_group=65534, readonly_rootfs=True)
         cid = pod.run_container("pool", image, command=KEEP_UP, run_as_user=65534, run_as_group=65534,
                                 readonly_rootfs=True, no_new_privs=True, drop_caps=["ALL"],

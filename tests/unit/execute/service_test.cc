@@ -108,6 +108,7 @@ class ExecuteServiceTest : public ::testing::Test {
     info.sandbox_id = "sbx";
     info.exec_container = ExecContainerId(id);
     if (opt_in) info.annotations["dev.gvshim.execute"] = "true";
+    info.annotations["dev.gvshim.pool"] = "agents";
     info.annotations["io.kubernetes.cri.sandbox-namespace"] = "default";
     info.annotations["io.kubernetes.cri.sandbox-name"] = "pod-a";
     return info;
@@ -482,6 +483,8 @@ TEST_F(ExecuteServiceTest, SocketAndDiscoveryFileFollowTheSandbox) {
   EXPECT_EQ(j["sandbox_id"], "sbx");
   EXPECT_EQ(j["pod_namespace"], "default");
   EXPECT_EQ(j["pod_name"], "pod-a");
+  // The pod's dev.gvshim.* annotations (a gateway selects pool pods by them), no others.
+  EXPECT_EQ(j["annotations"], nlohmann::json({{"dev.gvshim.execute", "true"}, {"dev.gvshim.pool", "agents"}}));
   EXPECT_EQ(j["socket"], socket_);
   EXPECT_EQ(j["shim_pid"], ::getpid());
   EXPECT_EQ(j["server_pid"], ::getpid());

@@ -158,18 +158,26 @@ TEST_F(SupervisorTest, NoServerUntilThePodOptsInThenTheWholePodIsSent) {
 
 // CRI passes every pod annotation, of any size; only the ones the server reads travel, so a huge one neither
 // fills the pipe nor costs the pod its server.
-TEST_F(SupervisorTest, OnlyTheAnnotationsTheServerReadsAreSent) {
+TEST_F(SupervisorTest, OnlyTheAnnotationsTheServerReadsAreSentWithinBounds) {
   Make();
   auto info = Info("sbx", true);
   info.annotations["kubectl.kubernetes.io/last-applied-configuration"] = std::string(300 << 10, 'x');
   info.annotations["io.kubernetes.cri.sandbox-name"] = "pod-a";
+  info.annotations["dev.gvshim.pool"] = "agents";                   // dev.gvshim.* travel, within bounds
+  info.annotations["dev.gvshim.huge"] = std::string(300 << 10, 'x');  // too large to travel
+  for (int i = 0; i < 40; ++i) info.annotations[absl::StrCat("dev.gvshim.z", i)] = "v";  // past the count limit
   sup_->OnContainerStarted(info);
   const pid_t pid = sup_->ServerPid("t", "sbx");
   ASSERT_GT(pid, 0);
   ASSERT_TRUE(WaitFor([&] { return Ops(pid).size() >= 2; }));
   auto start = nlohmann::json::parse(Input(pid)[1]);
-  EXPECT_EQ(start["container"]["annotations"],
-            (nlohmann::json{{"dev.gvshim.execute", "true"}, {"io.kubernetes.cri.sandbox-name", "pod-a"}}));
+  auto got = start["container"]["annotations"];
+  EXPECT_EQ(got.size(), kMaxForwardedAnnotations);
+  EXPECT_EQ(got["dev.gvshim.execute"], "true");
+  EXPECT_EQ(got["io.kubernetes.cri.sandbox-name"], "pod-a");
+  EXPECT_EQ(got["dev.gvshim.pool"], "agents");
+  EXPECT_FALSE(got.contains("dev.gvshim.huge"));
+  EXPECT_FALSE(got.contains("kubectl.kubernetes.io/last-applied-configuration"));
   EXPECT_FALSE(Gone(pid));
   EXPECT_EQ(sup_->ServerPid("t", "sbx"), pid);
 }
