@@ -1,7 +1,7 @@
 #include "shim/cli/cli.h"
 
-#include <algorithm>
 #include <ostream>
+#include <string>
 
 namespace gvshim::cli {
 
