@@ -25,6 +25,8 @@ constexpr absl::Duration kIoDrainTimeout = absl::Seconds(2);
 // How long an init exit waits for the exits of its execs (they die with the container) before it is
 // published.
 constexpr absl::Duration kExecExitGrace = absl::Seconds(3);
+// How long a failed kill waits for the exit of a process that may have ended meanwhile.
+constexpr absl::Duration kKillExitGrace = absl::Seconds(2);
 
 google::protobuf::Timestamp ToProto(absl::Time t) { return events::ToTimestamp(t); }
 
@@ -427,9 +429,20 @@ absl::Status Container::Kill(const std::string& exec_id, int signal, bool all) {
     }
     case Status::kRunning:
     case Status::kPaused: {
-      if (exec_id.empty()) return deps_.runsc->Kill(id(), signal, all, 0);
-      ASSIGN_OR_RETURN(int ipid, ReadInternalPid(static_cast<const ExecProcess&>(*p)));
-      return deps_.runsc->Kill(id(), signal, false, ipid);
+      absl::Status st;
+      if (exec_id.empty()) {
+        st = deps_.runsc->Kill(id(), signal, all, 0);
+      } else {
+        absl::StatusOr<int> ipid = ReadInternalPid(static_cast<const ExecProcess&>(*p));
+        st = ipid.ok() ? deps_.runsc->Kill(id(), signal, false, *ipid) : ipid.status();
+      }
+      if (st.ok()) return st;
+      // The process may have ended while runsc was asked (a sandbox on its way out refuses connections): that is
+      // "already finished" for containerd (a `task delete --force` goes on), not a failed kill.
+      absl::MutexLock lock(&mu_);
+      auto ended = [&p]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return p->exit_recorded || !p->state.Alive(); };
+      if (mu_.AwaitWithTimeout(absl::Condition(&ended), kKillExitGrace)) break;
+      return st;
     }
     case Status::kStopped:
     case Status::kDeleted:

@@ -256,6 +256,30 @@ TEST_F(ContainerTest, KillStoppedIsNotFound) {
   EXPECT_THAT(fake_.CallsOf("Kill"), IsEmpty());
 }
 
+// runsc kill fails when the sandbox is already on its way out ("connection refused"); the exit that arrives
+// meanwhile makes it "already finished" (NOT_FOUND), which a `ctr task delete --force` goes on with.
+TEST_F(ContainerTest, AKillThatFailsBecauseTheProcessEndedIsNotFound) {
+  CreateAndStart(Options());
+  fake_.SetError("Kill", absl::UnknownError("runsc kill c1: connecting to control server: connection refused"));
+  std::thread exiter([&] {
+    absl::SleepFor(absl::Milliseconds(100));
+    ASSERT_TRUE(fake_.ExitInit("c1", 137).ok());
+  });
+  absl::Status st = container_->Kill("", SIGKILL, false);
+  exiter.join();
+  EXPECT_EQ(st.code(), absl::StatusCode::kNotFound) << st;
+  EXPECT_THAT(st.message(), HasSubstr("already finished"));
+}
+
+// A failed kill of a process that keeps running is still the error runsc gave.
+TEST_F(ContainerTest, AKillThatFailsWhileTheProcessRunsIsTheError) {
+  CreateAndStart(Options());
+  fake_.SetError("Kill", absl::UnknownError("runsc kill c1: something else"));
+  absl::Status st = container_->Kill("", SIGKILL, false);
+  EXPECT_EQ(st.code(), absl::StatusCode::kUnknown) << st;
+  EXPECT_THAT(st.message(), HasSubstr("something else"));
+}
+
 TEST_F(ContainerTest, UnknownProcessIsNotFound) {
   ASSERT_TRUE(Create(Options()).ok());
   EXPECT_EQ(container_->Start("nope").status().code(), absl::StatusCode::kNotFound);
