@@ -63,6 +63,9 @@ class Runner(WorkerPool):
         # would compete with the first job for the CPU.
         self.warming = True
         iso = isolation.probe_namespaces(opts)
+        self.mother = None
+        if iso["native"]:
+            self.start_mother(iso)  # now, while the runner holds no job's data: zygotes are forked from it
         self.default_net = bool(iso["net_ns"])  # jobs that did not ask for the network get none
         self.isolated = False
         if iso["root"] and iso["native"] and iso["launcher"] and iso["pid_ns"] and iso["mount_ns"]:
@@ -384,6 +387,8 @@ class Runner(WorkerPool):
             self.sel.unregister(fd)
             z.sock.close()
         self.zygotes.clear()
+        if self.mother is not None:
+            self.mother[1].close()  # ends the zygotes' parent
         for w in list(self.workers.values()):
             try:
                 os.kill(w.pid, signal.SIGKILL)

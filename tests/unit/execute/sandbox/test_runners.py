@@ -369,17 +369,10 @@ class PythonRunnerTest(RunnerTests, unittest.TestCase):
         self.assertStatus(res, "program_error")  # positional-only a: main(args) is tried, and fails
 
     def test_zygote_lost_then_jobs_still_run(self):
-        runner_pid = self.runner.ready["pid"]
-        zygotes = []
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                try:
-                    with open("/proc/%s/stat" % entry) as f:
-                        fields = f.read().rsplit(")", 1)[1].split()
-                except OSError:
-                    continue
-                if int(fields[1]) == runner_pid and fields[0] != "Z":
-                    zygotes.append(int(entry))
+        # The runner's child is the process the zygotes are forked from; the zygotes are its children.
+        parents = children_of(self.runner.ready["pid"])
+        self.assertEqual(len(parents), 1, parents)
+        zygotes = children_of(parents[0])
         self.assertTrue(zygotes)
         os.kill(zygotes[0], signal.SIGKILL)
         deadline = time.monotonic() + 10
@@ -388,6 +381,90 @@ class PythonRunnerTest(RunnerTests, unittest.TestCase):
         for i in range(6):
             res = self.runner.run(self.snippet("main_sum"), args={"a": i, "b": 1})
             self.assertStatus(res, "success")
+
+
+def children_of(pid):
+    """Live child processes of pid."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open("/proc/%s/stat" % entry) as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid and fields[0] != "Z":
+                found.append(int(entry))
+    return found
+
+
+# Finds every "gvx-secret-<32 hex>" in the snippet's own process: in the Python objects it can reach (after
+# gc.unfreeze, the zygote's frozen objects too) and in its raw memory (made readable with PR_SET_DUMPABLE
+# through the runner's own extension module, which a snippet can use as well as the runner).
+PY_MEMORY_SPY = r'''
+import gc, re, sys
+def main():
+    pat = re.compile(rb"gvx-secret-[0-9a-f]{32}")
+    seen = set()
+    gc.unfreeze()
+    for o in gc.get_objects():
+        if isinstance(o, dict):
+            for v in list(o.values()):
+                if isinstance(v, (str, bytes, bytearray)):
+                    b = v.encode("utf-8", "replace") if isinstance(v, str) else bytes(v)
+                    seen.update(m.decode() for m in pat.findall(b))
+    sys.modules["gvshim_native"].prctl(4, 1)
+    with open("/proc/self/maps") as f:
+        maps = [l.split() for l in f]
+    with open("/proc/self/mem", "rb", buffering=0) as mem:
+        for m in maps:
+            if m[1].startswith("rw"):
+                lo, hi = (int(x, 16) for x in m[0].split("-"))
+                try:
+                    mem.seek(lo)
+                    seen.update(x.decode() for x in pat.findall(mem.read(hi - lo)))
+                except (OSError, OverflowError, ValueError):
+                    pass
+    return sorted(seen)
+'''
+
+
+class PythonWorkerMemoryTest(unittest.TestCase):
+    """A worker is a copy of its zygote's memory: no zygote may be forked from a runner that has seen a job,
+    or every later snippet in its workers can read that job's code, environment, stdin and output."""
+
+    def setUp(self):
+        if not IS_ROOT:
+            self.skipTest("the runners need root")
+        if not (PY_RUNNER and JS_RUNNER and HELPERS):
+            self.skipTest("GVSHIM_PY_RUNNER, GVSHIM_JS_RUNNER and GVSHIM_HELPERS_DIR are not set")
+
+    def test_later_snippets_cannot_read_an_earlier_job(self):
+        tmp = tempfile.mkdtemp(prefix="gvx-")
+        ws = tempfile.mkdtemp(prefix="gvx-ws-", dir="/run")
+        try:
+            # Two zygotes: the second is started after the first job (end of warm-up).
+            r = RunnerProcess(python_argv() + common_args(300000, ws, tmp) + ["--prefork", "2", "--zygotes", "2"])
+            try:
+                secret = "gvx-secret-" + uuid.uuid4().hex
+                res = r.run("print(%r)\n" % secret, env={"GVX_SECRET": secret}, stdin=secret.encode())
+                self.assertEqual(res["status"], "success", res)
+                seen = []
+                for _ in range(3):  # concurrent jobs use workers of both zygotes
+                    for jid in [r.submit(PY_MEMORY_SPY) for _ in range(4)]:
+                        res = r.wait(jid)
+                        self.assertEqual(res["status"], "success", res)
+                        seen += json.loads(res["result_json"])
+                self.assertNotIn(secret, seen, "a later snippet read the first job's data")
+                # The spy can see what it looks for: a job's own secret is found in its own memory.
+                own = "gvx-secret-" + uuid.uuid4().hex
+                res = r.run(PY_MEMORY_SPY, env={"GVX_SECRET": own})
+                self.assertIn(own, json.loads(res["result_json"]))
+            finally:
+                self.assertEqual(r.close(), 0)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+            os.rmdir(ws)
 
 
 @unittest.skipIf(NODE is None, "node is not installed")
