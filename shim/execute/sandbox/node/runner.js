@@ -118,6 +118,20 @@ class Runner {
     process.stdout.write(P.encodeFrame(obj));
   }
 
+  // A result larger than a frame may be would make the server kill this runner, with every job in it: such a
+  // result becomes an internal_error saying so, with the job's exit status.
+  sendResult(frame) {
+    let data = P.encodeFrame(frame);
+    if (data.length - 4 > P.MAX_FRAME) {
+      const small = P.emptyResult(frame.id, 'internal_error',
+        `the job's result (${data.length - 4} bytes with its output and artifacts) exceeds the ` +
+        `${P.MAX_FRAME} byte frame limit`);
+      for (const k of ['exit_code', 'signal', 'duration_ms', 'peak_memory_bytes', 'isolation']) small[k] = frame[k];
+      data = P.encodeFrame(small);
+    }
+    process.stdout.write(data);
+  }
+
   start() {
     process.stdout.on('error', () => this.shutdown());
     process.stdin.on('data', (c) => {
@@ -346,7 +360,7 @@ class Runner {
     this.jobs.delete(job.id);
     const durationMs = Number(process.hrtime.bigint() - job.start) / 1e6;
     try {
-      this.send(this.resultFrame(job, durationMs));
+      this.sendResult(this.resultFrame(job, durationMs));
     } finally {
       const entry = job.entry;
       if (entry.exited) this.retire(entry);

@@ -39,6 +39,19 @@ def encode_frame(obj):
     return struct.pack(">I", len(data)) + data
 
 
+def encode_result(frame):
+    """A result frame, encoded; or, if it is larger than a frame may be (the server kills a runner that sends
+    one, with every job in it), an internal_error result saying so, with the job's exit status."""
+    data = encode_frame(frame)
+    if len(data) - 4 <= MAX_FRAME:
+        return data
+    small = empty_result(frame["id"], STATUS_INTERNAL, "the job's result (%d bytes with its output and artifacts) "
+                         "exceeds the %d byte frame limit" % (len(data) - 4, MAX_FRAME))
+    for k in ("exit_code", "signal", "duration_ms", "peak_memory_bytes", "isolation"):
+        small[k] = frame.get(k)
+    return encode_frame(small)
+
+
 class FrameError(Exception):
     """The stream cannot be resynchronised (a frame over MAX_FRAME)."""
 

@@ -15,7 +15,7 @@ import gvshim_isolation as isolation
 from gvshim_pool import WorkerPool
 from gvshim_records import Job, b64, result_frame
 from gvshim_protocol import (PROTOCOL_VERSION, RESULT_CAP, STATUS_REJECTED, FrameError, Options, diag,
-                             empty_result, encode_frame, parse_job, split_frames)
+                             empty_result, encode_frame, encode_result, parse_job, split_frames)
 from gvshim_uids import UidPool
 
 
@@ -165,7 +165,7 @@ class Runner(WorkerPool):
 
     # --- protocol -------------------------------------------------------------------------------------
     def send(self, obj):
-        view = memoryview(encode_frame(obj))
+        view = memoryview(obj if isinstance(obj, bytes) else encode_frame(obj))
         while view:
             try:
                 view = view[os.write(self.pout, view):]
@@ -304,7 +304,7 @@ class Runner(WorkerPool):
         del self.jobs[job.id]
         duration = (time.monotonic() - job.start) * 1000.0 if job.start else 0.0
         try:
-            self.send(result_frame(job, duration, self.opts))
+            self.send(encode_result(result_frame(job, duration, self.opts)))
         finally:
             if self.warming:
                 self.end_warming()  # the first result is out: now the rest of the warm-up

@@ -22,6 +22,7 @@ class RunnerProcess:
         self.queues = {}
         self.errors = queue.Queue()
         self.stderr_lines = []
+        self.largest_frame = 0  # bytes of the largest frame body seen (the server kills a runner above MAX_FRAME)
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
         threading.Thread(target=self._drain_stderr, daemon=True).start()
@@ -39,6 +40,7 @@ class RunnerProcess:
             if len(head) < 4:
                 return
             (n,) = struct.unpack(">I", head)
+            self.largest_frame = max(self.largest_frame, n)
             frame = json.loads(out.read(n))
             t = frame.get("type")
             if t == "ready":

@@ -36,6 +36,7 @@ PY_SNIPPETS = {
     "loop": "while True:\n    pass\n",
     "memory_bomb": "blocks = []\nwhile True:\n    blocks.append(bytearray(16 << 20))\n",
     "flood": "import sys\nwhile True:\n    sys.stdout.write('x' * 999 + '\\n')\n",
+    "big_output": "import sys\nsys.stdout.buffer.write(b'x' * (50 << 20))\n",
     "fork_bomb": ("import os, sys, time\n"
                   "n = 0\n"
                   "while True:\n"
@@ -126,6 +127,7 @@ JS_SNIPPETS = {
     "loop": "for (;;) {}\n",
     "memory_bomb": "const keep = [];\nfor (;;) keep.push(new Array(1e6).fill(1.5));\n",
     "flood": "const line = 'x'.repeat(999) + '\\n';\nfor (;;) process.stdout.write(line);\n",
+    "big_output": "process.stdout.write('x'.repeat(50 << 20));\n",
     "fork_bomb": ("const cp = require('child_process');\n"
                   "let started = 0, failed = null;\n"
                   "for (let i = 0; i < 200 && !failed; i++) {\n"

@@ -35,6 +35,7 @@ IS_ROOT = os.geteuid() == 0
 PY_RUNNER = os.environ.get("GVSHIM_PY_RUNNER", "")
 JS_RUNNER = os.environ.get("GVSHIM_JS_RUNNER", "")
 HELPERS = os.path.abspath(os.environ["GVSHIM_HELPERS_DIR"]) if os.environ.get("GVSHIM_HELPERS_DIR") else ""
+MAX_FRAME = 64 << 20  # PROTOCOL.md: the largest frame either side accepts
 LIMIT_DEFAULTS = {"wall_timeout_ms": 10000, "cpu_time_ms": 10000, "memory_bytes": 512 << 20,
                   "output_bytes": 1 << 20, "max_processes": 64, "file_size_bytes": 16 << 20}
 
@@ -223,6 +224,15 @@ class RunnerTests:
         self.assertTrue(res["stdout_truncated"])
         self.assertEqual(len(res["stdout"]), 10000)
 
+    def test_result_too_large_for_a_frame(self):
+        # A limit the server allows (max output_bytes is 64 MiB), output that base64 makes larger than a frame may
+        # be: the server would kill the runner on such a frame, and every job running in it.
+        res = self.runner.run(self.snippet("big_output"), limits={"output_bytes": 56 << 20})
+        self.assertStatus(res, "internal_error")
+        self.assertIn("frame", res["error"])
+        self.assertLessEqual(self.runner.largest_frame, MAX_FRAME)
+        self.assertEqual(self.runner.ping()["type"], "pong")
+
     def test_fork_bomb_contained(self):
         marker = "gvx-bomb-" + uuid.uuid4().hex
         res = self.runner.run(self.snippet("fork_bomb").replace("MARKER", marker),
@@ -326,6 +336,20 @@ class PythonRunnerTest(RunnerTests, unittest.TestCase):
     @classmethod
     def runner_argv(cls):
         return python_argv()
+
+    def test_forged_records_cannot_make_a_frame_too_large(self):
+        # A snippet may lie on its records channel, but not so that its result frame (where the runner escapes
+        # each non-ASCII character: 4 bytes of UTF-8 become 12) grows past the frame limit.
+        code = ("import os\n"
+                "rec = ('{\"kind\":\"result\",\"json\":\"' + '\\U0001f600' * 6270000 + '\"}\\n').encode()\n"
+                "view = memoryview(rec)\n"
+                "while view:\n"
+                "    view = view[os.write(3, view):]\n")
+        res = self.runner.run(code, limits={"wall_timeout_ms": 30000})
+        self.assertLessEqual(self.runner.largest_frame, MAX_FRAME)
+        self.assertEqual(self.runner.ping()["type"], "pong")
+        self.assertStatus(self.runner.run(self.snippet("script_print")), "success")
+        self.assertEqual(res["status"], "internal_error")
 
     def test_each_job_gets_fresh_random_state(self):
         code = "import random\ndef main():\n    return random.random()\n"
