@@ -262,17 +262,22 @@ class Runner {
     job.timer = setTimeout(() => this.kill(job, 'timeout'), spec.limits.wall_timeout_ms);
     for (const role of ['stdout', 'stderr']) child[role].on('data', (c) => this.takeOutput(job, role, c));
     const cap = P.RESULT_CAP + 2 * this.opts.maxArtifactBytes + 65536;
+    // The exit record is looked for in each chunk and the end of the one before (a record may be split), never
+    // in all the records again: a snippet writing many chunks must not make each read scan megabytes.
+    let tail = Buffer.alloc(0);
     child.stdio[4].on('data', (c) => {
       if (job.recordsLen < cap) {
         job.records.push(c);
         job.recordsLen += c.length;
       }
-      if (job.selfExit === null && c.includes('"exit"')) {
-        const m = /\{"kind":"exit","code":(-?\d+)\}/.exec(Buffer.concat(job.records).toString('utf8'));
+      if (job.selfExit === null) {
+        const seen = Buffer.concat([tail, c]);
+        const m = /\{"kind":"exit","code":(-?\d+)\}/.exec(seen.toString('latin1'));
         if (m) {
           job.selfExit = Number(m[1]);
           this.maybeSelfFinish(job);
         }
+        tail = seen.subarray(Math.max(0, seen.length - 64));
       }
     });
     // The child's own "exit" record and the end of both output streams finish the job; the process itself

@@ -118,9 +118,11 @@ class Runner(WorkerPool):
         if self.opts.phase_times:
             job.stamps["handoff"] = time.monotonic()
 
-    def check_exit_record(self, job):
-        """The worker's own "exit" record ends the job without waiting for the process to be reaped."""
-        end = job.records.rfind(b"\n")
+    def check_exit_record(self, job, new):
+        """The worker's own "exit" record ends the job without waiting for the process to be reaped. Looks at
+        the last `new` bytes only: a snippet writing long lines must not make every read scan all its records.
+        (Past the records' cap the job ends when the zygote reports its worker's exit.)"""
+        end = job.records.rfind(b"\n", max(job.rec_scanned, len(job.records) - new))
         if end < job.rec_scanned:
             return
         lines = bytes(job.records[job.rec_scanned:end]).split(b"\n")
@@ -293,10 +295,10 @@ class Runner(WorkerPool):
         else:
             if len(job.records) < RESULT_CAP + (self.opts.max_artifact_bytes * 2) + 65536:
                 job.records += chunk
-            if not job.exited:
-                self.check_exit_record(job)
-                if job.exited:
-                    self.end_job_processes(job)
+                if not job.exited:
+                    self.check_exit_record(job, len(chunk))
+                    if job.exited:
+                        self.end_job_processes(job)
 
     def maybe_finish(self, job):
         if not job.exited or job.fds or job.id not in self.jobs:

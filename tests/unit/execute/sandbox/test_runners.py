@@ -233,6 +233,20 @@ class RunnerTests:
         self.assertLessEqual(self.runner.largest_frame, MAX_FRAME)
         self.assertEqual(self.runner.ping()["type"], "pong")
 
+    def test_records_flood_does_not_tie_up_the_runner(self):
+        # The runner is one thread (Python) or one event loop (Node) for every job: what a job's records cost it
+        # must grow with their size, not with their size times the number of reads (a rescan of all of them).
+        def cpu_seconds():
+            with open("/proc/%d/stat" % self.runner.proc.pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+        before = cpu_seconds()
+        res = self.runner.run(self.snippet("records_flood"), limits={"wall_timeout_ms": 120000})
+        used = cpu_seconds() - before
+        self.assertStatus(res, "success")
+        self.assertLess(used, 1.0, "the runner spent %.2f s of CPU on one job's 110 MB of records" % used)
+
     def test_fork_bomb_contained(self):
         marker = "gvx-bomb-" + uuid.uuid4().hex
         res = self.runner.run(self.snippet("fork_bomb").replace("MARKER", marker),
