@@ -338,11 +338,14 @@ class Runner {
     }
   }
 
-  // The launcher and its child (pid 1 of the job's namespace) are one process group; the child also dies
-  // with the launcher (parent-death signal).
+  // With a pid namespace, SIGTERM to the launcher: it kills its child (pid 1 of the job's namespace, so all of
+  // the job) and exits. Not SIGKILL to the launcher's process group: a job that ran native code may have left
+  // that group and cleared its parent-death signal, and would outlive the launcher. Without one (weak mode),
+  // the launcher is the job itself: SIGKILL to its process group.
   killTree(job) {
     try {
-      process.kill(-job.entry.child.pid, 'SIGKILL');
+      if (this.iso.pid_ns) process.kill(job.entry.child.pid, 'SIGTERM');
+      else process.kill(-job.entry.child.pid, 'SIGKILL');
     } catch (e) {
       try {
         job.entry.child.kill('SIGKILL');

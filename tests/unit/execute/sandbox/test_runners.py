@@ -19,6 +19,7 @@ import signal
 import socket
 import statistics
 import struct
+import subprocess
 import sys
 import tempfile
 import time
@@ -505,6 +506,18 @@ class PythonWorkerMemoryTest(unittest.TestCase):
             os.rmdir(ws)
 
 
+# Native code a snippet can load (it can write any file into its tmpfs): the process leaves its process group and
+# clears its parent-death signal, so it survives its parent unless that parent kills it itself.
+ESCAPE_C = """
+#include <sys/prctl.h>
+#include <unistd.h>
+__attribute__((constructor)) static void escape(void) {
+  prctl(PR_SET_PDEATHSIG, 0);
+  setpgid(0, 0);
+}
+"""
+
+
 @unittest.skipIf(NODE is None, "node is not installed")
 class NodeRunnerTest(RunnerTests, unittest.TestCase):
     LANG = "javascript"
@@ -515,6 +528,31 @@ class NodeRunnerTest(RunnerTests, unittest.TestCase):
     @classmethod
     def runner_argv(cls):
         return node_argv()
+
+    @unittest.skipIf(shutil.which("cc") is None, "no C compiler for the native-code snippet")
+    def test_native_code_does_not_outlive_its_job(self):
+        d = tempfile.mkdtemp(prefix="gvx-so-")
+        try:
+            with open(os.path.join(d, "e.c"), "w") as f:
+                f.write(ESCAPE_C)
+            subprocess.run(["cc", "-shared", "-fPIC", "-o", os.path.join(d, "e.so"), os.path.join(d, "e.c")],
+                           check=True)
+            with open(os.path.join(d, "e.so"), "rb") as f:
+                so = f.read()
+        finally:
+            shutil.rmtree(d)
+        marker = "gvx-native-" + uuid.uuid4().hex
+        code = ("const fs = require('fs');\n"
+                "fs.writeFileSync('/tmp/e.so', fs.readFileSync(0));\n"
+                "try { process.dlopen({ exports: {} }, '/tmp/e.so'); } catch (e) { /* not an addon: ran anyway */ }\n"
+                "process.title = %r;\n"
+                "console.log('escaped');\n"
+                "setInterval(() => {}, 1000);\n" % marker)
+        jid = self.runner.submit(code, stdin=so, stream=True, limits={"wall_timeout_ms": 3000})
+        self.assertEqual(self.runner.next_frame(jid)["type"], "output")
+        self.assertTrue(processes_with_marker(marker), "the snippet's process is not visible")
+        self.assertStatus(self.runner.wait(jid), "timeout")
+        self.assertEqual(wait_gone(marker), [], "the snippet outlived its job")
 
 
 class WeakIsolationTest(unittest.TestCase):
