@@ -70,11 +70,24 @@ def zygote_main(ctl, parent_pid, opts, iso):
     import socket
 
     code = 0
+    workers = set()  # live workers: killed when the zygote ends
+
+    def end(code):
+        # A snippet can clear its worker's parent-death signal (prctl through gvshim_native, or native code):
+        # kill them all before going, or they would outlive the runner.
+        for pid in workers:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        os._exit(code)
+
     try:
-        native.prctl(native.PR_SET_PDEATHSIG, signal.SIGKILL)
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGTERM, lambda *_: end(0))  # our parent died
+        native.prctl(native.PR_SET_PDEATHSIG, signal.SIGTERM)
         if os.getppid() != parent_pid:
             os._exit(0)
-        signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
         wake_r, wake_w = os.pipe()
         for fd in (wake_r, wake_w):
@@ -107,6 +120,7 @@ def zygote_main(ctl, parent_pid, opts, iso):
                     return
                 if pid == 0:
                     return
+                workers.discard(pid)
                 send({"op": "exited", "pid": pid, "status": st, "maxrss": ru.ru_maxrss * 1024})
 
         while True:
@@ -125,7 +139,7 @@ def zygote_main(ctl, parent_pid, opts, iso):
                 except OSError:
                     data = b""
                 if not data:
-                    os._exit(0)  # the runner closed its end: shutting down
+                    end(0)  # the runner closed its end: shutting down (or gone)
                 reqs = [json.loads(data)]
                 while True:  # everything else already queued: one batch of forks
                     try:
@@ -135,7 +149,7 @@ def zygote_main(ctl, parent_pid, opts, iso):
                     if not more:
                         break  # end of input: seen again (and acted on) by the next blocking recv
                     reqs.append(json.loads(more))
-                _serve_batch(reqs, send, opts, iso, pidns)
+                _serve_batch(reqs, send, opts, iso, pidns, workers)
             reap()
     except (BrokenPipeError, ConnectionResetError):
         code = 0  # the runner is gone or shutting down
@@ -143,10 +157,10 @@ def zygote_main(ctl, parent_pid, opts, iso):
         diag("zygote: %s" % e)
         code = 1
     finally:
-        os._exit(code)
+        end(code)
 
 
-def _serve_batch(reqs, send, opts, iso, pidns):
+def _serve_batch(reqs, send, opts, iso, pidns, workers):
     """Forks the workers asked for in reqs back to back, then answers each request."""
     forks = []  # (request, fds = [job_r, job_w, out_r, out_w, err_r, err_w, rec_r, rec_w])
     for req in reqs:
@@ -181,6 +195,8 @@ def _serve_batch(reqs, send, opts, iso, pidns):
             finally:
                 os._exit(code)
         pids.append(pid)
+        if not isinstance(pid, OSError):
+            workers.add(pid)
     for (req, fds), pid in zip(forks, pids):
         for i in (0, 3, 5, 7):  # the worker's ends
             os.close(fds[i])

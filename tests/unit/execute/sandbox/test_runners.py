@@ -615,6 +615,14 @@ class RunnerDeathTest(unittest.TestCase):
                                    "import os, sys\nprint('up', flush=True)\n"
                                    "os.execv(sys.executable, [sys.executable, '-c', 'import time; time.sleep(60)', '%s'])\n")
 
+    def test_jobs_die_with_the_python_runner_after_clearing_their_death_signal(self):
+        # The snippet clears its own parent-death signal through the runner's extension module (in sys.modules):
+        # its zygote must still kill it when the runner dies.
+        self._jobs_die_with_runner(python_argv(), 280000, PYTHON,
+                                   "import os, sys\nsys.modules['gvshim_native'].prctl(1, 0)\n"
+                                   "print('up', flush=True)\n"
+                                   "os.execv(sys.executable, [sys.executable, '-c', 'import time; time.sleep(60)', '%s'])\n")
+
     @unittest.skipIf(NODE is None, "node is not installed")
     def test_jobs_die_with_the_node_runner(self):
         self._jobs_die_with_runner(node_argv(), 290000, NODE,
