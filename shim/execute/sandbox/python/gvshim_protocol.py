@@ -35,7 +35,9 @@ def diag(msg):
 
 
 def encode_frame(obj):
-    data = json.dumps(obj, separators=(",", ":")).encode()
+    # UTF-8 as is, and a lone surrogate (a snippet's records or a file name that is not UTF-8 can carry one)
+    # replaced: written as a \u escape it would be JSON the server's parser rejects, killing this runner.
+    data = json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "replace")
     return struct.pack(">I", len(data)) + data
 
 

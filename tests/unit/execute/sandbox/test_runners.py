@@ -248,6 +248,14 @@ class RunnerTests:
         self.assertStatus(res, "success")
         self.assertLess(used, 1.0, "the runner spent %.2f s of CPU on one job's 110 MB of records" % used)
 
+    def test_no_lone_surrogates_in_frames(self):
+        # JSON that Python and Node accept but the server's parser does not (a lone UTF-16 surrogate escape):
+        # the server would kill the runner on such a frame, and every job running in it.
+        res = self.runner.run(self.snippet("lone_surrogates"))
+        self.assertStatus(res, "success")
+        self.assertEqual(self.runner.invalid_frames, [])
+        self.assertEqual(self.runner.ping()["type"], "pong")
+
     def test_fork_bomb_contained(self):
         marker = "gvx-bomb-" + uuid.uuid4().hex
         res = self.runner.run(self.snippet("fork_bomb").replace("MARKER", marker),
@@ -353,8 +361,8 @@ class PythonRunnerTest(RunnerTests, unittest.TestCase):
         return python_argv()
 
     def test_forged_records_cannot_make_a_frame_too_large(self):
-        # A snippet may lie on its records channel, but not so that its result frame (where the runner escapes
-        # each non-ASCII character: 4 bytes of UTF-8 become 12) grows past the frame limit.
+        # A snippet may lie on its records channel, but not so that its result frame grows past the frame limit
+        # (as it did when the runner escaped each non-ASCII character: 4 bytes of UTF-8 became 12).
         code = ("import os\n"
                 "rec = ('{\"kind\":\"result\",\"json\":\"' + '\\U0001f600' * 6270000 + '\"}\\n').encode()\n"
                 "view = memoryview(rec)\n"
@@ -364,7 +372,7 @@ class PythonRunnerTest(RunnerTests, unittest.TestCase):
         self.assertLessEqual(self.runner.largest_frame, MAX_FRAME)
         self.assertEqual(self.runner.ping()["type"], "pong")
         self.assertStatus(self.runner.run(self.snippet("script_print")), "success")
-        self.assertEqual(res["status"], "internal_error")
+        self.assertIn(res["status"], ("success", "internal_error"))  # its lie, or too large to carry
 
     def test_each_job_gets_fresh_random_state(self):
         code = "import random\ndef main():\n    return random.random()\n"
