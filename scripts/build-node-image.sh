@@ -143,7 +143,7 @@ fi
 if [[ -n $ADDRESS ]]; then
   log "importing $NAME into $ADDRESS (namespace $NAMESPACE)"
   ctr -a "$ADDRESS" -n "$NAMESPACE" images import "$dir/image.tar" >&2
-  ctr -a "$ADDRESS" -n "$NAMESPACE" images ls -q | grep -qxF "$NAME" ||
+  ctr -a "$ADDRESS" -n "$NAMESPACE" images ls -q | grep -xF -- "$NAME" >/dev/null ||
     { echo "build-node-image.sh: import did not create $NAME" >&2; exit 1; }
 fi
 echo "$NAME"

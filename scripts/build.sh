@@ -56,7 +56,7 @@ if [[ $do_fuzz -eq 1 ]]; then
   mapfile -t targets < <(ninja -C "$dir" -t targets all |
     sed -n 's/^\(gvshim_[A-Za-z0-9_]*\|containerd-shim-gvisor-v1\|gvshim\|[A-Za-z0-9_]*_fuzz\): phony$/\1/p' |
     grep -v -e '^cmake_' -e '^gvshim_test_reaper_main$' | sort -u)
-  if ! printf '%s\n' "${targets[@]}" | grep -q '_fuzz$'; then
+  if ! printf '%s\n' "${targets[@]}" | grep '_fuzz$' >/dev/null; then
     echo "build.sh: no *_fuzz targets found in $dir" >&2
     exit 1
   fi

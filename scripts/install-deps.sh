@@ -26,6 +26,8 @@ PACKAGES=(
   # protobuf / grpc / libraries
   protobuf-compiler protobuf-compiler-grpc libprotobuf-dev libgrpc++-dev libabsl-dev
   libseccomp-dev nlohmann-json3-dev libtomlplusplus-dev
+  # the gvshim tool's command line (header-only)
+  libcli11-dev
   # HTTP for the node installer's Kubernetes API client and for `gvshim gateway`: Boost.Beast/Asio (header-only)
   # and OpenSSL. (Debian's cpp-httplib ships its code only as a shared library, which the statically linked gvshim
   # cannot use.)

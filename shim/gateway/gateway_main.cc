@@ -11,6 +11,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "shim/base/log.h"
+#include "shim/cli/cli.h"
 #include "shim/gateway/auth.h"
 #include "shim/gateway/discovery.h"
 #include "shim/gateway/http_server.h"
@@ -24,26 +25,6 @@ namespace gvshim::gateway {
 namespace {
 
 constexpr char kDefaultDir[] = "/run/gvshim/execute";
-
-int Usage() {
-  std::fprintf(
-      stderr,
-      "usage: gvshim gateway [--listen HOST:PORT] [--dir DISCOVERY_DIR] [--token-file FILE] [options]\n"
-      "Serves RAGFlow's sandbox executor-manager API (GET /healthz, POST /run) on top of the Execute "
-      "services of\n"
-      "the pool pods of this node. docs/gateway.md describes the API and every option:\n"
-      "  --allow-unauthenticated  --run-rate-limit R  --preauth-rate-limit R  (R: 3/minute, ...; none)\n"
-      "  --timeout-ms N  --memory-bytes N  --cpu-time-ms N  --output-bytes N  --max-processes N\n"
-      "  --file-size-bytes N  --allow-network  --select-annotation K=V  --select-pod NS/PREFIX\n"
-      "  --pod-concurrency N  --max-queue N  --queue-timeout-ms N  --max-body-bytes N  --max-connections N\n"
-      "  --health-interval-ms N  --log-level debug|info|warn|error  --port-file FILE (the bound port)\n"
-      "Defaults: --listen 0.0.0.0:9385, --dir $GVSHIM_EXECUTE_DIR or %s. Environment (RAGFlow's names):\n"
-      "SANDBOX_EXECUTOR_MANAGER_API_TOKEN, SANDBOX_EXECUTOR_MANAGER_ALLOW_UNAUTHENTICATED, "
-      "SANDBOX_RUN_RATE_LIMIT,\n"
-      "SANDBOX_RUN_PREAUTH_RATE_LIMIT, SANDBOX_TIMEOUT.\n",
-      kDefaultDir);
-  return 2;
-}
 
 std::string Env(const char* name) {
   const char* v = std::getenv(name);
@@ -90,7 +71,56 @@ absl::Status SplitHostPort(const std::string& text, std::string* host, uint16_t*
   return absl::OkStatus();
 }
 
-int GatewayMain(const std::vector<std::string>& args) {
+CLI::App* AddGatewayCommand(CLI::App& parent, GatewayFlags& f) {
+  CLI::App* cmd =
+      cli::AddCommand(parent, "gateway",
+                      "RAGFlow's sandbox executor-manager API (GET /healthz, POST /run) on the Execute "
+                      "services of this node's pool pods (docs/gateway.md)");
+  cmd->footer(absl::StrCat(
+      "Environment (RAGFlow's names), used when the flag is not given: SANDBOX_EXECUTOR_MANAGER_API_TOKEN,\n"
+      "SANDBOX_EXECUTOR_MANAGER_ALLOW_UNAUTHENTICATED, SANDBOX_RUN_RATE_LIMIT (default 120/minute),\n"
+      "SANDBOX_RUN_PREAUTH_RATE_LIMIT (default 30/minute), SANDBOX_TIMEOUT (default 10s). --dir defaults to\n"
+      "$GVSHIM_EXECUTE_DIR, else ",
+      kDefaultDir, "."));
+  cmd->add_option("--listen", f.listen, "HOST:PORT or [V6]:PORT to serve on")->capture_default_str();
+  cmd->add_option("--dir", f.dir, "discovery directory of the Execute services");
+  cmd->add_option("--token-file", f.token_file, "a file holding the API token (re-read when it changes)");
+  cmd->add_flag("--allow-unauthenticated", f.allow_unauthenticated, "serve /run without a token configured");
+  cmd->add_option("--run-rate-limit", f.run_rate,
+                  "requests to /run per client, e.g. 3/minute; none: no limit");
+  cmd->add_option("--preauth-rate-limit", f.preauth_rate,
+                  "requests before authentication per client, e.g. 30/minute; none: no limit");
+  cli::AddUnsigned(*cmd, "--timeout-ms", f.timeout_ms, "wall-clock limit of a snippet (0: SANDBOX_TIMEOUT)");
+  cli::AddUnsigned(*cmd, "--memory-bytes", f.memory_bytes, "memory limit of a snippet (0: the pod's)");
+  cli::AddUnsigned(*cmd, "--cpu-time-ms", f.cpu_time_ms, "CPU time limit of a snippet (0: the pod's)");
+  cli::AddUnsigned(*cmd, "--output-bytes", f.output_bytes, "output limit of a snippet (0: the pod's)");
+  cli::AddUnsigned(*cmd, "--max-processes", f.max_processes, "process limit of a snippet (0: the pod's)");
+  cli::AddUnsigned(*cmd, "--file-size-bytes", f.file_size_bytes,
+                   "file size limit of a snippet (0: the pod's)");
+  cmd->add_flag("--allow-network", f.allow_network, "let snippets use the network");
+  cli::AddRepeated(*cmd, "--select-annotation", f.select_annotations, "serve only pods with this annotation")
+      ->type_name("KEY=VALUE");
+  cmd->add_option("--select-pod", f.select_pod, "serve only pods whose NAMESPACE/NAME starts with this")
+      ->type_name("NS/PREFIX");
+  cli::AddUnsigned(*cmd, "--pod-concurrency", f.pod_concurrency, "snippets at once per pod", 1)
+      ->capture_default_str();
+  cli::AddUnsigned(*cmd, "--max-queue", f.max_queue, "requests waiting for a pod")->capture_default_str();
+  cli::AddUnsigned(*cmd, "--queue-timeout-ms", f.queue_timeout_ms, "how long a request waits for a pod")
+      ->capture_default_str();
+  cli::AddUnsigned(*cmd, "--max-body-bytes", f.max_body_bytes, "largest request body", 1)
+      ->capture_default_str();
+  cli::AddUnsigned(*cmd, "--max-connections", f.max_connections, "open connections at once", 1)
+      ->capture_default_str();
+  cli::AddUnsigned(*cmd, "--health-interval-ms", f.health_interval_ms, "how often the pool pods are checked",
+                   1)
+      ->capture_default_str();
+  cmd->add_option("--log-level", f.log_level, "debug, info, warn or error");
+  cmd->add_option("--port-file", f.port_file,
+                  "write the bound port here once listening (for --listen HOST:0)");
+  return cmd;
+}
+
+int RunGateway(const GatewayFlags& f) {
   // Signals first: blocked before any thread exists (every thread inherits the mask), so that only the
   // sigwait at the end sees SIGTERM/SIGINT. Writes to closed connections must not kill the process.
   ::signal(SIGPIPE, SIG_IGN);
@@ -99,98 +129,24 @@ int GatewayMain(const std::vector<std::string>& args) {
   sigaddset(&stop_set, SIGTERM);
   sigaddset(&stop_set, SIGINT);
   pthread_sigmask(SIG_BLOCK, &stop_set, nullptr);
-  std::string listen = "0.0.0.0:9385", dir, token_file, run_rate, preauth_rate, select_pod, level, port_file;
-  std::vector<std::string> select_annotations;
-  bool allow_unauth_flag = false, allow_network = false;
-  uint64_t timeout_ms = 0, memory = 0, cpu_ms = 0, output = 0, procs = 0, fsize = 0;
-  uint64_t pod_concurrency = 4, max_queue = 64, queue_timeout_ms = 10000, max_body = 16 << 20;
-  uint64_t max_connections = 256, health_ms = 1000;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    auto value = [&](std::string* out) {
-      if (i + 1 >= args.size()) return false;
-      *out = args[++i];
-      return true;
-    };
-    auto number = [&](uint64_t* out) {
-      std::string v;
-      return value(&v) && absl::SimpleAtoi(v, out);
-    };
-    bool ok = true;
-    if (a == "--listen")
-      ok = value(&listen);
-    else if (a == "--dir")
-      ok = value(&dir);
-    else if (a == "--token-file")
-      ok = value(&token_file);
-    else if (a == "--allow-unauthenticated")
-      allow_unauth_flag = true;
-    else if (a == "--run-rate-limit")
-      ok = value(&run_rate);
-    else if (a == "--preauth-rate-limit")
-      ok = value(&preauth_rate);
-    else if (a == "--timeout-ms")
-      ok = number(&timeout_ms);
-    else if (a == "--memory-bytes")
-      ok = number(&memory);
-    else if (a == "--cpu-time-ms")
-      ok = number(&cpu_ms);
-    else if (a == "--output-bytes")
-      ok = number(&output);
-    else if (a == "--max-processes")
-      ok = number(&procs);
-    else if (a == "--file-size-bytes")
-      ok = number(&fsize);
-    else if (a == "--allow-network")
-      allow_network = true;
-    else if (a == "--select-annotation") {
-      std::string v;
-      ok = value(&v);
-      select_annotations.push_back(v);
-    } else if (a == "--select-pod")
-      ok = value(&select_pod);
-    else if (a == "--pod-concurrency")
-      ok = number(&pod_concurrency) && pod_concurrency > 0;
-    else if (a == "--max-queue")
-      ok = number(&max_queue);
-    else if (a == "--queue-timeout-ms")
-      ok = number(&queue_timeout_ms);
-    else if (a == "--max-body-bytes")
-      ok = number(&max_body) && max_body > 0;
-    else if (a == "--max-connections")
-      ok = number(&max_connections) && max_connections > 0;
-    else if (a == "--health-interval-ms")
-      ok = number(&health_ms) && health_ms > 0;
-    else if (a == "--log-level")
-      ok = value(&level);
-    else if (a == "--port-file")
-      ok = value(&port_file);
-    else if (a == "-h" || a == "--help")
-      return Usage();
-    else {
-      std::fprintf(stderr, "gvshim gateway: unknown option %s\n", a.c_str());
-      return Usage();
-    }
-    if (!ok) {
-      std::fprintf(stderr, "gvshim gateway: bad or missing value for %s\n", a.c_str());
-      return 2;
-    }
-  }
+  const std::string& token_file = f.token_file;
+  std::string dir = f.dir;
+  uint64_t timeout_ms = f.timeout_ms;
   auto fail = [](const std::string& msg) {
     std::fprintf(stderr, "gvshim gateway: %s\n", msg.c_str());
     return 1;
   };
-  if (!level.empty()) {
+  if (!f.log_level.empty()) {
     log::Level l;
-    if (!log::ParseLevel(level, &l)) return fail("--log-level: unknown level " + level);
+    if (!log::ParseLevel(f.log_level, &l)) return fail("--log-level: unknown level " + f.log_level);
     log::SetLevel(l);
   }
   if (dir.empty()) dir = !Env("GVSHIM_EXECUTE_DIR").empty() ? Env("GVSHIM_EXECUTE_DIR") : kDefaultDir;
   HttpServerOptions http_opts;
-  if (auto st = SplitHostPort(listen, &http_opts.host, &http_opts.port); !st.ok())
+  if (auto st = SplitHostPort(f.listen, &http_opts.host, &http_opts.port); !st.ok())
     return fail(std::string(st.message()));
-  http_opts.max_body_bytes = max_body;
-  http_opts.max_connections = static_cast<int>(max_connections);
+  http_opts.max_body_bytes = f.max_body_bytes;
+  http_opts.max_connections = static_cast<int>(f.max_connections);
 
   // Authentication.
   std::unique_ptr<TokenSource> tokens;
@@ -202,7 +158,7 @@ int GatewayMain(const std::vector<std::string>& args) {
     tokens = TokenSource::Fixed(Env("SANDBOX_EXECUTOR_MANAGER_API_TOKEN"));
   }
   bool allow_unauth =
-      allow_unauth_flag || IsTruthyFlag(Env("SANDBOX_EXECUTOR_MANAGER_ALLOW_UNAUTHENTICATED"));
+      f.allow_unauthenticated || IsTruthyFlag(Env("SANDBOX_EXECUTOR_MANAGER_ALLOW_UNAUTHENTICATED"));
   Authenticator auth(std::move(tokens), allow_unauth);
   if (auth.HasToken()) {
     log::Infof(
@@ -220,10 +176,10 @@ int GatewayMain(const std::vector<std::string>& args) {
 
   // Rate limits.
   std::string run_rate_text, preauth_rate_text;
-  auto run_rates = RateSetting(run_rate, "SANDBOX_RUN_RATE_LIMIT", "120/minute", &run_rate_text);
+  auto run_rates = RateSetting(f.run_rate, "SANDBOX_RUN_RATE_LIMIT", "120/minute", &run_rate_text);
   if (!run_rates.ok()) return fail(std::string(run_rates.status().message()));
   auto preauth_rates =
-      RateSetting(preauth_rate, "SANDBOX_RUN_PREAUTH_RATE_LIMIT", "30/minute", &preauth_rate_text);
+      RateSetting(f.preauth_rate, "SANDBOX_RUN_PREAUTH_RATE_LIMIT", "30/minute", &preauth_rate_text);
   if (!preauth_rates.ok()) return fail(std::string(preauth_rates.status().message()));
   if (preauth_rates->has_value() && (*preauth_rates)->size() != 1) {
     return fail("SANDBOX_RUN_PREAUTH_RATE_LIMIT must be a single rate like 30/minute");
@@ -247,23 +203,23 @@ int GatewayMain(const std::vector<std::string>& args) {
     timeout_ms = static_cast<uint64_t>(absl::ToInt64Milliseconds(t.value_or(absl::Seconds(10))));
   }
   svc_opts.limits.set_wall_timeout_ms(timeout_ms);
-  svc_opts.limits.set_memory_bytes(memory);
-  svc_opts.limits.set_cpu_time_ms(cpu_ms);
-  svc_opts.limits.set_output_bytes(output);
-  svc_opts.limits.set_max_processes(procs);
-  svc_opts.limits.set_file_size_bytes(fsize);
-  svc_opts.allow_network = allow_network;
-  svc_opts.queue_timeout = absl::Milliseconds(static_cast<int64_t>(queue_timeout_ms));
-  svc_opts.max_body_bytes = max_body;
+  svc_opts.limits.set_memory_bytes(f.memory_bytes);
+  svc_opts.limits.set_cpu_time_ms(f.cpu_time_ms);
+  svc_opts.limits.set_output_bytes(f.output_bytes);
+  svc_opts.limits.set_max_processes(f.max_processes);
+  svc_opts.limits.set_file_size_bytes(f.file_size_bytes);
+  svc_opts.allow_network = f.allow_network;
+  svc_opts.queue_timeout = absl::Milliseconds(static_cast<int64_t>(f.queue_timeout_ms));
+  svc_opts.max_body_bytes = f.max_body_bytes;
 
   // The pool.
-  auto selector = ParseSelector(select_annotations, select_pod);
+  auto selector = ParseSelector(f.select_annotations, f.select_pod);
   if (!selector.ok()) return fail(std::string(selector.status().message()));
   PoolOptions pool_opts;
   pool_opts.dir = dir;
   pool_opts.selector = *selector;
-  pool_opts.pod_concurrency = static_cast<int>(pod_concurrency);
-  pool_opts.max_queue = static_cast<int>(max_queue);
+  pool_opts.pod_concurrency = static_cast<int>(f.pod_concurrency);
+  pool_opts.max_queue = static_cast<int>(f.max_queue);
   Metrics metrics;
   constexpr int kMaxResponseBytes = 256 << 20;
   Pool pool(
@@ -272,14 +228,14 @@ int GatewayMain(const std::vector<std::string>& args) {
   Service service(svc_opts, &auth, &pool, &metrics, run_limiter.get(), preauth_limiter.get());
   auto server = HttpServer::Listen(http_opts, [&service](const HttpRequest& r) { return service.Handle(r); });
   if (!server.ok()) return fail(std::string(server.status().message()));
-  if (!port_file.empty()) {
+  if (!f.port_file.empty()) {
     // For tests and scripts that listen on port 0: the port actually bound, written once listening.
-    if (auto st = sys::WriteFileAtomic(port_file, absl::StrCat((*server)->port(), "\n")); !st.ok()) {
+    if (auto st = sys::WriteFileAtomic(f.port_file, absl::StrCat((*server)->port(), "\n")); !st.ok()) {
       return fail(std::string(st.message()));
     }
   }
   pool.Refresh();  // the first scan before the first request
-  pool.Start(absl::Milliseconds(static_cast<int64_t>(health_ms)));
+  pool.Start(absl::Milliseconds(static_cast<int64_t>(f.health_interval_ms)));
   (*server)->Start();
   log::Infof(
       "gateway: serving on %s:%d; pool pods from %s (%d ready of %d); wall timeout %d ms; run rate %s; "

@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "gvshim/execute/v1/execute.grpc.pb.h"
+#include "shim/cli/cli.h"
 #include "shim/sys/file.h"
 
 namespace gvshim::cli {
@@ -23,22 +24,6 @@ namespace {
 
 namespace ev1 = gvshim::execute::v1;
 constexpr char kDefaultDir[] = "/run/gvshim/execute";
-
-int Usage() {
-  std::fprintf(stderr,
-               "usage: gvshim exec (--pod NS/NAME | --id ID) [--namespace CONTAINERD_NS] [--dir DIR]\n"
-               "                   [--lang python|javascript] (-c CODE | FILE | -) [--arg KEY=VALUE ...]\n"
-               "                   [--args-json JSON] [--stdin TEXT] [--timeout MS] [--memory BYTES]\n"
-               "                   [--output-bytes N] [--allow-network] [--env K=V ...] [--container ID] [--json]\n"
-               "                   [--stream]\n"
-               "       gvshim exec (--pod NS/NAME | --id ID) --runtimes   the pod's runtimes and their isolation (JSON)\n"
-               "       gvshim exec (--pod NS/NAME | --id ID) --health     the pod's Execute health (starts nothing)\n"
-               "Runs a snippet inside the pod's gVisor sandbox through the shim's Execute service. Prints the\n"
-               "snippet's stdout/stderr (and main()'s JSON result), and exits with the snippet's exit code\n"
-               "(124 on timeout, 125 when it could not run).\n"
-               "The discovery directory defaults to $GVSHIM_EXECUTE_DIR, else /run/gvshim/execute.\n");
-  return 2;
-}
 
 std::string StatusName(ev1::Status s) {
   switch (s) {
@@ -182,6 +167,8 @@ absl::StatusOr<std::string> ArgsJson(const std::vector<std::string>& pairs, cons
   return obj.dump();
 }
 
+namespace {
+
 const char* CodeName(grpc::StatusCode c) {
   switch (c) {
     case grpc::StatusCode::INVALID_ARGUMENT: return "INVALID_ARGUMENT";
@@ -196,13 +183,18 @@ const char* CodeName(grpc::StatusCode c) {
   }
 }
 
+// --dir, else $GVSHIM_EXECUTE_DIR, else the shim's default.
+std::string DiscoveryDir(const std::string& flag) {
+  if (!flag.empty()) return flag;
+  const char* env = std::getenv("GVSHIM_EXECUTE_DIR");
+  return env != nullptr && *env != '\0' ? env : kDefaultDir;
+}
+
 // --runtimes: the pod's ListRuntimes answer (languages, where they run, what each can isolate) as JSON.
 // --health: its Health answer ("SERVING <message>"); unlike ListRuntimes it starts nothing.
-int InfoMain(const std::string& id, const std::string& pod, const std::string& ns, std::string dir, bool health) {
-  if (dir.empty()) {
-    const char* env = std::getenv("GVSHIM_EXECUTE_DIR");
-    dir = env != nullptr && *env != '\0' ? env : kDefaultDir;
-  }
+int InfoMain(const std::string& id, const std::string& pod, const std::string& ns,
+             const std::string& flag_dir, bool health) {
+  const std::string dir = DiscoveryDir(flag_dir);
   auto records = ReadRecords(dir);
   if (!records.ok()) {
     std::fprintf(stderr, "gvshim exec: %s\n", std::string(records.status().message()).c_str());
@@ -214,7 +206,8 @@ int InfoMain(const std::string& id, const std::string& pod, const std::string& n
                  dir.c_str());
     return 125;
   }
-  auto stub = ev1::Execute::NewStub(grpc::CreateChannel("unix:" + rec->socket, grpc::InsecureChannelCredentials()));
+  auto stub =
+      ev1::Execute::NewStub(grpc::CreateChannel("unix:" + rec->socket, grpc::InsecureChannelCredentials()));
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(90));
   if (health) {
@@ -249,63 +242,66 @@ int InfoMain(const std::string& id, const std::string& pod, const std::string& n
   return 0;
 }
 
-int ExecMain(const std::vector<std::string>& args) {
-  std::string id, pod, ns, dir, lang, code, file, args_json, stdin_text, container;
-  std::vector<std::string> pairs, envs;
-  bool json_out = false, stream = false, allow_network = false, have_code = false, runtimes = false,
-       health = false;
-  uint64_t timeout_ms = 0, memory = 0, output_bytes = 0;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    auto value = [&](std::string* out) {
-      if (i + 1 >= args.size()) return false;
-      *out = args[++i];
-      return true;
-    };
-    auto number = [&](uint64_t* out) {
-      std::string v;
-      return value(&v) && absl::SimpleAtoi(v, out);
-    };
-    bool ok = true;
-    if (a == "--id") ok = value(&id);
-    else if (a == "--pod") ok = value(&pod);
-    else if (a == "--namespace" || a == "-n") ok = value(&ns);
-    else if (a == "--dir") ok = value(&dir);
-    else if (a == "--lang" || a == "-l") ok = value(&lang);
-    else if (a == "-c" || a == "--code") ok = have_code = value(&code);
-    else if (a == "--arg") {
-      std::string v;
-      ok = value(&v);
-      pairs.push_back(v);
-    } else if (a == "--args-json") ok = value(&args_json);
-    else if (a == "--stdin") ok = value(&stdin_text);
-    else if (a == "--timeout") ok = number(&timeout_ms);
-    else if (a == "--memory") ok = number(&memory);
-    else if (a == "--output-bytes") ok = number(&output_bytes);
-    else if (a == "--container") ok = value(&container);
-    else if (a == "--env") {
-      std::string v;
-      ok = value(&v) && v.find('=') != std::string::npos && v[0] != '=';
-      envs.push_back(v);
-    } else if (a == "--runtimes") runtimes = true;
-    else if (a == "--health") health = true;
-    else if (a == "--allow-network") allow_network = true;
-    else if (a == "--json") json_out = true;
-    else if (a == "--stream") stream = true;
-    else if (a == "-h" || a == "--help") return Usage();
-    else if (!a.empty() && a[0] == '-' && a != "-") {
-      std::fprintf(stderr, "gvshim exec: unknown option %s\n", a.c_str());
-      return Usage();
-    } else if (file.empty()) file = a;
-    else ok = false;
-    if (!ok) {
-      std::fprintf(stderr, "gvshim exec: bad or missing value for %s\n", a.c_str());
-      return 2;
+}  // namespace
+
+CLI::App* AddExecCommand(CLI::App& parent, ExecOptions& o) {
+  CLI::App* cmd =
+      AddCommand(parent, "exec", "run a snippet in a pod's gVisor sandbox through its Execute service");
+  cmd->footer(
+      "Forms:\n"
+      "  gvshim exec (--pod NS/NAME | --id ID) [OPTIONS] (-c CODE | FILE | -)\n"
+      "  gvshim exec (--pod NS/NAME | --id ID) --runtimes | --health\n"
+      "Prints the snippet's stdout and stderr (and main()'s JSON result) and exits with the snippet's exit "
+      "code\n"
+      "(124 on timeout, 125 when it could not run, 2 for a bad command line or request).");
+  CLI::Option* id = cmd->add_option("--id", o.id, "a sandbox or container id of the pod");
+  CLI::Option* pod = cmd->add_option("--pod", o.pod, "the pod, as NAMESPACE/NAME");
+  id->excludes(pod);
+  cmd->add_option("-n,--namespace", o.ns, "containerd namespace of the pod (when an id is in several)");
+  cmd->add_option("--dir", o.dir,
+                  "discovery directory (default: $GVSHIM_EXECUTE_DIR, else /run/gvshim/execute)");
+  cmd->add_option(
+      "-l,--lang", o.lang,
+      "python (py) or javascript (js, node); default: javascript for a .js or .mjs FILE, else python");
+  CLI::Option* code = cmd->add_option_function<std::string>(
+      "-c,--code", [&o](const std::string& v) { o.code = v; }, "the snippet's source");
+  CLI::Option* file =
+      cmd->add_option("file", o.file, "a file holding the snippet's source; - reads it from stdin")
+          ->type_name("FILE");
+  code->excludes(file);
+  AddRepeated(*cmd, "--arg", o.arg_pairs,
+              "an argument of main(); VALUE is taken as JSON when it parses as JSON")
+      ->type_name("KEY=VALUE");
+  cmd->add_option("--args-json", o.args_json, "main()'s arguments as JSON (an object that --arg adds to)");
+  cmd->add_option("--stdin", o.stdin_text, "text given to the snippet on its stdin");
+  AddUnsigned(*cmd, "--timeout", o.timeout_ms, "wall-clock limit in milliseconds (0: the service's default)");
+  AddUnsigned(*cmd, "--memory", o.memory, "memory limit in bytes (0: the service's default)");
+  AddUnsigned(*cmd, "--output-bytes", o.output_bytes,
+              "stdout and stderr limit in bytes (0: the service's default)");
+  cmd->add_flag("--allow-network", o.allow_network, "let the snippet use the network");
+  AddRepeated(*cmd, "--env", o.envs, "an environment variable of the snippet")
+      ->type_name("KEY=VALUE")
+      ->check(KeyValue());
+  cmd->add_option("--container", o.container, "the container of the pod to run in");
+  cmd->add_flag("--json", o.json_out, "print the whole result as one JSON object");
+  cmd->add_flag("--stream", o.stream, "print the snippet's output as it comes (ExecuteStream)");
+  cmd->add_flag("--runtimes", o.runtimes, "print the pod's runtimes and their isolation (JSON)");
+  cmd->add_flag("--health", o.health, "print the pod's Execute health (starts nothing)");
+  cmd->callback([&o] {
+    if (o.id.empty() && o.pod.empty()) throw CLI::RequiredError("--pod NAMESPACE/NAME or --id ID");
+    if (!o.runtimes && !o.health && !o.code.has_value() && o.file.empty()) {
+      throw CLI::RequiredError("-c CODE or a FILE (- for stdin)");
     }
-  }
-  if ((id.empty() == pod.empty()) || (!runtimes && !health && have_code == !file.empty())) return Usage();
-  if (runtimes || health) return InfoMain(id, pod, ns, dir, health);
-  if (!have_code) {
+  });
+  return cmd;
+}
+
+int RunExec(ExecOptions o) {
+  if (o.runtimes || o.health) return InfoMain(o.id, o.pod, o.ns, o.dir, o.health);
+  const std::string& file = o.file;
+  std::string lang = o.lang;
+  std::string code = o.code.value_or("");
+  if (!o.code.has_value()) {
     std::stringstream ss;
     if (file == "-") {
       ss << std::cin.rdbuf();
@@ -318,7 +314,8 @@ int ExecMain(const std::vector<std::string>& args) {
       ss << in.rdbuf();
     }
     code = ss.str();
-    if (lang.empty() && file.size() > 3 && (file.substr(file.size() - 3) == ".js" || file.substr(file.size() - 4) == ".mjs")) {
+    if (lang.empty() && file.size() > 3 &&
+        (file.substr(file.size() - 3) == ".js" || file.substr(file.size() - 4) == ".mjs")) {
       lang = "javascript";
     }
   }
@@ -332,31 +329,28 @@ int ExecMain(const std::vector<std::string>& args) {
     std::fprintf(stderr, "gvshim exec: unknown language %s (python or javascript)\n", lang.c_str());
     return 2;
   }
-  auto aj = ArgsJson(pairs, args_json);
+  auto aj = ArgsJson(o.arg_pairs, o.args_json);
   if (!aj.ok()) {
     std::fprintf(stderr, "gvshim exec: %s\n", std::string(aj.status().message()).c_str());
     return 2;
   }
   req.set_code(code);
-  if (!pairs.empty() || !args_json.empty()) req.set_arguments_json(*aj);
-  req.set_stdin(stdin_text);
-  req.set_allow_network(allow_network);
-  for (const std::string& e : envs) (*req.mutable_env())[e.substr(0, e.find('='))] = e.substr(e.find('=') + 1);
-  req.set_target_container(container);
-  if (timeout_ms) req.mutable_limits()->set_wall_timeout_ms(timeout_ms);
-  if (memory) req.mutable_limits()->set_memory_bytes(memory);
-  if (output_bytes) req.mutable_limits()->set_output_bytes(output_bytes);
+  if (!o.arg_pairs.empty() || !o.args_json.empty()) req.set_arguments_json(*aj);
+  req.set_stdin(o.stdin_text);
+  req.set_allow_network(o.allow_network);
+  for (const std::string& e : o.envs) (*req.mutable_env())[e.substr(0, e.find('='))] = e.substr(e.find('=') + 1);
+  req.set_target_container(o.container);
+  if (o.timeout_ms) req.mutable_limits()->set_wall_timeout_ms(o.timeout_ms);
+  if (o.memory) req.mutable_limits()->set_memory_bytes(o.memory);
+  if (o.output_bytes) req.mutable_limits()->set_output_bytes(o.output_bytes);
 
-  if (dir.empty()) {
-    const char* env = std::getenv("GVSHIM_EXECUTE_DIR");
-    dir = env != nullptr && *env != '\0' ? env : kDefaultDir;
-  }
+  const std::string dir = DiscoveryDir(o.dir);
   auto records = ReadRecords(dir);
   if (!records.ok()) {
     std::fprintf(stderr, "gvshim exec: %s\n", std::string(records.status().message()).c_str());
     return 125;
   }
-  auto rec = FindRecord(*records, id, pod, ns);
+  auto rec = FindRecord(*records, o.id, o.pod, o.ns);
   if (!rec.ok()) {
     std::fprintf(stderr, "gvshim exec: %s (records in %s)\n", std::string(rec.status().message()).c_str(), dir.c_str());
     return 125;
@@ -364,18 +358,18 @@ int ExecMain(const std::vector<std::string>& args) {
   auto channel = grpc::CreateChannel("unix:" + rec->socket, grpc::InsecureChannelCredentials());
   auto stub = ev1::Execute::NewStub(channel);
   grpc::ClientContext ctx;
-  uint64_t deadline_ms = (timeout_ms ? timeout_ms : 60000) + 30000;  // the snippet's limit plus queueing slack
+  uint64_t deadline_ms = (o.timeout_ms ? o.timeout_ms : 60000) + 30000;  // the snippet's limit plus queueing slack
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(deadline_ms));
   ev1::ExecuteResponse resp;
   grpc::Status st;
-  if (stream) {
+  if (o.stream) {
     auto reader = stub->ExecuteStream(&ctx, req);
     ev1::ExecuteEvent ev;
     while (reader->Read(&ev)) {
-      if (ev.has_stdout() && !json_out) {
+      if (ev.has_stdout() && !o.json_out) {
         std::fwrite(ev.stdout().data(), 1, ev.stdout().size(), stdout);
         std::fflush(stdout);
-      } else if (ev.has_stderr() && !json_out) {
+      } else if (ev.has_stderr() && !o.json_out) {
         std::fwrite(ev.stderr().data(), 1, ev.stderr().size(), stderr);
       } else if (ev.has_result()) {
         resp = ev.result();
@@ -391,11 +385,11 @@ int ExecMain(const std::vector<std::string>& args) {
                  CodeName(st.error_code()), st.error_message().c_str());
     return 125;
   }
-  if (json_out) {
+  if (o.json_out) {
     std::printf("%s\n", ToJson(resp).dump().c_str());
     return ExitCodeFor(resp);
   }
-  if (!stream) {
+  if (!o.stream) {
     std::fwrite(resp.stdout().data(), 1, resp.stdout().size(), stdout);
     std::fwrite(resp.stderr().data(), 1, resp.stderr().size(), stderr);
   }

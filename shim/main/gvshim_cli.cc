@@ -1,20 +1,22 @@
-// gvshim: the command-line tool of the project.
-//   gvshim version
+// gvshim: the command-line tool of the project. Its command line is parsed by CLI11 (shim/cli/cli.h);
+// `gvshim --help` and `gvshim COMMAND --help` describe every command and flag.
+//   gvshim version | --version | -v
 //   gvshim profile check FILE...   validate seccomp profiles with libseccomp (exit 1 if any is invalid)
-//   gvshim exec ...                run a snippet through a pod's Execute service
-//   gvshim runsc-id [--root R | --namespace NS [--config F]] ID...   runsc's id of a container (runsc::ContainerId)
-//   gvshim gateway ...             RAGFlow's executor-manager HTTP API on top of the node's Execute services
+//   gvshim exec ...                run a snippet through a pod's Execute service (shim/main/exec_client.h)
+//   gvshim runsc-id (--root R | --namespace NS [--config F]) ID...   runsc's id of a container
+//   gvshim gateway ...             RAGFlow's executor-manager HTTP API (shim/gateway/gateway_main.h)
 //   gvshim node install|uninstall|status|run|retire|canary   the Kubernetes node installer (shim/node)
 //   gvshim execute-server          (started by the shim) the Execute server of one pod; see
 //   shim/execute/common/wire.h
 #include <cstdio>
+#include <cstdlib>
+#include <iostream>
 #include <string>
 #include <vector>
 
-#include <cstdlib>
-
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "shim/cli/cli.h"
 #include "shim/config/config.h"
 #include "shim/execute/server/server_main.h"
 #include "shim/gateway/gateway_main.h"
@@ -27,24 +29,7 @@ namespace {
 
 constexpr char kVersion[] = "0.1.0";
 
-int Usage() {
-  std::fprintf(
-      stderr,
-      "usage:\n"
-      "  gvshim version\n"
-      "  gvshim profile check FILE...   validate seccomp JSON profiles (OCI/Docker format)\n"
-      "  gvshim exec --pod NS/NAME | --id ID [--lang python|javascript] (-c CODE | FILE) [--arg k=v ...]\n"
-      "                                  run a snippet in a pod's sandbox (gvshim exec --help)\n"
-      "  gvshim runsc-id (--root RUNSC_ROOT | --namespace NS [--config FILE]) ID...\n"
-      "                                  the id runsc knows a container by (runsc list/state/ps/events)\n"
-      "  gvshim node install|uninstall|status|run|retire|canary ...   the Kubernetes node installer\n"
-      "  gvshim gateway [--listen HOST:PORT] [--dir DISCOVERY_DIR] [--token-file FILE] [options]\n"
-      "                                  RAGFlow's sandbox executor-manager API on this node's pool pods\n");
-  return 2;
-}
-
 int ProfileCheck(const std::vector<std::string>& files) {
-  if (files.empty()) return Usage();
   int bad = 0;
   for (const std::string& f : files) {
     auto p = gvshim::seccomp::LoadProfileFile(f);
@@ -65,54 +50,99 @@ int ProfileCheck(const std::vector<std::string>& files) {
   return bad == 0 ? 0 : 1;
 }
 
-// The runsc root is the shim's: [runsc] root of the config, plus "/<containerd namespace>".
-int RunscId(const std::vector<std::string>& args) {
+struct RunscIdFlags {
   std::string root, ns, config_path;
   std::vector<std::string> ids;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    if ((a == "--root" || a == "--namespace" || a == "-n" || a == "--config") && i + 1 < args.size()) {
-      (a == "--root" ? root : a == "--config" ? config_path : ns) = args[++i];
-    } else if (!a.empty() && a[0] == '-') {
-      std::fprintf(stderr, "gvshim runsc-id: unknown option %s\n", a.c_str());
-      return 2;
-    } else {
-      ids.push_back(a);
-    }
-  }
-  if (ids.empty() || root.empty() == ns.empty()) return Usage();
-  if (root.empty()) {
-    if (config_path.empty()) {
+};
+
+// The runsc root is the shim's: [runsc] root of the config, plus "/<containerd namespace>".
+int RunscId(RunscIdFlags f) {
+  if (f.root.empty()) {
+    if (f.config_path.empty()) {
       const char* env = std::getenv("GVSHIM_CONFIG");
-      config_path = env != nullptr && *env != '\0' ? env : gvshim::config::kDefaultPath;
+      f.config_path = env != nullptr && *env != '\0' ? env : gvshim::config::kDefaultPath;
     }
-    auto cfg = gvshim::config::Load(config_path, /*explicit_path=*/false);
+    auto cfg = gvshim::config::Load(f.config_path, /*explicit_path=*/false);
     if (!cfg.ok()) {
       std::fprintf(stderr, "gvshim runsc-id: %s\n", std::string(cfg.status().message()).c_str());
       return 1;
     }
-    root = absl::StrCat(cfg->runsc.root, "/", ns);
+    f.root = absl::StrCat(cfg->runsc.root, "/", f.ns);
   }
-  for (const std::string& id : ids) std::printf("%s\n", gvshim::runsc::ContainerId(root, id).c_str());
+  for (const std::string& id : f.ids) std::printf("%s\n", gvshim::runsc::ContainerId(f.root, id).c_str());
   return 0;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::vector<std::string> args(argv + 1, argv + argc);
-  if (args.empty()) return Usage();
-  if (args[0] == "version" || args[0] == "--version" || args[0] == "-v") {
+  CLI::App app("gvshim: the command-line tool of gvshim, the containerd shim that runs pods in gVisor",
+               "gvshim");
+  gvshim::cli::UseCommonSettings(app);
+  // One command per command line: a later word that names a command (an id "node", a file "version") is an
+  // argument of the first command, never a second command.
+  app.require_subcommand(0, 1);
+  app.set_version_flag("-v,--version", absl::StrCat("gvshim ", kVersion), "print the version and exit");
+
+  CLI::App* version = gvshim::cli::AddCommand(app, "version", "print the version");
+
+  CLI::App* profile = gvshim::cli::AddCommand(app, "profile", "seccomp profiles");
+  std::vector<std::string> profile_files;
+  CLI::App* profile_check = gvshim::cli::AddCommand(
+      *profile, "check",
+      "validate seccomp JSON profiles (OCI/Docker format) with libseccomp; exit 1 if any is invalid");
+  profile_check->add_option("FILE", profile_files, "a profile")->required();
+  gvshim::cli::RequireOneSubcommand(*profile);
+
+  gvshim::cli::ExecOptions exec_opts;
+  CLI::App* exec = gvshim::cli::AddExecCommand(app, exec_opts);
+
+  RunscIdFlags runsc_id_flags;
+  CLI::App* runsc_id = gvshim::cli::AddCommand(
+      app, "runsc-id", "the id runsc knows a container by (for runsc list, state, ps, events)");
+  runsc_id->footer("Form: gvshim runsc-id (--root RUNSC_ROOT | --namespace NS [--config FILE]) ID...");
+  CLI::Option* root = runsc_id->add_option("--root", runsc_id_flags.root, "the runsc root of the containers");
+  CLI::Option* ns =
+      runsc_id->add_option("-n,--namespace", runsc_id_flags.ns,
+                           "the containerd namespace: the root is the config's [runsc] root/NS");
+  root->excludes(ns);
+  runsc_id->add_option("--config", runsc_id_flags.config_path,
+                       "the shim's config, for --namespace (default: $GVSHIM_CONFIG, else " +
+                           std::string(gvshim::config::kDefaultPath) + ")");
+  runsc_id->add_option("ID", runsc_id_flags.ids, "a container id (containerd's)")->required();
+  runsc_id->callback([&runsc_id_flags] {
+    if (runsc_id_flags.root.empty() && runsc_id_flags.ns.empty())
+      throw CLI::RequiredError("--root or --namespace");
+  });
+
+  gvshim::gateway::GatewayFlags gateway_flags;
+  CLI::App* gateway = gvshim::gateway::AddGatewayCommand(app, gateway_flags);
+
+  gvshim::node::NodeFlags node_flags;
+  CLI::App* node = gvshim::node::AddNodeCommand(app, node_flags);
+
+  // Started by the shim (shim/execute/supervisor), not by people: left out of the help.
+  CLI::App* execute_server =
+      gvshim::cli::AddCommand(app, "execute-server", "the Execute server of one pod (started by the shim)");
+  execute_server->group("");
+
+  // Set last: a subcommand copies its parent's footer when it is added.
+  app.footer("Run 'gvshim COMMAND --help' for a command's flags. A bad command line exits with 2.");
+
+  if (auto rc =
+          gvshim::cli::Parse(app, std::vector<std::string>(argv + 1, argv + argc), std::cout, std::cerr)) {
+    return *rc;
+  }
+  if (version->parsed()) {
     std::printf("gvshim %s\n", kVersion);
     return 0;
   }
-  if (args[0] == "profile" && args.size() >= 2 && args[1] == "check") {
-    return ProfileCheck({args.begin() + 2, args.end()});
-  }
-  if (args[0] == "runsc-id") return RunscId({args.begin() + 1, args.end()});
-  if (args[0] == "node") return gvshim::node::NodeMain({args.begin() + 1, args.end()});
-  if (args[0] == "exec") return gvshim::cli::ExecMain({args.begin() + 1, args.end()});
-  if (args[0] == "gateway") return gvshim::gateway::GatewayMain({args.begin() + 1, args.end()});
-  if (args[0] == "execute-server" && args.size() == 1) return gvshim::execute::ExecuteServerMain(0);
-  return Usage();
+  if (profile_check->parsed()) return ProfileCheck(profile_files);
+  if (exec->parsed()) return gvshim::cli::RunExec(exec_opts);
+  if (runsc_id->parsed()) return RunscId(runsc_id_flags);
+  if (gateway->parsed()) return gvshim::gateway::RunGateway(gateway_flags);
+  if (node->parsed()) return gvshim::node::RunNode(node_flags);
+  if (execute_server->parsed()) return gvshim::execute::ExecuteServerMain(0);
+  std::cerr << app.help() << "gvshim: a command is required\n";
+  return gvshim::cli::kUsageExitCode;
 }

@@ -5,132 +5,78 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
-#include <map>
 #include <thread>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "shim/base/log.h"
 #include "shim/base/status.h"
+#include "shim/cli/cli.h"
 #include "shim/node/files.h"
-#include "shim/node/installer.h"
 
 namespace gvshim::node {
 namespace {
-
-constexpr char kUsage[] =
-    "usage: gvshim node COMMAND [--flag=value ...]\n"
-    "  install     install gvshim on this node, restart containerd, run a canary pod, label the node\n"
-    "  uninstall   unlabel the node, remove the drop-in and files, restart containerd last\n"
-    "  status      what is installed (exit 0 ok, 3 not installed, 1 inconsistent)\n"
-    "  run         install, then wait for SIGTERM; uninstall then only if the DaemonSet no longer selects "
-    "the node\n"
-    "  retire      (pre-delete hook) make the DaemonSet select no node and wait until its pods are gone\n"
-    "  canary      run one pod through the CRI: --handler --image [--host-network] [--timeout=S] -- CMD "
-    "ARGS...\n"
-    "flags: --host-root --install-dir --profiles-dir --state-dir --containerd-config --gvshim-config "
-    "--cri-socket\n"
-    "       --containerd-binary --host-exec='PREFIX' --restart-command='CMD' --handler "
-    "--node-label=KEY=VALUE\n"
-    "       --node-name (default $NODE_NAME) --node-config=JSON_FILE --payload=DIR --canary-image "
-    "--canary-timeout\n"
-    "       --canary-host-network --ready-file --daemonset --namespace (default $POD_NAMESPACE) --timeout\n"
-    "       --log-level --no-kube (no label, no API: outside a cluster)\n";
-
-struct Flags {
-  std::map<std::string, std::string> v;
-  std::vector<std::string> rest;  // after "--"
-  std::string Get(const std::string& k, const std::string& def = "") const {
-    auto it = v.find(k);
-    return it == v.end() ? def : it->second;
-  }
-  bool Has(const std::string& k) const { return v.count(k) != 0; }
-};
-
-bool ParseFlags(const std::vector<std::string>& args, Flags& f, std::string& err) {
-  static const char* kBool[] = {"canary-host-network", "host-network", "no-kube"};
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    if (a == "--") {
-      f.rest.assign(args.begin() + static_cast<std::ptrdiff_t>(i) + 1, args.end());
-      return true;
-    }
-    if (a.rfind("--", 0) != 0) {
-      err = absl::StrCat("unexpected argument ", a);
-      return false;
-    }
-    std::string k = a.substr(2), val;
-    if (auto eq = k.find('='); eq != std::string::npos) {
-      val = k.substr(eq + 1);
-      k = k.substr(0, eq);
-    } else {
-      bool is_bool = false;
-      for (const char* b : kBool) is_bool |= (k == b);
-      if (is_bool) {
-        val = "true";
-      } else if (i + 1 < args.size()) {
-        val = args[++i];
-      } else {
-        err = absl::StrCat("--", k, " needs a value");
-        return false;
-      }
-    }
-    f.v[k] = val;
-  }
-  return true;
-}
 
 std::vector<std::string> Words(const std::string& s) {
   return absl::StrSplit(s, ' ', absl::SkipWhitespace());
 }
 
-absl::StatusOr<InstallerOptions> Options(const Flags& f) {
-  InstallerOptions o;
-  o.host_root = f.Get("host-root", o.host_root);
-  o.install_dir = f.Get("install-dir", o.install_dir);
-  o.profiles_dir = f.Get("profiles-dir", o.profiles_dir);
-  o.state_dir = f.Get("state-dir", o.state_dir);
-  o.containerd_config = f.Get("containerd-config", o.containerd_config);
-  o.gvshim_config = f.Get("gvshim-config", o.gvshim_config);
-  o.shim_link_dir = f.Get("shim-link-dir", o.shim_link_dir);
-  o.cri_socket = f.Get("cri-socket", o.cri_socket);
-  o.containerd_binary = f.Get("containerd-binary", o.containerd_binary);
-  o.restart_command = Words(f.Get("restart-command"));
-  o.handler = f.Get("handler", o.handler);
-  if (f.Has("node-label")) {
-    std::string l = f.Get("node-label");
-    auto eq = l.find('=');
-    if (eq == std::string::npos || eq == 0)
-      return absl::InvalidArgumentError("--node-label must be KEY=VALUE");
-    o.label_key = l.substr(0, eq);
-    o.label_value = l.substr(eq + 1);
-  }
-  const char* env_node = std::getenv("NODE_NAME");
-  o.node_name = f.Get("node-name", env_node != nullptr ? env_node : "");
-  o.payload_dir = f.Get("payload", o.payload_dir);
-  o.node_config_json = f.Get("node-config");
-  o.canary_image = f.Get("canary-image");
-  o.canary_host_network = f.Has("canary-host-network");
-  int secs = 0;
-  if (f.Has("canary-timeout")) {
-    if (!absl::SimpleAtoi(f.Get("canary-timeout"), &secs) || secs <= 0) {
-      return absl::InvalidArgumentError("--canary-timeout must be a number of seconds");
-    }
-    o.canary_timeout = absl::Seconds(secs);
-  }
-  for (const char* d :
-       {"install-dir", "profiles-dir", "state-dir", "containerd-config", "gvshim-config", "cri-socket"}) {
-    if (f.Has(d) && (f.Get(d).empty() || f.Get(d)[0] != '/')) {
-      return absl::InvalidArgumentError(absl::StrCat("--", d, " must be an absolute host path"));
-    }
-  }
-  return o;
+// The installer's flags (install, uninstall, status, run). Defaults are InstallerOptions'.
+void AddInstallerFlags(CLI::App& cmd, NodeFlags& f) {
+  InstallerOptions& o = f.installer;
+  auto option = [&cmd](const std::string& name, std::string& out, const std::string& help) {
+    cmd.add_option(name, out, help)->capture_default_str();
+  };
+  option("--host-root", o.host_root, "where the host's / is mounted; the paths below are host paths");
+  option("--install-dir", o.install_dir, "the binaries (absolute host path)");
+  option("--profiles-dir", o.profiles_dir, "the seccomp profiles (absolute host path)");
+  option("--state-dir", o.state_dir, "the install record and the root config's original bytes (absolute)");
+  option("--containerd-config", o.containerd_config, "containerd's root config (absolute host path)");
+  option("--gvshim-config", o.gvshim_config, "the shim's config for this node (absolute host path)");
+  option("--shim-link-dir", o.shim_link_dir,
+         "a directory on containerd's PATH for a link to the shim; empty: none");
+  option("--cri-socket", o.cri_socket, "containerd's socket (absolute host path)");
+  option("--containerd-binary", o.containerd_binary, "containerd as the host runs it (config dump, version)");
+  option("--payload", o.payload_dir, "the files to install, in this process's filesystem");
+  cmd.add_option("--host-exec", f.host_exec, "a command prefix that runs a command on the host")
+      ->type_name("'PREFIX'");
+  cmd.add_option("--restart-command", f.restart_command,
+                 "restarts containerd (default: systemctl restart containerd)")
+      ->type_name("'CMD'");
+  option("--handler", o.handler, "the CRI runtime handler to register");
+  cmd.add_option_function<std::string>(
+         "--node-label", [&f](const std::string& v) { f.node_label = v; },
+         absl::StrCat("the node label set once gvshim works [", o.label_key, "=", o.label_value, "]"))
+      ->type_name("KEY=VALUE");
+  cmd.add_option("--node-name", o.node_name, "this node's name (no label without it)")->envname("NODE_NAME");
+  cmd.add_option("--node-config", o.node_config_json, "the chart's sandbox.gvisor.config as a JSON file")
+      ->type_name("JSON_FILE");
+  cmd.add_option("--canary-image", o.canary_image, "the canary pod's image (install)");
+  cmd.add_flag("--canary-host-network", o.canary_host_network,
+               "the canary pod uses the node's network namespace");
+  // Taken as text and checked by InstallerFromFlags, as before CLI11 (exit 1 with the same message).
+  cmd.add_option_function<std::string>(
+         "--canary-timeout", [&f](const std::string& v) { f.canary_timeout = v; },
+         absl::StrCat("seconds the canary pod may take [", absl::ToInt64Seconds(o.canary_timeout), "]"))
+      ->type_name("SECONDS");
+  cmd.add_flag("--no-kube", f.no_kube, "no node label and no Kubernetes API (outside a cluster)");
 }
 
-std::string Namespace(const Flags& f) {
-  const char* env = std::getenv("POD_NAMESPACE");
-  return f.Get("namespace", env != nullptr ? env : "");
+void AddDaemonSetFlags(CLI::App& cmd, NodeFlags& f) {
+  cmd.add_option("--daemonset", f.daemonset, "the installer's DaemonSet");
+  cmd.add_option("--namespace", f.ns, "the DaemonSet's namespace")->envname("POD_NAMESPACE");
+}
+
+CLI::App* AddNodeSubcommand(CLI::App& node, NodeFlags& f, const std::string& name, const std::string& help) {
+  CLI::App* cmd = cli::AddCommand(node, name, help);
+  // A parse-complete callback, not a final one: CLI11 then processes this command's options (environment
+  // fallbacks included) only when it is the one given. The commands share NodeFlags, and a final callback
+  // would let $NODE_NAME reach f.installer.node_name through a command that was not given, over the flag.
+  cmd->parse_complete_callback([&f, name] { f.command = name; });
+  cmd->add_option("--log-level", f.log_level, "debug, info, warn or error")->capture_default_str();
+  return cmd;
 }
 
 int Fail(const std::string& what, const absl::Status& st) {
@@ -150,14 +96,14 @@ int WaitForStop() {
   return sig;
 }
 
-int Run(Installer& inst, KubeApi* kube, const InstallerOptions& o, const Flags& f) {
+int Run(Installer& inst, KubeApi* kube, const InstallerOptions& o, const NodeFlags& f) {
   // Signals are blocked before anything else runs, so a SIGTERM during install waits for its end.
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
-  const std::string ready = f.Get("ready-file");
+  const std::string& ready = f.ready_file;
   auto rep = inst.Install();
   if (rep.ok()) {
     log::Infof("node install: %s; %zu file(s) written, config %s, containerd %s, canary %s%s", rep->schema,
@@ -172,8 +118,8 @@ int Run(Installer& inst, KubeApi* kube, const InstallerOptions& o, const Flags& 
   int sig = WaitForStop();
   log::Infof("node run: signal %d", sig);
   if (!ready.empty()) (void)RemoveFile(ready);
-  if (kube == nullptr || f.Get("daemonset").empty()) return rep.ok() ? 0 : 1;
-  const std::string ns = Namespace(f), ds_name = f.Get("daemonset");
+  if (kube == nullptr || f.daemonset.empty()) return rep.ok() ? 0 : 1;
+  const std::string &ns = f.ns, &ds_name = f.daemonset;
   auto ds = kube->Get(DaemonSetPath(ns, ds_name));
   auto node = kube->Get(NodePath(o.node_name));
   if (!ds.ok() || !node.ok() || !*node) {
@@ -205,12 +151,11 @@ std::string UrlEncode(const std::string& s) {
   return out;
 }
 
-int Retire(KubeApi& kube, const Flags& f) {
-  const std::string ns = Namespace(f), name = f.Get("daemonset");
+int Retire(KubeApi& kube, const NodeFlags& f) {
+  const std::string &ns = f.ns, &name = f.daemonset;
   if (ns.empty() || name.empty())
     return Fail("retire", absl::InvalidArgumentError("needs --daemonset and a namespace"));
-  int secs = 420;
-  (void)absl::SimpleAtoi(f.Get("timeout", "420"), &secs);
+  const int64_t secs = static_cast<int64_t>(f.retire_timeout_s);
   const std::string path = DaemonSetPath(ns, name);
   auto ds = kube.Get(path);
   if (!ds.ok()) return Fail("retire", ds.status());
@@ -238,28 +183,15 @@ int Retire(KubeApi& kube, const Flags& f) {
   }
 }
 
-int Canary(const Flags& f) {
-  PodRun pod;
-  pod.handler = f.Get("handler", "gvisor");
-  pod.image = f.Get("image");
-  pod.name = f.Get("name", pod.name);
-  pod.ns = f.Get("namespace", pod.ns);
-  pod.host_network = f.Has("host-network");
-  int secs = 120;
-  (void)absl::SimpleAtoi(f.Get("timeout", "120"), &secs);
-  pod.timeout = absl::Seconds(secs);
-  if (f.rest.empty() || pod.image.empty()) {
-    std::fputs(kUsage, stderr);
-    return 2;
-  }
-  pod.command = {f.rest[0]};
-  pod.args.assign(f.rest.begin() + 1, f.rest.end());
-  const std::string host_root = f.Get("host-root", "/");
-  pod.log_dir = f.Get("log-dir", "/var/log/gvshim-canary");
-  pod.log_dir_local = HostPath(host_root, pod.log_dir);
+int Canary(const NodeFlags& f) {
+  PodRun pod = f.canary;
+  pod.timeout = absl::Seconds(static_cast<int64_t>(f.canary_pod_timeout_s));
+  pod.command = {f.canary_command[0]};
+  pod.args.assign(f.canary_command.begin() + 1, f.canary_command.end());
+  pod.log_dir_local = HostPath(f.canary_host_root, pod.log_dir);
   std::error_code ec;
   std::filesystem::create_directories(pod.log_dir_local, ec);
-  auto cri = NewCriClient(HostPath(host_root, f.Get("cri-socket", "/run/containerd/containerd.sock")));
+  auto cri = NewCriClient(HostPath(f.canary_host_root, f.canary_cri_socket));
   auto r = cri->RunPod(pod);
   if (!r.ok()) return Fail("canary", r.status());
   std::fputs(r->output.c_str(), stdout);
@@ -271,38 +203,118 @@ int Canary(const Flags& f) {
 
 }  // namespace
 
-int NodeMain(const std::vector<std::string>& args) {
-  if (args.empty()) {
-    std::fputs(kUsage, stderr);
-    return 2;
+NodeFlags::NodeFlags() {
+  canary.handler = "gvisor";
+  canary.log_dir = "/var/log/gvshim-canary";
+}
+
+CLI::App* AddNodeCommand(CLI::App& parent, NodeFlags& f) {
+  CLI::App* node =
+      cli::AddCommand(parent, "node", "the Kubernetes node installer (the chart's DaemonSet runs it)");
+  CLI::App* install =
+      AddNodeSubcommand(*node, f, "install",
+                        "install gvshim on this node, restart containerd, run a canary pod, label the node");
+  CLI::App* uninstall = AddNodeSubcommand(
+      *node, f, "uninstall", "unlabel the node, remove the drop-in and files, restart containerd last");
+  CLI::App* status =
+      AddNodeSubcommand(*node, f, "status", "what is installed (exit 0 ok, 3 not installed, 1 inconsistent)");
+  CLI::App* run = AddNodeSubcommand(
+      *node, f, "run",
+      "install, then wait for SIGTERM; uninstall then only if the DaemonSet no longer selects the node");
+  for (CLI::App* cmd : {install, uninstall, status, run}) AddInstallerFlags(*cmd, f);
+  AddDaemonSetFlags(*run, f);
+  run->add_option("--ready-file", f.ready_file,
+                  "written once installed, removed on SIGTERM (readiness probe)");
+
+  CLI::App* retire = AddNodeSubcommand(
+      *node, f, "retire",
+      "(pre-delete hook) make the DaemonSet select no node and wait until its pods are gone");
+  AddDaemonSetFlags(*retire, f);
+  cli::AddUnsigned(*retire, "--timeout", f.retire_timeout_s, "seconds to wait for the pods", 1)
+      ->capture_default_str();
+
+  CLI::App* canary =
+      AddNodeSubcommand(*node, f, "canary", "run one pod through the CRI and print its output");
+  canary->footer(
+      "Form: gvshim node canary --image IMAGE [OPTIONS] -- CMD [ARGS...]\nExits with the pod's exit code.");
+  canary->add_option("--image", f.canary.image, "the pod's image (on the node or pullable)")->required();
+  canary->add_option("--handler", f.canary.handler, "the CRI runtime handler")->capture_default_str();
+  canary->add_option("--name", f.canary.name, "the pod's and its container's name")->capture_default_str();
+  canary->add_option("--namespace", f.canary.ns, "the pod's namespace")->capture_default_str();
+  canary->add_flag("--host-network", f.canary.host_network, "the pod uses the node's network namespace");
+  cli::AddUnsigned(*canary, "--timeout", f.canary_pod_timeout_s, "seconds the pod may take", 1)
+      ->capture_default_str();
+  canary->add_option("--host-root", f.canary_host_root, "where the host's / is mounted")
+      ->capture_default_str();
+  canary->add_option("--log-dir", f.canary.log_dir, "the pod's log directory (host path)")
+      ->capture_default_str();
+  canary->add_option("--cri-socket", f.canary_cri_socket, "containerd's socket (host path)")
+      ->capture_default_str();
+  canary->add_option("CMD", f.canary_command, "the container's command and arguments, after --")->required();
+  canary->parse_complete_callback([&f] {
+    f.command = "canary";
+    if (f.canary.image.empty()) throw CLI::ValidationError("--image", "names no image");
+  });
+  cli::RequireOneSubcommand(*node);
+  return node;
+}
+
+absl::StatusOr<InstallerOptions> InstallerFromFlags(const NodeFlags& f) {
+  InstallerOptions o = f.installer;
+  o.restart_command = Words(f.restart_command);
+  if (f.node_label.has_value()) {
+    const std::string& l = *f.node_label;
+    auto eq = l.find('=');
+    if (eq == std::string::npos || eq == 0)
+      return absl::InvalidArgumentError("--node-label must be KEY=VALUE");
+    o.label_key = l.substr(0, eq);
+    o.label_value = l.substr(eq + 1);
   }
-  const std::string& cmd = args[0];
-  Flags f;
-  std::string err;
-  if (!ParseFlags({args.begin() + 1, args.end()}, f, err)) {
-    std::fprintf(stderr, "gvshim node %s: %s\n%s", cmd.c_str(), err.c_str(), kUsage);
-    return 2;
+  if (f.canary_timeout.has_value()) {
+    int secs = 0;
+    if (!absl::SimpleAtoi(*f.canary_timeout, &secs) || secs <= 0) {
+      return absl::InvalidArgumentError("--canary-timeout must be a number of seconds");
+    }
+    o.canary_timeout = absl::Seconds(secs);
   }
+  const std::pair<const char*, const std::string*> host_paths[] = {
+      {"install-dir", &o.install_dir},     {"profiles-dir", &o.profiles_dir},
+      {"state-dir", &o.state_dir},         {"containerd-config", &o.containerd_config},
+      {"gvshim-config", &o.gvshim_config}, {"cri-socket", &o.cri_socket}};
+  for (const auto& [name, value] : host_paths) {
+    if (value->empty() || (*value)[0] != '/') {
+      return absl::InvalidArgumentError(absl::StrCat("--", name, " must be an absolute host path"));
+    }
+  }
+  return o;
+}
+
+int RunNode(const NodeFlags& f) {
+  const std::string& cmd = f.command;
   log::Level lvl;
-  if (log::ParseLevel(f.Get("log-level", "info"), &lvl)) log::SetLevel(lvl);
+  if (log::ParseLevel(f.log_level, &lvl)) log::SetLevel(lvl);
   log::SetOutputFd(2);
   if (cmd == "canary") return Canary(f);
 
   std::unique_ptr<KubeApi> kube;
-  if (!f.Has("no-kube") && (cmd != "status" || std::getenv("KUBERNETES_SERVICE_HOST") != nullptr)) {
+  if (cmd == "retire" ||
+      (!f.no_kube && (cmd != "status" || std::getenv("KUBERNETES_SERVICE_HOST") != nullptr))) {
     auto ic = InClusterFromEnv();
-    if (!ic.ok()) return Fail(cmd, Annotate(ic.status(), "use --no-kube outside a cluster"));
+    if (!ic.ok()) {
+      return Fail(cmd, Annotate(ic.status(), cmd == "retire" ? "retire needs the Kubernetes API"
+                                                             : "use --no-kube outside a cluster"));
+    }
     kube = NewInClusterKube(*ic);
   }
   if (cmd == "retire") return Retire(*kube, f);
 
-  auto opts = Options(f);
+  auto opts = InstallerFromFlags(f);
   if (!opts.ok()) return Fail(cmd, opts.status());
   if (!kube) opts->node_name.clear();
   if (kube && opts->node_name.empty() && cmd != "status") {
     return Fail(cmd, absl::InvalidArgumentError("no node name (--node-name or $NODE_NAME)"));
   }
-  RealHost host(Words(f.Get("host-exec")));
+  RealHost host(Words(f.host_exec));
   auto cri = NewCriClient(HostPath(opts->host_root, opts->cri_socket));
   Installer inst(*opts, host, *cri, kube.get());
   if (cmd == "install") {
@@ -333,9 +345,8 @@ int NodeMain(const std::vector<std::string>& args) {
     std::printf("%s\n", s->c_str());
     return 0;
   }
-  if (cmd == "run") return Run(inst, kube.get(), *opts, f);
-  std::fputs(kUsage, stderr);
-  return 2;
+  // run (AddNodeCommand declares no other command)
+  return Run(inst, kube.get(), *opts, f);
 }
 
 }  // namespace gvshim::node

@@ -35,7 +35,7 @@ run_config() {
     bash "$ROOT/scripts/containerd-up.sh" "$DIR" --bin-dir "$BIN_DIR" >/dev/null 2>&1
   # shellcheck disable=SC1091
   source "$DIR/env"
-  if "$GVS_RUNSC" --version | grep -q 20221219; then
+  if "$GVS_RUNSC" --version | grep 20221219 >/dev/null; then  # no -q (SIGPIPE under pipefail)
     sed -i 's|^\[execute\]$|[execute]\nallow_weak_isolation = true|' "$GVS_SHIM_CONFIG"
   fi
   echo

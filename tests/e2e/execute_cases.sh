@@ -33,7 +33,7 @@ set_execute_key() { sed -i "s|^\[execute\]\$|[execute]\n$1 = $2|" "$GVS_SHIM_CON
 # After e2e_setup. runsc 0.0~20221219 cannot keep a mount private to a namespace: snippets then run only with
 # allow_weak_isolation (set here for the whole suite), and the cases that check private mounts do not apply.
 exec_setup() {
-  if "$GVS_RUNSC" --version 2>/dev/null | grep -q 20221219; then WEAK=1; fi
+  if "$GVS_RUNSC" --version 2>/dev/null | grep 20221219 >/dev/null; then WEAK=1; fi  # no -q: an early exit would SIGPIPE runsc under pipefail
   if [[ $WEAK -eq 1 ]]; then set_execute_key allow_weak_isolation true; fi
 }
 
