@@ -13,11 +13,13 @@
 //       starts each of its pre-started children this way (the Python runner makes the same calls in-process).
 //
 // Options of `job` (all optional; PROGRAM's environment is exactly the --env values):
-//   --parent PID          die with process PID (our parent, the runner): SIGKILL when it exits
+//   --parent PID          die with process PID (our parent, the runner): SIGTERM when it exits (see --pid-ns)
 //   --uid N --gid N       drop to these ids (supplementary groups cleared); required when running as root
 //   --pid-ns              new pid namespace: PROGRAM is its pid 1, so everything it starts dies with it. The
 //                         launcher stays as PROGRAM's parent and exits with PROGRAM's status (a signal is
-//                         re-raised on itself).
+//                         re-raised on itself). SIGTERM to the launcher kills PROGRAM (SIGKILL), and with it
+//                         its namespace: PROGRAM may have left our process group or cleared its own
+//                         parent-death signal (native code can), so only we can be relied on to end it.
 //   --net-ns --ipc-ns     new (empty) network namespace; new IPC namespace
 //   --mount-ns            new mount namespace, propagation made private
 //   --proc                a fresh /proc for the new pid namespace (needs --pid-ns and --mount-ns)
@@ -220,7 +222,8 @@ JobOptions ParseJob(int argc, char** argv) {
 int Job(int argc, char** argv) {
   const JobOptions o = ParseJob(argc, argv);
   if (o.parent > 0) {
-    Check(::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0), "pdeathsig");
+    // SIGTERM, not SIGKILL: with a job running, we kill it before we go (below).
+    Check(::prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0), "pdeathsig");
     if (::getppid() != static_cast<pid_t>(o.parent)) Die("the parent process is gone");
   }
   int flags = 0;
@@ -258,12 +261,16 @@ int Job(int argc, char** argv) {
   for (int fd = 3; fd < 1024; ++fd) {
     if (fd != alive[1]) ::close(fd);
   }
-  // Signals meant for the job go to the job (SIGKILL of this process kills it through PDEATHSIG).
+  // SIGTERM (from the runner, or as our parent-death signal) kills the job; other signals go to the job.
   for (;;) {
     siginfo_t si;
     struct timespec ts = {0, 200 * 1000 * 1000};
     const int sig = ::sigtimedwait(&all, &si, &ts);
-    if (sig > 0 && sig != SIGCHLD) ::kill(child, sig);
+    if (sig == SIGTERM) {
+      ::kill(child, SIGKILL);
+    } else if (sig > 0 && sig != SIGCHLD) {
+      ::kill(child, sig);
+    }
     int status;
     const pid_t r = ::waitpid(child, &status, WNOHANG);
     if (r == child) {

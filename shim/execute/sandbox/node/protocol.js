@@ -84,8 +84,22 @@ function takeFrames(state, chunk, onMessage, onError) {
   return true;
 }
 
+// A lone UTF-16 surrogate (a snippet's records can carry one, in a value or a key) would be written as a \u
+// escape that the server's JSON parser rejects, killing this runner: it becomes U+FFFD.
+const SURROGATE = /[\ud800-\udfff]/;
+const wellFormed = (s) => Buffer.from(s, 'utf8').toString('utf8');
+function wellFormedJson(key, v) {
+  if (typeof v === 'string') return SURROGATE.test(v) ? wellFormed(v) : v;
+  if (v && typeof v === 'object' && !Array.isArray(v) && Object.keys(v).some((k) => SURROGATE.test(k))) {
+    const o = {};
+    for (const [k, x] of Object.entries(v)) o[wellFormed(k)] = x;
+    return o;
+  }
+  return v;
+}
+
 function encodeFrame(obj) {
-  const body = Buffer.from(JSON.stringify(obj));
+  const body = Buffer.from(JSON.stringify(obj, wellFormedJson));
   const head = Buffer.alloc(4);
   head.writeUInt32BE(body.length);
   return Buffer.concat([head, body]);

@@ -118,6 +118,20 @@ class Runner {
     process.stdout.write(P.encodeFrame(obj));
   }
 
+  // A result larger than a frame may be would make the server kill this runner, with every job in it: such a
+  // result becomes an internal_error saying so, with the job's exit status.
+  sendResult(frame) {
+    let data = P.encodeFrame(frame);
+    if (data.length - 4 > P.MAX_FRAME) {
+      const small = P.emptyResult(frame.id, 'internal_error',
+        `the job's result (${data.length - 4} bytes with its output and artifacts) exceeds the ` +
+        `${P.MAX_FRAME} byte frame limit`);
+      for (const k of ['exit_code', 'signal', 'duration_ms', 'peak_memory_bytes', 'isolation']) small[k] = frame[k];
+      data = P.encodeFrame(small);
+    }
+    process.stdout.write(data);
+  }
+
   start() {
     process.stdout.on('error', () => this.shutdown());
     process.stdin.on('data', (c) => {
@@ -248,17 +262,22 @@ class Runner {
     job.timer = setTimeout(() => this.kill(job, 'timeout'), spec.limits.wall_timeout_ms);
     for (const role of ['stdout', 'stderr']) child[role].on('data', (c) => this.takeOutput(job, role, c));
     const cap = P.RESULT_CAP + 2 * this.opts.maxArtifactBytes + 65536;
+    // The exit record is looked for in each chunk and the end of the one before (a record may be split), never
+    // in all the records again: a snippet writing many chunks must not make each read scan megabytes.
+    let tail = Buffer.alloc(0);
     child.stdio[4].on('data', (c) => {
       if (job.recordsLen < cap) {
         job.records.push(c);
         job.recordsLen += c.length;
       }
-      if (job.selfExit === null && c.includes('"exit"')) {
-        const m = /\{"kind":"exit","code":(-?\d+)\}/.exec(Buffer.concat(job.records).toString('utf8'));
+      if (job.selfExit === null) {
+        const seen = Buffer.concat([tail, c]);
+        const m = /\{"kind":"exit","code":(-?\d+)\}/.exec(seen.toString('latin1'));
         if (m) {
           job.selfExit = Number(m[1]);
           this.maybeSelfFinish(job);
         }
+        tail = seen.subarray(Math.max(0, seen.length - 64));
       }
     });
     // The child's own "exit" record and the end of both output streams finish the job; the process itself
@@ -319,11 +338,14 @@ class Runner {
     }
   }
 
-  // The launcher and its child (pid 1 of the job's namespace) are one process group; the child also dies
-  // with the launcher (parent-death signal).
+  // With a pid namespace, SIGTERM to the launcher: it kills its child (pid 1 of the job's namespace, so all of
+  // the job) and exits. Not SIGKILL to the launcher's process group: a job that ran native code may have left
+  // that group and cleared its parent-death signal, and would outlive the launcher. Without one (weak mode),
+  // the launcher is the job itself: SIGKILL to its process group.
   killTree(job) {
     try {
-      process.kill(-job.entry.child.pid, 'SIGKILL');
+      if (this.iso.pid_ns) process.kill(job.entry.child.pid, 'SIGTERM');
+      else process.kill(-job.entry.child.pid, 'SIGKILL');
     } catch (e) {
       try {
         job.entry.child.kill('SIGKILL');
@@ -346,7 +368,7 @@ class Runner {
     this.jobs.delete(job.id);
     const durationMs = Number(process.hrtime.bigint() - job.start) / 1e6;
     try {
-      this.send(this.resultFrame(job, durationMs));
+      this.sendResult(this.resultFrame(job, durationMs));
     } finally {
       const entry = job.entry;
       if (entry.exited) this.retire(entry);

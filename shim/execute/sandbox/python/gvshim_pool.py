@@ -80,17 +80,36 @@ class WorkerPool:
             pass
 
     # --- zygotes and workers ---------------------------------------------------------------------------
-    def start_zygote(self):
+    def start_mother(self, iso):
+        """Forks the process every zygote is forked from, before any job arrived. A zygote forked by the runner
+        later would copy the runner's memory (the requests and outputs of earlier and running jobs) into every
+        worker it forks, where a snippet can read it (gc.get_objects, /proc/self/mem)."""
         import socket
 
         a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         pid = os.fork()
         if pid == 0:
-            keep = b.fileno()  # only stdio and the channel: no copy of the protocol or of any job's pipes
+            keep = b.fileno()  # only stdio and the channel: no copy of the protocol
             os.closerange(3, keep)
             os.closerange(keep + 1, 1 << 16)
-            zygote.zygote_main(b, self.pid, self.opts, self.iso)  # never returns
+            zygote.mother_main(b, self.pid, self.opts, iso)  # never returns
         b.close()
+        self.mother = (pid, a)
+
+    def start_zygote(self):
+        import socket
+
+        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            socket.send_fds(self.mother[1], [b"zygote"], [b.fileno()])
+            pid = int(self.mother[1].recv(64))
+        except (OSError, ValueError) as e:
+            diag("cannot start a zygote (its parent process is gone: %s); stopping" % e)
+            a.close()
+            self.running = False
+            return
+        finally:
+            b.close()
         a.setblocking(False)
         z = Zygote(pid, a)
         self.zygotes[a.fileno()] = z

@@ -35,8 +35,23 @@ def diag(msg):
 
 
 def encode_frame(obj):
-    data = json.dumps(obj, separators=(",", ":")).encode()
+    # UTF-8 as is, and a lone surrogate (a snippet's records or a file name that is not UTF-8 can carry one)
+    # replaced: written as a \u escape it would be JSON the server's parser rejects, killing this runner.
+    data = json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "replace")
     return struct.pack(">I", len(data)) + data
+
+
+def encode_result(frame):
+    """A result frame, encoded; or, if it is larger than a frame may be (the server kills a runner that sends
+    one, with every job in it), an internal_error result saying so, with the job's exit status."""
+    data = encode_frame(frame)
+    if len(data) - 4 <= MAX_FRAME:
+        return data
+    small = empty_result(frame["id"], STATUS_INTERNAL, "the job's result (%d bytes with its output and artifacts) "
+                         "exceeds the %d byte frame limit" % (len(data) - 4, MAX_FRAME))
+    for k in ("exit_code", "signal", "duration_ms", "peak_memory_bytes", "isolation"):
+        small[k] = frame.get(k)
+    return encode_frame(small)
 
 
 class FrameError(Exception):

@@ -15,7 +15,7 @@ import gvshim_isolation as isolation
 from gvshim_pool import WorkerPool
 from gvshim_records import Job, b64, result_frame
 from gvshim_protocol import (PROTOCOL_VERSION, RESULT_CAP, STATUS_REJECTED, FrameError, Options, diag,
-                             empty_result, encode_frame, parse_job, split_frames)
+                             empty_result, encode_frame, encode_result, parse_job, split_frames)
 from gvshim_uids import UidPool
 
 
@@ -63,6 +63,9 @@ class Runner(WorkerPool):
         # would compete with the first job for the CPU.
         self.warming = True
         iso = isolation.probe_namespaces(opts)
+        self.mother = None
+        if iso["native"]:
+            self.start_mother(iso)  # now, while the runner holds no job's data: zygotes are forked from it
         self.default_net = bool(iso["net_ns"])  # jobs that did not ask for the network get none
         self.isolated = False
         if iso["root"] and iso["native"] and iso["launcher"] and iso["pid_ns"] and iso["mount_ns"]:
@@ -115,9 +118,11 @@ class Runner(WorkerPool):
         if self.opts.phase_times:
             job.stamps["handoff"] = time.monotonic()
 
-    def check_exit_record(self, job):
-        """The worker's own "exit" record ends the job without waiting for the process to be reaped."""
-        end = job.records.rfind(b"\n")
+    def check_exit_record(self, job, new):
+        """The worker's own "exit" record ends the job without waiting for the process to be reaped. Looks at
+        the last `new` bytes only: a snippet writing long lines must not make every read scan all its records.
+        (Past the records' cap the job ends when the zygote reports its worker's exit.)"""
+        end = job.records.rfind(b"\n", max(job.rec_scanned, len(job.records) - new))
         if end < job.rec_scanned:
             return
         lines = bytes(job.records[job.rec_scanned:end]).split(b"\n")
@@ -162,7 +167,7 @@ class Runner(WorkerPool):
 
     # --- protocol -------------------------------------------------------------------------------------
     def send(self, obj):
-        view = memoryview(encode_frame(obj))
+        view = memoryview(obj if isinstance(obj, bytes) else encode_frame(obj))
         while view:
             try:
                 view = view[os.write(self.pout, view):]
@@ -290,10 +295,10 @@ class Runner(WorkerPool):
         else:
             if len(job.records) < RESULT_CAP + (self.opts.max_artifact_bytes * 2) + 65536:
                 job.records += chunk
-            if not job.exited:
-                self.check_exit_record(job)
-                if job.exited:
-                    self.end_job_processes(job)
+                if not job.exited:
+                    self.check_exit_record(job, len(chunk))
+                    if job.exited:
+                        self.end_job_processes(job)
 
     def maybe_finish(self, job):
         if not job.exited or job.fds or job.id not in self.jobs:
@@ -301,7 +306,7 @@ class Runner(WorkerPool):
         del self.jobs[job.id]
         duration = (time.monotonic() - job.start) * 1000.0 if job.start else 0.0
         try:
-            self.send(result_frame(job, duration, self.opts))
+            self.send(encode_result(result_frame(job, duration, self.opts)))
         finally:
             if self.warming:
                 self.end_warming()  # the first result is out: now the rest of the warm-up
@@ -384,6 +389,8 @@ class Runner(WorkerPool):
             self.sel.unregister(fd)
             z.sock.close()
         self.zygotes.clear()
+        if self.mother is not None:
+            self.mother[1].close()  # ends the zygotes' parent
         for w in list(self.workers.values()):
             try:
                 os.kill(w.pid, signal.SIGKILL)

@@ -1,10 +1,11 @@
 # Zygotes and workers.
 #
-# A zygote is a child of the runner, forked before any job, that forks workers on request: the runner's loop
-# never forks, and several zygotes fork in parallel. Just before each fork the zygote calls
-# unshare(CLONE_NEWPID), so every worker is pid 1 of a pid namespace of its own (gVisor, like Linux, lets a
-# process do that again before every fork). A worker isolates itself (gvshim_isolation.isolate_worker),
-# warms up, waits for exactly one job on fd 4 and exits after it.
+# A zygote forks workers on request: the runner's loop never forks, and several zygotes fork in parallel.
+# Zygotes are forked by one process the runner forks at its start, before any job (mother_main): a zygote
+# started later (after warm-up, or to replace one that died) must not carry the runner's memory of jobs.
+# Just before each fork the zygote calls unshare(CLONE_NEWPID), so every worker is pid 1 of a pid namespace of
+# its own (gVisor, like Linux, lets a process do that again before every fork). A worker isolates itself
+# (gvshim_isolation.isolate_worker), warms up, waits for exactly one job on fd 4 and exits after it.
 #
 # While a worker lives it shares the zygote's memory copy-on-write, and gVisor breaks that sharing in chunks
 # of up to 2 MiB: whatever the zygote writes between two forks is copied again for each. So a zygote takes
@@ -31,16 +32,62 @@ import gvshim_native as native
 from gvshim_protocol import SETUP_FAILED_EXIT, diag
 
 
-def zygote_main(ctl, runner_pid, opts, iso):
-    """The zygote's loop. Never returns."""
+def mother_main(ctl, runner_pid, opts, iso):
+    """Forks a zygote for each channel end the runner sends, and answers its pid. Forked by the runner before
+    any job, so the memory every zygote and worker copies from it holds no job's data. Never returns."""
     import socket
 
     code = 0
     try:
+        signal.set_wakeup_fd(-1)
         native.prctl(native.PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != runner_pid:
             os._exit(0)
+        signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # zygotes are reaped by the kernel
+        mother = os.getpid()
+        while True:
+            _, fds, _, _ = socket.recv_fds(ctl, 64, 1)
+            if not fds:
+                os._exit(0)  # the runner closed its end: shutting down
+            pid = os.fork()
+            if pid == 0:
+                ctl.close()
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                zygote_main(socket.socket(fileno=fds[0]), mother, opts, iso)  # never returns
+            os.close(fds[0])
+            ctl.send(b"%d" % pid)
+    except (BrokenPipeError, ConnectionResetError):
+        code = 0
+    except BaseException as e:  # noqa: BLE001
+        diag("zygote parent: %s" % e)
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def zygote_main(ctl, parent_pid, opts, iso):
+    """The zygote's loop. Never returns."""
+    import socket
+
+    code = 0
+    workers = set()  # live workers: killed when the zygote ends
+
+    def end(code):
+        # A snippet can clear its worker's parent-death signal (prctl through gvshim_native, or native code):
+        # kill them all before going, or they would outlive the runner.
+        for pid in workers:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        os._exit(code)
+
+    try:
         signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGTERM, lambda *_: end(0))  # our parent died
+        native.prctl(native.PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent_pid:
+            os._exit(0)
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
         wake_r, wake_w = os.pipe()
         for fd in (wake_r, wake_w):
@@ -73,6 +120,7 @@ def zygote_main(ctl, runner_pid, opts, iso):
                     return
                 if pid == 0:
                     return
+                workers.discard(pid)
                 send({"op": "exited", "pid": pid, "status": st, "maxrss": ru.ru_maxrss * 1024})
 
         while True:
@@ -91,7 +139,7 @@ def zygote_main(ctl, runner_pid, opts, iso):
                 except OSError:
                     data = b""
                 if not data:
-                    os._exit(0)  # the runner closed its end: shutting down
+                    end(0)  # the runner closed its end: shutting down (or gone)
                 reqs = [json.loads(data)]
                 while True:  # everything else already queued: one batch of forks
                     try:
@@ -101,7 +149,7 @@ def zygote_main(ctl, runner_pid, opts, iso):
                     if not more:
                         break  # end of input: seen again (and acted on) by the next blocking recv
                     reqs.append(json.loads(more))
-                _serve_batch(reqs, send, opts, iso, pidns)
+                _serve_batch(reqs, send, opts, iso, pidns, workers)
             reap()
     except (BrokenPipeError, ConnectionResetError):
         code = 0  # the runner is gone or shutting down
@@ -109,10 +157,10 @@ def zygote_main(ctl, runner_pid, opts, iso):
         diag("zygote: %s" % e)
         code = 1
     finally:
-        os._exit(code)
+        end(code)
 
 
-def _serve_batch(reqs, send, opts, iso, pidns):
+def _serve_batch(reqs, send, opts, iso, pidns, workers):
     """Forks the workers asked for in reqs back to back, then answers each request."""
     forks = []  # (request, fds = [job_r, job_w, out_r, out_w, err_r, err_w, rec_r, rec_w])
     for req in reqs:
@@ -147,6 +195,8 @@ def _serve_batch(reqs, send, opts, iso, pidns):
             finally:
                 os._exit(code)
         pids.append(pid)
+        if not isinstance(pid, OSError):
+            workers.add(pid)
     for (req, fds), pid in zip(forks, pids):
         for i in (0, 3, 5, 7):  # the worker's ends
             os.close(fds[i])

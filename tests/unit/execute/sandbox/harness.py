@@ -22,6 +22,9 @@ class RunnerProcess:
         self.queues = {}
         self.errors = queue.Queue()
         self.stderr_lines = []
+        self.largest_frame = 0  # bytes of the largest frame body seen (the server kills a runner above MAX_FRAME)
+        self.invalid_frames = []  # ids of frames with a lone surrogate escape: the server's JSON parser rejects
+        # those, and kills the runner that sent one
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
         threading.Thread(target=self._drain_stderr, daemon=True).start()
@@ -39,7 +42,12 @@ class RunnerProcess:
             if len(head) < 4:
                 return
             (n,) = struct.unpack(">I", head)
+            self.largest_frame = max(self.largest_frame, n)
             frame = json.loads(out.read(n))
+            try:
+                json.dumps(frame, ensure_ascii=False).encode("utf-8")
+            except UnicodeEncodeError:
+                self.invalid_frames.append(frame.get("id"))
             t = frame.get("type")
             if t == "ready":
                 self._queue("__ready__").put(frame)

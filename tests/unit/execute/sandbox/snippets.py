@@ -36,6 +36,13 @@ PY_SNIPPETS = {
     "loop": "while True:\n    pass\n",
     "memory_bomb": "blocks = []\nwhile True:\n    blocks.append(bytearray(16 << 20))\n",
     "flood": "import sys\nwhile True:\n    sys.stdout.write('x' * 999 + '\\n')\n",
+    "big_output": "import sys\nsys.stdout.buffer.write(b'x' * (50 << 20))\n",
+    # A lone surrogate in a record, and a file name that is not UTF-8 (Python reads it with surrogateescape).
+    "lone_surrogates": ("import os\nos.write(3, b'{\"kind\":\"result\",\"json\":\"\\\\udc00\"}\\n')\n"
+                        "open(b'artifacts/\\xff', 'w').write('x')\n"),
+    # 25 MiB of one unfinished line on the records channel (fd 3), then 84 MB more in chunks that mention "exit".
+    "records_flood": ("import os\nos.write(3, b'\\n' + b'x' * (25 << 20))\nc = b'\"exit\"' * 10000\n"
+                      "for _ in range(1400):\n    os.write(3, c)\n"),
     "fork_bomb": ("import os, sys, time\n"
                   "n = 0\n"
                   "while True:\n"
@@ -126,6 +133,10 @@ JS_SNIPPETS = {
     "loop": "for (;;) {}\n",
     "memory_bomb": "const keep = [];\nfor (;;) keep.push(new Array(1e6).fill(1.5));\n",
     "flood": "const line = 'x'.repeat(999) + '\\n';\nfor (;;) process.stdout.write(line);\n",
+    "big_output": "process.stdout.write('x'.repeat(50 << 20));\n",
+    "lone_surrogates": "require('fs').writeSync(4, '{\"kind\":\"result\",\"json\":\"\\\\udc00\"}\\n');\n",
+    "records_flood": ("const fs = require('fs');\nfs.writeSync(4, Buffer.alloc(25 << 20, 120));\n"
+                      "const c = Buffer.from('\"exit\"'.repeat(10000));\nfor (let i = 0; i < 1400; i++) fs.writeSync(4, c);\n"),
     "fork_bomb": ("const cp = require('child_process');\n"
                   "let started = 0, failed = null;\n"
                   "for (let i = 0; i < 200 && !failed; i++) {\n"

@@ -19,6 +19,7 @@ import signal
 import socket
 import statistics
 import struct
+import subprocess
 import sys
 import tempfile
 import time
@@ -35,6 +36,7 @@ IS_ROOT = os.geteuid() == 0
 PY_RUNNER = os.environ.get("GVSHIM_PY_RUNNER", "")
 JS_RUNNER = os.environ.get("GVSHIM_JS_RUNNER", "")
 HELPERS = os.path.abspath(os.environ["GVSHIM_HELPERS_DIR"]) if os.environ.get("GVSHIM_HELPERS_DIR") else ""
+MAX_FRAME = 64 << 20  # PROTOCOL.md: the largest frame either side accepts
 LIMIT_DEFAULTS = {"wall_timeout_ms": 10000, "cpu_time_ms": 10000, "memory_bytes": 512 << 20,
                   "output_bytes": 1 << 20, "max_processes": 64, "file_size_bytes": 16 << 20}
 
@@ -223,6 +225,37 @@ class RunnerTests:
         self.assertTrue(res["stdout_truncated"])
         self.assertEqual(len(res["stdout"]), 10000)
 
+    def test_result_too_large_for_a_frame(self):
+        # A limit the server allows (max output_bytes is 64 MiB), output that base64 makes larger than a frame may
+        # be: the server would kill the runner on such a frame, and every job running in it.
+        res = self.runner.run(self.snippet("big_output"), limits={"output_bytes": 56 << 20})
+        self.assertStatus(res, "internal_error")
+        self.assertIn("frame", res["error"])
+        self.assertLessEqual(self.runner.largest_frame, MAX_FRAME)
+        self.assertEqual(self.runner.ping()["type"], "pong")
+
+    def test_records_flood_does_not_tie_up_the_runner(self):
+        # The runner is one thread (Python) or one event loop (Node) for every job: what a job's records cost it
+        # must grow with their size, not with their size times the number of reads (a rescan of all of them).
+        def cpu_seconds():
+            with open("/proc/%d/stat" % self.runner.proc.pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+        before = cpu_seconds()
+        res = self.runner.run(self.snippet("records_flood"), limits={"wall_timeout_ms": 120000})
+        used = cpu_seconds() - before
+        self.assertStatus(res, "success")
+        self.assertLess(used, 1.0, "the runner spent %.2f s of CPU on one job's 110 MB of records" % used)
+
+    def test_no_lone_surrogates_in_frames(self):
+        # JSON that Python and Node accept but the server's parser does not (a lone UTF-16 surrogate escape):
+        # the server would kill the runner on such a frame, and every job running in it.
+        res = self.runner.run(self.snippet("lone_surrogates"))
+        self.assertStatus(res, "success")
+        self.assertEqual(self.runner.invalid_frames, [])
+        self.assertEqual(self.runner.ping()["type"], "pong")
+
     def test_fork_bomb_contained(self):
         marker = "gvx-bomb-" + uuid.uuid4().hex
         res = self.runner.run(self.snippet("fork_bomb").replace("MARKER", marker),
@@ -327,6 +360,20 @@ class PythonRunnerTest(RunnerTests, unittest.TestCase):
     def runner_argv(cls):
         return python_argv()
 
+    def test_forged_records_cannot_make_a_frame_too_large(self):
+        # A snippet may lie on its records channel, but not so that its result frame grows past the frame limit
+        # (as it did when the runner escaped each non-ASCII character: 4 bytes of UTF-8 became 12).
+        code = ("import os\n"
+                "rec = ('{\"kind\":\"result\",\"json\":\"' + '\\U0001f600' * 6270000 + '\"}\\n').encode()\n"
+                "view = memoryview(rec)\n"
+                "while view:\n"
+                "    view = view[os.write(3, view):]\n")
+        res = self.runner.run(code, limits={"wall_timeout_ms": 30000})
+        self.assertLessEqual(self.runner.largest_frame, MAX_FRAME)
+        self.assertEqual(self.runner.ping()["type"], "pong")
+        self.assertStatus(self.runner.run(self.snippet("script_print")), "success")
+        self.assertIn(res["status"], ("success", "internal_error"))  # its lie, or too large to carry
+
     def test_each_job_gets_fresh_random_state(self):
         code = "import random\ndef main():\n    return random.random()\n"
         a = self.runner.run(code)
@@ -369,17 +416,10 @@ class PythonRunnerTest(RunnerTests, unittest.TestCase):
         self.assertStatus(res, "program_error")  # positional-only a: main(args) is tried, and fails
 
     def test_zygote_lost_then_jobs_still_run(self):
-        runner_pid = self.runner.ready["pid"]
-        zygotes = []
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                try:
-                    with open("/proc/%s/stat" % entry) as f:
-                        fields = f.read().rsplit(")", 1)[1].split()
-                except OSError:
-                    continue
-                if int(fields[1]) == runner_pid and fields[0] != "Z":
-                    zygotes.append(int(entry))
+        # The runner's child is the process the zygotes are forked from; the zygotes are its children.
+        parents = children_of(self.runner.ready["pid"])
+        self.assertEqual(len(parents), 1, parents)
+        zygotes = children_of(parents[0])
         self.assertTrue(zygotes)
         os.kill(zygotes[0], signal.SIGKILL)
         deadline = time.monotonic() + 10
@@ -388,6 +428,102 @@ class PythonRunnerTest(RunnerTests, unittest.TestCase):
         for i in range(6):
             res = self.runner.run(self.snippet("main_sum"), args={"a": i, "b": 1})
             self.assertStatus(res, "success")
+
+
+def children_of(pid):
+    """Live child processes of pid."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open("/proc/%s/stat" % entry) as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid and fields[0] != "Z":
+                found.append(int(entry))
+    return found
+
+
+# Finds every "gvx-secret-<32 hex>" in the snippet's own process: in the Python objects it can reach (after
+# gc.unfreeze, the zygote's frozen objects too) and in its raw memory (made readable with PR_SET_DUMPABLE
+# through the runner's own extension module, which a snippet can use as well as the runner).
+PY_MEMORY_SPY = r'''
+import gc, re, sys
+def main():
+    pat = re.compile(rb"gvx-secret-[0-9a-f]{32}")
+    seen = set()
+    gc.unfreeze()
+    for o in gc.get_objects():
+        if isinstance(o, dict):
+            for v in list(o.values()):
+                if isinstance(v, (str, bytes, bytearray)):
+                    b = v.encode("utf-8", "replace") if isinstance(v, str) else bytes(v)
+                    seen.update(m.decode() for m in pat.findall(b))
+    sys.modules["gvshim_native"].prctl(4, 1)
+    with open("/proc/self/maps") as f:
+        maps = [l.split() for l in f]
+    with open("/proc/self/mem", "rb", buffering=0) as mem:
+        for m in maps:
+            if m[1].startswith("rw"):
+                lo, hi = (int(x, 16) for x in m[0].split("-"))
+                try:
+                    mem.seek(lo)
+                    seen.update(x.decode() for x in pat.findall(mem.read(hi - lo)))
+                except (OSError, OverflowError, ValueError):
+                    pass
+    return sorted(seen)
+'''
+
+
+class PythonWorkerMemoryTest(unittest.TestCase):
+    """A worker is a copy of its zygote's memory: no zygote may be forked from a runner that has seen a job,
+    or every later snippet in its workers can read that job's code, environment, stdin and output."""
+
+    def setUp(self):
+        if not IS_ROOT:
+            self.skipTest("the runners need root")
+        if not (PY_RUNNER and JS_RUNNER and HELPERS):
+            self.skipTest("GVSHIM_PY_RUNNER, GVSHIM_JS_RUNNER and GVSHIM_HELPERS_DIR are not set")
+
+    def test_later_snippets_cannot_read_an_earlier_job(self):
+        tmp = tempfile.mkdtemp(prefix="gvx-")
+        ws = tempfile.mkdtemp(prefix="gvx-ws-", dir="/run")
+        try:
+            # Two zygotes: the second is started after the first job (end of warm-up).
+            r = RunnerProcess(python_argv() + common_args(300000, ws, tmp) + ["--prefork", "2", "--zygotes", "2"])
+            try:
+                secret = "gvx-secret-" + uuid.uuid4().hex
+                res = r.run("print(%r)\n" % secret, env={"GVX_SECRET": secret}, stdin=secret.encode())
+                self.assertEqual(res["status"], "success", res)
+                seen = []
+                for _ in range(3):  # concurrent jobs use workers of both zygotes
+                    for jid in [r.submit(PY_MEMORY_SPY) for _ in range(4)]:
+                        res = r.wait(jid)
+                        self.assertEqual(res["status"], "success", res)
+                        seen += json.loads(res["result_json"])
+                self.assertNotIn(secret, seen, "a later snippet read the first job's data")
+                # The spy can see what it looks for: a job's own secret is found in its own memory.
+                own = "gvx-secret-" + uuid.uuid4().hex
+                res = r.run(PY_MEMORY_SPY, env={"GVX_SECRET": own})
+                self.assertIn(own, json.loads(res["result_json"]))
+            finally:
+                self.assertEqual(r.close(), 0)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+            os.rmdir(ws)
+
+
+# Native code a snippet can load (it can write any file into its tmpfs): the process leaves its process group and
+# clears its parent-death signal, so it survives its parent unless that parent kills it itself.
+ESCAPE_C = """
+#include <sys/prctl.h>
+#include <unistd.h>
+__attribute__((constructor)) static void escape(void) {
+  prctl(PR_SET_PDEATHSIG, 0);
+  setpgid(0, 0);
+}
+"""
 
 
 @unittest.skipIf(NODE is None, "node is not installed")
@@ -400,6 +536,31 @@ class NodeRunnerTest(RunnerTests, unittest.TestCase):
     @classmethod
     def runner_argv(cls):
         return node_argv()
+
+    @unittest.skipIf(shutil.which("cc") is None, "no C compiler for the native-code snippet")
+    def test_native_code_does_not_outlive_its_job(self):
+        d = tempfile.mkdtemp(prefix="gvx-so-")
+        try:
+            with open(os.path.join(d, "e.c"), "w") as f:
+                f.write(ESCAPE_C)
+            subprocess.run(["cc", "-shared", "-fPIC", "-o", os.path.join(d, "e.so"), os.path.join(d, "e.c")],
+                           check=True)
+            with open(os.path.join(d, "e.so"), "rb") as f:
+                so = f.read()
+        finally:
+            shutil.rmtree(d)
+        marker = "gvx-native-" + uuid.uuid4().hex
+        code = ("const fs = require('fs');\n"
+                "fs.writeFileSync('/tmp/e.so', fs.readFileSync(0));\n"
+                "try { process.dlopen({ exports: {} }, '/tmp/e.so'); } catch (e) { /* not an addon: ran anyway */ }\n"
+                "process.title = %r;\n"
+                "console.log('escaped');\n"
+                "setInterval(() => {}, 1000);\n" % marker)
+        jid = self.runner.submit(code, stdin=so, stream=True, limits={"wall_timeout_ms": 3000})
+        self.assertEqual(self.runner.next_frame(jid)["type"], "output")
+        self.assertTrue(processes_with_marker(marker), "the snippet's process is not visible")
+        self.assertStatus(self.runner.wait(jid), "timeout")
+        self.assertEqual(wait_gone(marker), [], "the snippet outlived its job")
 
 
 class WeakIsolationTest(unittest.TestCase):
@@ -460,6 +621,14 @@ class RunnerDeathTest(unittest.TestCase):
     def test_jobs_die_with_the_python_runner(self):
         self._jobs_die_with_runner(python_argv(), 280000, PYTHON,
                                    "import os, sys\nprint('up', flush=True)\n"
+                                   "os.execv(sys.executable, [sys.executable, '-c', 'import time; time.sleep(60)', '%s'])\n")
+
+    def test_jobs_die_with_the_python_runner_after_clearing_their_death_signal(self):
+        # The snippet clears its own parent-death signal through the runner's extension module (in sys.modules):
+        # its zygote must still kill it when the runner dies.
+        self._jobs_die_with_runner(python_argv(), 280000, PYTHON,
+                                   "import os, sys\nsys.modules['gvshim_native'].prctl(1, 0)\n"
+                                   "print('up', flush=True)\n"
                                    "os.execv(sys.executable, [sys.executable, '-c', 'import time; time.sleep(60)', '%s'])\n")
 
     @unittest.skipIf(NODE is None, "node is not installed")
