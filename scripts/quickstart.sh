@@ -78,6 +78,10 @@ print("processes:", [p for p in os.listdir("/proc") if p.isdigit()], "uid:", os.
   $GVSHIM --timeout 1000 -c 'while True: pass' || erc=$?
   echo "gvshim exec exited with $erc"
   [[ $erc -eq 124 ]] || rc=1
+
+  step "removing the container (its shim, execute container and Execute server go with it)"
+  ctr -a "$GVS_SOCK" -n "$NS" task delete -f agent >/dev/null || rc=1
+  ctr -a "$GVS_SOCK" -n "$NS" container delete agent >/dev/null || rc=1
 fi
 
 exit "$rc"
