@@ -275,8 +275,13 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Listen(HttpServerOptions
 void HttpServer::Start() {
   std::shared_ptr<State> st = state_;
   Acceptor* acc = acceptor_.get();
-  auto accept = std::make_shared<std::function<void()>>();
-  *accept = [st, acc, accept] {
+  // The accept loop and the watchdog re-arm themselves. Each function holds itself only weakly and its pending
+  // handler strongly, so both (and the State they hold) are freed once the io_context drops its handlers: a
+  // self-capture would be a reference cycle that outlives the server.
+  auto accept_fn = std::make_shared<std::function<void()>>();
+  *accept_fn = [st, acc, weak = std::weak_ptr<std::function<void()>>(accept_fn)] {
+    std::shared_ptr<std::function<void()>> accept = weak.lock();
+    if (accept == nullptr) return;
     acc->acceptor.async_accept([st, acc, accept](boost::system::error_code ec, tcp::socket sock) {
       if (!acc->acceptor.is_open()) return;
       if (ec) {
@@ -322,14 +327,16 @@ void HttpServer::Start() {
       (*accept)();
     });
   };
-  (*accept)();
+  (*accept_fn)();
   {
     absl::MutexLock lock(&st->mu);
     st->workers += State::kWarmWorkers;
   }
   for (int i = 0; i < State::kWarmWorkers; ++i) st->SpawnWorker(st);
-  auto watchdog = std::make_shared<std::function<void()>>();
-  *watchdog = [st, acc, watchdog] {
+  auto watchdog_fn = std::make_shared<std::function<void()>>();
+  *watchdog_fn = [st, acc, weak = std::weak_ptr<std::function<void()>>(watchdog_fn)] {
+    std::shared_ptr<std::function<void()>> watchdog = weak.lock();
+    if (watchdog == nullptr) return;
     acc->watchdog.expires_after(std::chrono::seconds(1));
     acc->watchdog.async_wait([st, watchdog](boost::system::error_code ec) {
       if (ec) return;
@@ -343,7 +350,7 @@ void HttpServer::Start() {
       (*watchdog)();
     });
   };
-  (*watchdog)();
+  (*watchdog_fn)();
   accept_thread_ = std::thread([acc] { acc->ioc.run(); });
 }
 
