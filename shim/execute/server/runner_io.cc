@@ -8,12 +8,11 @@
 #include <cerrno>
 #include <cstring>
 
-#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
 #include "shim/base/log.h"
 #include "shim/execute/server/runner.h"
+#include "shim/execute/server/runner_frames.h"
 #include "shim/execute/server/runner_internal.h"
 #include "shim/sys/reaper.h"
 
@@ -58,20 +57,8 @@ void Runner::IoLoop(std::shared_ptr<Proc> p) {
   };
   // Hands every complete frame in buf to HandleFrame.
   auto consume_frames = [&]() {
-    size_t off = 0;
-    while (buf.size() - off >= 4 && protocol_error.empty()) {
-      const auto* b = reinterpret_cast<const unsigned char*>(buf.data() + off);
-      const size_t len = (size_t{b[0]} << 24) | (size_t{b[1]} << 16) | (size_t{b[2]} << 8) | size_t{b[3]};
-      if (len > kMaxFrame) {
-        protocol_error = absl::StrFormat("a frame of %d bytes", len);
-        break;
-      }
-      if (buf.size() - off - 4 < len) break;
-      std::string err = HandleFrame(p.get(), buf.substr(off + 4, len));
-      if (!err.empty()) protocol_error = err;
-      off += 4 + len;
-    }
-    buf.erase(0, off);
+    protocol_error = SplitRunnerFrames(&buf, kMaxFrame,
+                                       [&](const std::string& body) { return HandleFrame(p.get(), body); });
   };
   while (out_open && !exited && protocol_error.empty()) {
     struct pollfd pfds[3] = {{p->out.get(), POLLIN, 0},
@@ -121,60 +108,52 @@ void Runner::IoLoop(std::shared_ptr<Proc> p) {
 }
 
 std::string Runner::HandleFrame(Proc* p, const std::string& body) {
-  nlohmann::json j = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) return "a frame that is not a JSON object";
-  auto str = [&](const char* key) -> std::string {
-    auto it = j.find(key);
-    return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
-  };
-  const std::string type = str("type");
-  const std::string id = str("id");
-  if (type == "ready") {
+  absl::StatusOr<RunnerFrame> decoded = DecodeRunnerFrame(body);
+  if (!decoded.ok()) return std::string(decoded.status().message());
+  RunnerFrame& f = *decoded;
+  if (f.type == "ready") {
     {
       absl::MutexLock lock(&mu_);
       start_failures_ = 0;
     }
     absl::MutexLock lock(&p->mu);
     p->ready = true;
-    p->ready_frame = j;
-    log::Infof("%s is ready (%s %s, pid %d in the sandbox)", Name(), str("runner"), str("version"),
-               j.value("pid", 0));
-  } else if (type == "result") {
+    p->ready_frame = std::move(f.json);
+    log::Infof("%s is ready (%s %s, pid %d in the sandbox)", Name(), f.runner, f.version, f.pid);
+  } else if (f.type == "result") {
     {
       absl::MutexLock lock(&mu_);
       crashes_ = 0;
     }
     std::shared_ptr<Job> job;
     absl::MutexLock lock(&p->mu);
-    auto it = p->jobs.find(id);
+    auto it = p->jobs.find(f.id);
     if (it == p->jobs.end()) return "";  // cancelled earlier; nobody waits
     job = std::move(it->second);
     p->jobs.erase(it);
     job->done = true;
-    job->result = std::move(j);
+    job->result = std::move(f.json);
     job->hold.reset();
-  } else if (type == "output") {
-    std::string data;
-    if (!absl::Base64Unescape(str("data"), &data)) return "an output frame with invalid base64";
+  } else if (f.type == "output") {
     absl::MutexLock lock(&p->mu);
-    auto it = p->jobs.find(id);
-    if (it != p->jobs.end()) it->second->output.emplace_back(str("stream") == "stderr", std::move(data));
-  } else if (type == "pong") {
+    auto it = p->jobs.find(f.id);
+    if (it != p->jobs.end()) it->second->output.emplace_back(f.to_stderr, std::move(f.data));
+  } else if (f.type == "pong") {
     absl::MutexLock lock(&p->mu);
-    p->pongs.insert(id);
-  } else if (type == "error") {
-    log::Warnf("%s reported: %s", Name(), str("message"));
+    p->pongs.insert(f.id);
+  } else if (f.type == "error") {
+    log::Warnf("%s reported: %s", Name(), f.message);
     absl::MutexLock lock(&p->mu);
-    auto it = p->jobs.find(id);
+    auto it = p->jobs.find(f.id);
     if (it != p->jobs.end()) {
       std::shared_ptr<Job> job = std::move(it->second);
       p->jobs.erase(it);
       job->done = true;
-      job->result = InternalErrorResult(id, absl::StrCat("the runner refused the job: ", str("message")));
+      job->result = InternalErrorResult(f.id, absl::StrCat("the runner refused the job: ", f.message));
       job->hold.reset();
     }
   } else {
-    log::Debugf("%s: ignoring a frame of type %s", Name(), type);
+    log::Debugf("%s: ignoring a frame of type %s", Name(), f.type);
   }
   return "";
 }

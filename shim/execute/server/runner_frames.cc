@@ -1,0 +1,55 @@
+#include "shim/execute/server/runner_frames.h"
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_format.h"
+
+namespace gvshim::execute {
+
+std::string SplitRunnerFrames(std::string* buf, size_t max_frame,
+                              const std::function<std::string(const std::string& body)>& handle) {
+  std::string protocol_error;
+  size_t off = 0;
+  while (buf->size() - off >= 4 && protocol_error.empty()) {
+    const auto* b = reinterpret_cast<const unsigned char*>(buf->data() + off);
+    const size_t len = (size_t{b[0]} << 24) | (size_t{b[1]} << 16) | (size_t{b[2]} << 8) | size_t{b[3]};
+    if (len > max_frame) {
+      protocol_error = absl::StrFormat("a frame of %d bytes", len);
+      break;
+    }
+    if (buf->size() - off - 4 < len) break;
+    std::string err = handle(buf->substr(off + 4, len));
+    if (!err.empty()) protocol_error = std::move(err);
+    off += 4 + len;
+  }
+  buf->erase(0, off);
+  return protocol_error;
+}
+
+absl::StatusOr<RunnerFrame> DecodeRunnerFrame(const std::string& body) {
+  RunnerFrame f;
+  f.json = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (f.json.is_discarded() || !f.json.is_object()) {
+    return absl::InvalidArgumentError("a frame that is not a JSON object");
+  }
+  auto str = [&](const char* key) -> std::string {
+    auto it = f.json.find(key);
+    return it != f.json.end() && it->is_string() ? it->get<std::string>() : std::string();
+  };
+  f.type = str("type");
+  f.id = str("id");
+  if (f.type == "ready") {
+    f.runner = str("runner");
+    f.version = str("version");
+    f.pid = f.json.value("pid", 0);
+  } else if (f.type == "output") {
+    if (!absl::Base64Unescape(str("data"), &f.data)) {
+      return absl::InvalidArgumentError("an output frame with invalid base64");
+    }
+    f.to_stderr = str("stream") == "stderr";
+  } else if (f.type == "error") {
+    f.message = str("message");
+  }
+  return f;
+}
+
+}  // namespace gvshim::execute
