@@ -1,5 +1,8 @@
 #include "shim/execute/server/runner_frames.h"
 
+#include <climits>
+#include <cstdint>
+
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_format.h"
 
@@ -40,7 +43,15 @@ absl::StatusOr<RunnerFrame> DecodeRunnerFrame(const std::string& body) {
   if (f.type == "ready") {
     f.runner = str("runner");
     f.version = str("version");
-    f.pid = f.json.value("pid", 0);
+    // Only logged. Not json::value("pid", 0): it throws on a pid that is not a number (an uncaught exception
+    // in the I/O thread ended the server) and converts a huge number to int with undefined behaviour.
+    if (auto pid = f.json.find("pid"); pid != f.json.end()) {
+      if (pid->is_number_unsigned()) {
+        if (const uint64_t v = pid->get<uint64_t>(); v <= INT_MAX) f.pid = static_cast<int>(v);
+      } else if (pid->is_number_integer()) {
+        if (const int64_t v = pid->get<int64_t>(); v >= INT_MIN && v <= INT_MAX) f.pid = static_cast<int>(v);
+      }
+    }
   } else if (f.type == "output") {
     if (!absl::Base64Unescape(str("data"), &f.data)) {
       return absl::InvalidArgumentError("an output frame with invalid base64");

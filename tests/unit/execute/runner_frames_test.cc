@@ -94,5 +94,22 @@ TEST(DecodeRunnerFrame, DecodesReadyAndIgnoresFieldsOfTheWrongType) {
   EXPECT_EQ(g->id, "");
 }
 
+// A ready frame's pid is only logged: one that is not an int must not throw (nlohmann's value() did: an
+// uncaught type_error ended the server's I/O thread and so the whole Execute server) nor convert out of range
+// (UB).
+TEST(DecodeRunnerFrame, ReadyWithAPidThatIsNotAnIntIsDecodedWithoutIt) {
+  for (const char* pid : {"\"12\"", "null", "[1]", "1e300", "-1e300", "4294967296", "-2147483649", "1.5"}) {
+    const std::string body = std::string(R"({"type":"ready","runner":"python","pid":)") + pid + "}";
+    absl::StatusOr<RunnerFrame> f;
+    ASSERT_NO_THROW(f = DecodeRunnerFrame(body)) << body;
+    ASSERT_TRUE(f.ok()) << body << ": " << f.status();
+    EXPECT_EQ(f->pid, 0) << body;
+    EXPECT_EQ(f->runner, "python") << body;
+  }
+  auto f = DecodeRunnerFrame(R"({"type":"ready","pid":-3})");
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_EQ(f->pid, -3);
+}
+
 }  // namespace
 }  // namespace gvshim::execute
