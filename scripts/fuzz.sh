@@ -31,6 +31,10 @@ export JOBS
 declare -A SOURCES=(
   [ttrpc_frame_fuzz]="shim/ttrpc/frame.cc shim/ttrpc/server.cc shim/ttrpc/status.cc"
   [seccomp_profile_fuzz]="shim/seccomp/profile.cc"
+  [oci_spec_fuzz]="shim/oci/hardening.cc shim/oci/annotations.cc shim/oci/spec_file.cc"
+  [config_toml_fuzz]="shim/config/config.cc shim/oci/policy_toml.cc shim/execute/common/config.cc"
+  [gateway_run_fuzz]="shim/gateway/run_request.cc shim/gateway/strict_base64.cc"
+  [execute_frames_fuzz]="shim/execute/server/runner_frames.cc"
 )
 
 bash scripts/build.sh --fuzz >/dev/null

@@ -103,8 +103,9 @@ struct HardeningResult {
 absl::StatusOr<nlohmann::json> HardenProcess(const nlohmann::json& process, const HardeningPolicy& policy,
                                              bool privileged_allowed = false);
 
-// True for the spec of a privileged container as containerd writes it: CAP_SYS_ADMIN and at least 30 capabilities
-// in the bounding set (containerd grants what its own process holds), and no masked or read-only paths.
+// True for the spec of a privileged container as containerd writes it: CAP_SYS_ADMIN and at least 30
+// capabilities in the bounding set (containerd grants what its own process holds), and no masked or read-only
+// paths.
 bool IsPrivileged(const nlohmann::json& spec);
 
 // True when the spec lists its namespaces and a network namespace is not among them (it shares the node's).
@@ -118,8 +119,10 @@ absl::StatusOr<HardeningResult> Harden(const nlohmann::json& spec, const Hardeni
 absl::StatusOr<HardeningResult> HardenWithProfile(const nlohmann::json& spec, const HardeningPolicy& policy,
                                                   const std::optional<nlohmann::json>& oci_seccomp);
 
-// config.json helpers. LoadSpec reports malformed JSON with line:column; SaveSpec writes a temporary file in
-// the same directory, fsyncs it and renames it over `path`, keeping the old file's mode.
+// config.json helpers. ParseSpec is LoadSpec's pure part (`path` names the file in errors). LoadSpec reports
+// malformed JSON with line:column; SaveSpec writes a temporary file in the same directory, fsyncs it and
+// renames it over `path`, keeping the old file's mode.
+absl::StatusOr<nlohmann::json> ParseSpec(const std::string& text, const std::string& path);
 absl::StatusOr<nlohmann::json> LoadSpec(const std::string& path);
 absl::Status SaveSpec(const std::string& path, const nlohmann::json& spec);
 

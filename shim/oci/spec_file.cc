@@ -16,23 +16,27 @@
 
 namespace gvshim::oci {
 
+absl::StatusOr<nlohmann::json> ParseSpec(const std::string& text, const std::string& path) {
+  try {
+    return nlohmann::json::parse(text);
+  } catch (const nlohmann::json::parse_error& e) {
+    int line = 0;
+    int column = 0;
+    seccomp::OffsetToLineColumn(text, e.byte, &line, &column);
+    return absl::InvalidArgumentError(
+        absl::StrCat("parse spec ", path, ":", line, ":", column, ": ", e.what()));
+  } catch (const nlohmann::json::exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("parse spec ", path, ": ", e.what()));
+  }
+}
+
 absl::StatusOr<nlohmann::json> LoadSpec(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return ErrnoStatus(errno, absl::StrCat("open spec ", path));
   sys::UniqueFd file(fd);
   auto text = sys::ReadAll(file.get(), 64 << 20);
   if (!text.ok()) return Annotate(text.status(), absl::StrCat("read spec ", path));
-  try {
-    return nlohmann::json::parse(*text);
-  } catch (const nlohmann::json::parse_error& e) {
-    int line = 0;
-    int column = 0;
-    seccomp::OffsetToLineColumn(*text, e.byte, &line, &column);
-    return absl::InvalidArgumentError(
-        absl::StrCat("parse spec ", path, ":", line, ":", column, ": ", e.what()));
-  } catch (const nlohmann::json::exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat("parse spec ", path, ": ", e.what()));
-  }
+  return ParseSpec(*text, path);
 }
 
 absl::Status SaveSpec(const std::string& path, const nlohmann::json& spec) {
