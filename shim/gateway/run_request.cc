@@ -10,6 +10,9 @@ namespace {
 
 using ojson = nlohmann::ordered_json;
 
+// Deeper nesting is refused (TooDeepAt).
+constexpr size_t kMaxJsonDepth = 512;
+
 // Echoed inputs are cut so that a 10 MiB code_b64 is not sent back in a 422.
 constexpr size_t kMaxEchoedString = 256;
 
@@ -34,6 +37,33 @@ ojson Echo(const ojson& v) {
 
 FieldError Error(std::string type, ojson loc, std::string msg, const ojson& input, ojson ctx = nullptr) {
   return FieldError{std::move(type), std::move(loc), std::move(msg), Echo(input), std::move(ctx)};
+}
+
+// The offset of the first '[' or '{' that opens a level deeper than kMaxJsonDepth (outside strings), or npos.
+// nlohmann's parser is iterative, but copying, echoing and serialising a document recurse once per level: a
+// 16 MiB body of brackets would overflow the connection thread's stack.
+size_t TooDeepAt(absl::string_view body) {
+  size_t depth = 0;
+  bool in_string = false, escaped = false;
+  for (size_t i = 0; i < body.size(); ++i) {
+    const char c = body[i];
+    if (in_string) {
+      if (escaped) {
+        escaped = false;
+      } else if (c == '\\') {
+        escaped = true;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > kMaxJsonDepth) return i;
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return absl::string_view::npos;
 }
 
 // nlohmann's serializer refuses malformed UTF-8 (overlong forms, surrogates, truncated sequences): the same
@@ -75,6 +105,11 @@ ParsedRun ParseRunRequest(absl::string_view body, absl::string_view content_type
                            ojson(std::string(body))));
     return errors;
   }
+  if (size_t at = TooDeepAt(body); at != absl::string_view::npos) {
+    errors.push_back(Error("json_invalid", {"body", at}, "JSON decode error", ojson::object(),
+                           {{"error", absl::StrCat("nesting deeper than ", kMaxJsonDepth, " levels")}}));
+    return errors;
+  }
   ojson doc;
   try {
     doc = ojson::parse(body.begin(), body.end());
@@ -82,6 +117,11 @@ ParsedRun ParseRunRequest(absl::string_view body, absl::string_view content_type
     size_t at = e.byte > 0 ? e.byte - 1 : 0;
     errors.push_back(
         Error("json_invalid", {"body", at}, "JSON decode error", ojson::object(), {{"error", e.what()}}));
+    return errors;
+  } catch (const nlohmann::json::exception& e) {
+    // A number too large for a double (out_of_range.406; Python would read inf). No offset is known.
+    errors.push_back(
+        Error("json_invalid", {"body", 0}, "JSON decode error", ojson::object(), {{"error", e.what()}}));
     return errors;
   }
   if (!doc.is_object()) {

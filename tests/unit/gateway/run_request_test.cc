@@ -111,6 +111,41 @@ TEST(RunRequest, BodyShapes) {
   EXPECT_EQ(d[0]["type"], "model_attributes_type");
 }
 
+// nlohmann's parser throws out_of_range (not parse_error) for a number too large for a double; uncaught, it
+// ended the gateway (found by tests/fuzz/gateway_run_fuzz). Python would read inf; the gateway answers a 422.
+TEST(RunRequest, NumberOverflowIsJsonInvalid) {
+  for (const std::string body : {"1e400", R"({"code_b64":"eA==","arguments":{"x":-1E999}})"}) {
+    ojson d;
+    ASSERT_NO_THROW(d = Errors(body)) << body;
+    ASSERT_EQ(d.size(), 1u) << body;
+    EXPECT_EQ(d[0]["type"], "json_invalid") << body;
+    EXPECT_EQ(d[0]["msg"], "JSON decode error") << body;
+    EXPECT_EQ(d[0]["loc"][0], "body") << body;
+    EXPECT_TRUE(d[0]["ctx"]["error"].is_string()) << body;
+  }
+}
+
+// Deep nesting within the body limit: the parser is iterative, but echoing, copying and serialising the
+// document recurse, and a 16 MiB body of brackets overflowed the connection thread's stack (the whole gateway
+// died). Nesting deeper than kMaxJsonDepth is refused as invalid JSON at the offending bracket.
+TEST(RunRequest, DeepNestingIsJsonInvalid) {
+  const size_t n = 1000000;
+  const std::string deep = std::string(n, '[') + std::string(n, ']');
+  for (const std::string& body : {deep, R"({"code_b64":"eA==","arguments":{"a":)" + deep + "}}",
+                                  R"({"code_b64":"eA==","x":)" + deep + "}"}) {
+    ojson d = Errors(body);
+    ASSERT_EQ(d.size(), 1u);
+    EXPECT_EQ(d[0]["type"], "json_invalid");
+    EXPECT_EQ(d[0]["loc"][0], "body");
+    EXPECT_TRUE(d[0]["loc"][1].is_number());
+    EXPECT_EQ(d[0]["ctx"]["error"], "nesting deeper than 512 levels");
+  }
+  // Brackets inside strings do not count; 512 levels (the body's object, arguments, 510 arrays) are fine.
+  const std::string ok = std::string(510, '[') + std::string(510, ']');
+  RunRequest r = Ok(R"({"code_b64":"eA==","arguments":{"s":"[[[[[[[[{{{{\"[[[","a":)" + ok + "}}");
+  EXPECT_EQ(r.code, "x");
+}
+
 TEST(RunRequest, CodeMustBeUtf8) {
   ojson d = Errors(ojson({{"code_b64", B64("print('\xff')")}}).dump());
   EXPECT_EQ(d[0]["type"], "value_error");
