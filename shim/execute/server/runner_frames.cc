@@ -30,7 +30,24 @@ std::string SplitRunnerFrames(std::string* buf, size_t max_frame,
 
 absl::StatusOr<RunnerFrame> DecodeRunnerFrame(const std::string& body) {
   RunnerFrame f;
-  f.json = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
+  struct TooDeep {};
+  try {
+    // `depth` is the number of enclosing arrays/objects of the one that starts.
+    f.json = nlohmann::json::parse(
+        body,
+        [](int depth, nlohmann::json::parse_event_t event, nlohmann::json&) {
+          if ((event == nlohmann::json::parse_event_t::object_start ||
+               event == nlohmann::json::parse_event_t::array_start) &&
+              depth >= kMaxRunnerFrameDepth) {
+            throw TooDeep{};
+          }
+          return true;
+        },
+        /*allow_exceptions=*/false);
+  } catch (const TooDeep&) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("a frame nested deeper than %d levels", kMaxRunnerFrameDepth));
+  }
   if (f.json.is_discarded() || !f.json.is_object()) {
     return absl::InvalidArgumentError("a frame that is not a JSON object");
   }

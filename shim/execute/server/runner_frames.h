@@ -34,8 +34,12 @@ struct RunnerFrame {
   std::string message;
 };
 
+// Frames nest a few levels; copying a parsed document (the ready frame's isolation object is) recurses once
+// per level, so deeper nesting is a protocol error rather than a stack overflow in the server.
+inline constexpr int kMaxRunnerFrameDepth = 64;
+
 // Decodes one frame body. INVALID_ARGUMENT with the protocol error as message: "a frame that is not a JSON
-// object", "an output frame with invalid base64".
+// object", "a frame nested deeper than 64 levels", "an output frame with invalid base64".
 absl::StatusOr<RunnerFrame> DecodeRunnerFrame(const std::string& body);
 
 }  // namespace gvshim::execute

@@ -111,5 +111,17 @@ TEST(DecodeRunnerFrame, ReadyWithAPidThatIsNotAnIntIsDecodedWithoutIt) {
   EXPECT_EQ(f->pid, -3);
 }
 
+// Copying a deeply nested ready frame (runner.cc copies its isolation object) overflowed the server's stack.
+TEST(DecodeRunnerFrame, RefusesNestingDeeperThan64Levels) {
+  const size_t n = 1000000;
+  auto deep =
+      DecodeRunnerFrame(R"({"type":"ready","isolation":)" + std::string(n, '[') + std::string(n, ']') + "}");
+  ASSERT_FALSE(deep.ok());
+  EXPECT_EQ(deep.status().message(), "a frame nested deeper than 64 levels");
+  // 64 levels (the frame's object and 63 arrays) are fine.
+  EXPECT_TRUE(DecodeRunnerFrame(R"({"x":)" + std::string(63, '[') + std::string(63, ']') + "}").ok());
+  EXPECT_FALSE(DecodeRunnerFrame(R"({"x":)" + std::string(64, '[') + std::string(64, ']') + "}").ok());
+}
+
 }  // namespace
 }  // namespace gvshim::execute
