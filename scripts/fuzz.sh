@@ -37,11 +37,17 @@ declare -A SOURCES=(
   [execute_frames_fuzz]="shim/execute/server/runner_frames.cc"
 )
 
-bash scripts/build.sh --fuzz >/dev/null
+# Only the fuzz targets are built (the whole clang build is scripts/build.sh --fuzz, run by test.sh).
+if [[ ! -f build-fuzz/build.ninja ]]; then
+  CC=clang CXX=clang++ cmake -S "$ROOT" -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGVSHIM_FUZZ=ON \
+    -DGVSHIM_BENCH=OFF >/dev/null
+fi
 if [[ ${#targets[@]} -eq 0 ]]; then
-  mapfile -t targets < <(find build-fuzz/tests/fuzz -maxdepth 1 -type f -name '*_fuzz' -perm -u+x -printf '%f\n' | sort)
+  mapfile -t targets < <(ninja -C build-fuzz -t targets all | sed -n 's/^\([A-Za-z0-9_]*_fuzz\): phony$/\1/p' |
+    grep -v '^cmake_' | sort -u)
 fi
 [[ ${#targets[@]} -gt 0 ]] || { echo "fuzz.sh: no fuzz targets" >&2; exit 1; }
+ninja -C build-fuzz -j "$JOBS" "${targets[@]}" >/dev/null
 
 # The coverage build: the same targets with clang source-based coverage.
 COV=$ROOT/build-fuzz-cov
