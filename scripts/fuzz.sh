@@ -65,7 +65,8 @@ crashes=0
 declare -a REPORT=()
 
 # cov_of LOG WHEN: libFuzzer's "cov: N" on its INITED (seeds only) or DONE line.
-cov_of() { sed -nE "s/.*$2 cov: ([0-9]+) ft: ([0-9]+).*/\\1 edges, \\2 features/p" "$1" | tail -n 1; }
+# (libFuzzer pads "DONE" with spaces.)
+cov_of() { sed -nE "s/.*$2 +cov: ([0-9]+) ft: ([0-9]+).*/\\1 edges, \\2 features/p" "$1" | tail -n 1; }
 
 for t in "${targets[@]}"; do
   bin=build-fuzz/tests/fuzz/$t
@@ -83,8 +84,8 @@ for t in "${targets[@]}"; do
     tail -n 40 "$WORK/$t.log"
   fi
   runs=$(sed -nE 's/^stat::number_of_executed_units: ([0-9]+)/\1/p' "$WORK/$t.log" | tail -n 1)
-  # Only inputs that add coverage join the repo's seeds.
-  "$bin" -merge=1 "$seeds" "$WORK/$t" >"$WORK/$t.merge.log" 2>&1 || {
+  # Only inputs that add coverage (new edges; -use_counters=0: hit counts do not count) join the repo's seeds.
+  "$bin" -merge=1 -use_counters=0 "$seeds" "$WORK/$t" >"$WORK/$t.merge.log" 2>&1 || {
     echo "$t: merge failed:"
     tail -n 20 "$WORK/$t.merge.log"
   }
@@ -95,7 +96,7 @@ for t in "${targets[@]}"; do
   llvm-profdata merge -sparse "$WORK/$t".*.profraw -o "$WORK/$t.profdata"
   read -r -a srcs <<<"${SOURCES[$t]:-}"
   table=$(llvm-cov report "$COV/tests/fuzz/$t" -instr-profile="$WORK/$t.profdata" "${srcs[@]}" 2>&1 |
-    grep -E '^(Filename|shim/|TOTAL|-)' || true)
+    grep -E '^(Filename|TOTAL|-)|\.(cc|h) ' || true)
   echo "$table"
   total=$(awk '$1 == "TOTAL" { print "regions " $4 ", functions " $7 ", lines " $10 }' <<<"$table")
   REPORT+=("$(printf '%-22s %8s runs  cov %s -> %s  seeds %d -> %d  %s' "$t" "${runs:-?}" \
