@@ -16,6 +16,8 @@ stops/removes it unmeasured. The gvshim / runsc-runc ratio is given on `up_to_ex
 """
 
 import argparse
+import datetime
+import re
 import statistics
 import sys
 import time
@@ -54,6 +56,7 @@ def end_runsc_runc_sandbox(ctd, pod_id):
 def one(ctd, cri, image, handler, i, step_timeout):
     """One lifecycle; a step that takes longer than step_timeout seconds counts as hung (the iteration fails)."""
     t = {}
+    wall0 = time.time()
     t0 = time.monotonic()
     pod = cri.run_pod(f"bench-{handler}-{i}", handler=handler, timeout=step_timeout)
     t1 = time.monotonic()
@@ -84,7 +87,30 @@ def one(ctd, cri, image, handler, i, step_timeout):
     cri.created_pods.remove(pod.id)
     t.update(run_pod=t1 - t0, start_2_containers=t2 - t1, exec_sync_2=t3 - t2, stop_pod=t4 - t3,
              remove_pod=t5 - t4, up_to_exec=t3 - t0, total=t5 - t0)
+    # Wall-clock step windows, to attribute the shim's logged runsc calls to steps (runsc_time_per_step).
+    t["_windows"] = [(name, wall0 + a - t0, wall0 + b - t0) for name, a, b in (
+        ("run_pod", t0, t1), ("start_2_containers", t1, t2), ("exec_sync_2", t2, t3), ("stop_pod", t3, t4),
+        ("remove_pod", t4, t5))]
     return t
+
+
+RUNSC_CALL = re.compile(r'^time="([0-9T:.\-]+)Z" level=debug msg="runsc (\w+) \S+: ([0-9.]+) ms"')
+
+
+def runsc_time_per_step(log_path, windows):
+    """Sum of the runsc commands gvshim ran (its debug log: `runsc CMD ID: N ms`, logged when the command ends)
+    per step window; `runsc wait` (it lasts the container's life) and `runsc exec` (not logged: its process is
+    the exec itself) are not counted. Returns {step: seconds}."""
+    calls = []
+    for line in pathlib.Path(log_path).read_text(errors="replace").splitlines():
+        m = RUNSC_CALL.match(line)
+        if m and m.group(2) != "wait":
+            when = datetime.datetime.fromisoformat(m.group(1)).replace(tzinfo=datetime.timezone.utc).timestamp()
+            calls.append((when, float(m.group(3)) / 1000))
+    out = {}
+    for name, a, b in windows:
+        out[name] = sum(d for when, d in calls if a <= when <= b)
+    return out
 
 
 def main():
@@ -95,6 +121,7 @@ def main():
     args = ap.parse_args()
     handlers = args.handlers.split(",")
     samples = {h: {s: [] for s in STEPS} for h in handlers}
+    gv_windows = []
     failures = {h: [] for h in handlers}
     with env.Containerd(log_level="info") as ctd:
         cri = ctd.client(timeout=180)
@@ -106,17 +133,28 @@ def main():
         for i in range(args.iterations):
             for h in handlers:
                 try:
-                    for s, v in one(ctd, cri, ctd.image, h, i, args.step_timeout).items():
-                        samples[h][s].append(v)
+                    r = one(ctd, cri, ctd.image, h, i, args.step_timeout)
+                    if h == "gvisor":
+                        gv_windows.append(r["_windows"])
+                    for s, v in r.items():
+                        if s != "_windows":
+                            samples[h][s].append(v)
                 except Exception as e:
                     failures[h].append(f"iteration {i}: {str(e)[:200]}")
         cri.timeout = 60
         cri.cleanup()
+        runsc_parts = [runsc_time_per_step(ctd.env["GVS_LOG"], w) for w in gv_windows]
     print(f"cri_lifecycle: median seconds per step over {args.iterations} iterations (same containerd, interleaved)")
     print(f"{'step':20s}" + "".join(f"{h:>14s}" for h in handlers))
     med = {h: {s: statistics.median(v) if v else float("nan") for s, v in samples[h].items()} for h in handlers}
     for s in STEPS:
         print(f"{s:20s}" + "".join(f"{med[h][s]:14.3f}" for h in handlers))
+    if runsc_parts:
+        print("gvshim: median seconds of the step spent in runsc commands the shim ran (create/start/kill/delete;")
+        print("        not exec or wait), and the rest (shim + containerd + CRI client):")
+        for s in STEPS[:3] + STEPS[4:6]:
+            r = statistics.median(p[s] for p in runsc_parts)
+            print(f"  {s:20s} runsc {r:6.3f}   rest {med['gvisor'][s] - r:6.3f}")
     if "gvisor" in handlers:
         for base in handlers:
             if base == "gvisor":
