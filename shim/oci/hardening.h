@@ -120,10 +120,11 @@ absl::StatusOr<HardeningResult> HardenWithProfile(const nlohmann::json& spec, co
                                                   const std::optional<nlohmann::json>& oci_seccomp);
 
 // config.json helpers. ParseSpec is LoadSpec's pure part (`path` names the file in errors). LoadSpec reports
-// malformed JSON with line:column; SaveSpec writes a temporary file in the same directory, fsyncs it and
-// renames it over `path`, keeping the old file's mode.
+// malformed JSON with line:column; SaveSpec writes a temporary file in the same directory, fsyncs it (unless
+// !durable: a bundle under containerd's state directory, which does not outlive a reboot) and renames it over
+// `path`, keeping the old file's mode.
 absl::StatusOr<nlohmann::json> ParseSpec(const std::string& text, const std::string& path);
 absl::StatusOr<nlohmann::json> LoadSpec(const std::string& path);
-absl::Status SaveSpec(const std::string& path, const nlohmann::json& spec);
+absl::Status SaveSpec(const std::string& path, const nlohmann::json& spec, bool durable = true);
 
 }  // namespace gvshim::oci
