@@ -21,8 +21,8 @@
 #include "shim/base/hash.h"
 #include "shim/base/status.h"
 #include "shim/sys/fd.h"
-#include "shim/sys/reaper.h"
 #include "shim/sys/spawn.h"
+#include "shim/sys/subprocess.h"
 
 namespace gvshim::runsc {
 namespace {
@@ -117,7 +117,7 @@ std::string ReadLogSince(const std::string& path, off_t from) {
 
 class RunscCli : public Runsc {
  public:
-  explicit RunscCli(GlobalOptions opts) : g_(std::move(opts)) {}
+  RunscCli(GlobalOptions opts, sys::ProcessWatcher* reaper) : g_(std::move(opts)), reaper_(reaper) {}
 
   absl::Status Create(const std::string& id, const CreateOptions& o) override {
     std::vector<std::string> args = {"create"};
@@ -149,7 +149,7 @@ class RunscCli : public Runsc {
     opts.new_session = o.new_session;
     // The exec may outlive the thread that starts it; PDEATHSIG is tied to that thread.
     opts.pdeathsig = 0;
-    auto pid = sys::Spawn(opts);
+    auto pid = sys::Spawn(opts, reaper_);
     if (!pid.ok()) return Annotate(pid.status(), absl::StrCat("runsc exec ", id));
     return *pid;
   }
@@ -245,9 +245,9 @@ class RunscCli : public Runsc {
 
   // Runs one runsc command to completion. With `stdio` the command's stdio is the caller's (create and start
   // hand it to the sandbox, which must not hold our capture pipes), so error text comes from the log.
-  absl::StatusOr<sys::Reaper::Result> Invoke(absl::string_view cmd, absl::string_view id,
-                                             std::vector<std::string> args, const Stdio* stdio,
-                                             absl::Duration timeout) {
+  absl::StatusOr<sys::SubprocessResult> Invoke(absl::string_view cmd, absl::string_view id,
+                                               std::vector<std::string> args, const Stdio* stdio,
+                                               absl::Duration timeout) {
     RETURN_IF_ERROR(CheckRoot(cmd, id));
     sys::SpawnOptions opts;
     opts.argv = Argv(std::move(args));
@@ -260,7 +260,7 @@ class RunscCli : public Runsc {
       opts.stderr_fd = stdio->err >= 0 ? stdio->err : dev_null.get();
     }
     const off_t log_start = FileSize(g_.log_path);
-    auto r = sys::Reaper::Get().Run(std::move(opts), timeout);
+    auto r = sys::RunSubprocess(reaper_, std::move(opts), timeout);
     if (!r.ok()) return Annotate(r.status(), What(cmd, id));
     if (r->exit_code == 0) return r;
 
@@ -273,6 +273,7 @@ class RunscCli : public Runsc {
   }
 
   GlobalOptions g_;
+  sys::ProcessWatcher* const reaper_;  // not owned; null in a process without a reaper
 };
 
 }  // namespace
@@ -284,7 +285,9 @@ std::string ContainerId(const std::string& root, const std::string& id) {
                       absl::Hex(Fnv1a64(key, kFnv64Offset ^ 0x9e3779b97f4a7c15ull), absl::kZeroPad16));
 }
 
-std::unique_ptr<Runsc> NewRunscCli(GlobalOptions opts) { return std::make_unique<RunscCli>(std::move(opts)); }
+std::unique_ptr<Runsc> NewRunscCli(GlobalOptions opts, sys::ProcessWatcher* reaper) {
+  return std::make_unique<RunscCli>(std::move(opts), reaper);
+}
 
 std::vector<std::string> GlobalArgs(const GlobalOptions& o) {
   std::vector<std::string> args = {"--root", o.root};
