@@ -251,6 +251,7 @@ class RunscCli : public Runsc {
     RETURN_IF_ERROR(CheckRoot(cmd, id));
     sys::SpawnOptions opts;
     opts.argv = Argv(std::move(args));
+    opts.hide_proc_sys_net = g_.hide_net_sysctls && cmd == "create";
     sys::UniqueFd dev_null;
     if (stdio != nullptr) {
       dev_null.reset(::open("/dev/null", O_RDWR | O_CLOEXEC));

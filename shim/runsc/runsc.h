@@ -33,6 +33,9 @@ struct GlobalOptions {
   // Give runsc ContainerId(root, id) instead of the caller's id (see ContainerId). Off only for tests that
   // check argv literally.
   bool map_ids = true;
+  // `create` runs with /proc/sys/net hidden (sys::SpawnOptions::hide_proc_sys_net): set by the task service for a
+  // pod sandbox with --network=sandbox once it has checked the pod's network namespace (shim/task/netns.h).
+  bool hide_net_sysctls = false;
   absl::Duration timeout = absl::Seconds(60);  // per call, except Wait and exec
 };
 
