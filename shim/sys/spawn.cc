@@ -27,7 +27,16 @@ namespace {
 constexpr char kDefaultPath[] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 // What the child reports through the CLOEXEC pipe when it fails before exec.
-enum class Stage : int { kSetsid = 1, kPdeathsig, kDup, kChdir, kExec, kUnshareMountNs, kSlaveMounts, kHideSysctls };
+enum class Stage : int {
+  kSetsid = 1,
+  kPdeathsig,
+  kDup,
+  kChdir,
+  kExec,
+  kUnshareMountNs,
+  kSlaveMounts,
+  kHideSysctls
+};
 struct ChildError {
   Stage stage;
   int err;
@@ -93,7 +102,8 @@ struct ChildPlan {
 
   if (plan.hide_proc_sys_net) {
     if (::unshare(CLONE_NEWNS) != 0) ChildFail(err_fd, Stage::kUnshareMountNs, errno);
-    if (::mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) != 0) ChildFail(err_fd, Stage::kSlaveMounts, errno);
+    if (::mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) != 0)
+      ChildFail(err_fd, Stage::kSlaveMounts, errno);
     if (::mount("gvshim-hidden", "/proc/sys/net", "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
                 "size=4k,mode=0555") != 0) {
       ChildFail(err_fd, Stage::kHideSysctls, errno);
@@ -234,7 +244,8 @@ absl::StatusOr<pid_t> Spawn(const SpawnOptions& opts, ProcessWatcher* reaper) {
     case Stage::kSlaveMounts:
       return ErrnoStatus(e.err, absl::StrCat("spawn ", opts.argv[0], ": making / a mount slave"));
     case Stage::kHideSysctls:
-      return ErrnoStatus(e.err, absl::StrCat("spawn ", opts.argv[0], ": mounting a tmpfs over /proc/sys/net"));
+      return ErrnoStatus(e.err,
+                         absl::StrCat("spawn ", opts.argv[0], ": mounting a tmpfs over /proc/sys/net"));
   }
   return absl::InternalError(absl::StrCat("spawn ", opts.argv[0], ": unknown failure"));
 }

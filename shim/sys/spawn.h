@@ -33,8 +33,8 @@ struct SpawnOptions {
   // Long-lived children spawned from short-lived threads must use 0.
   int pdeathsig = SIGKILL;
   // The child gets its own mount namespace (a slave of the shim's, so later mounts still reach it) in which
-  // /proc/sys/net is an empty read-only tmpfs. For `runsc create` with --network=sandbox only: see
-  // shim/task/netns.h for why, and for the check that must pass first.
+  // /proc/sys/net is an empty read-only tmpfs. For `runsc create` and `start` of a sandbox with
+  // --network=sandbox only: see shim/task/netns.h for why, and for the check that must pass first.
   bool hide_proc_sys_net = false;
 };
 

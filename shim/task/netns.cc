@@ -1,14 +1,21 @@
 #include "shim/task/netns.h"
 
 #include <sys/stat.h>
+#include <sys/utsname.h>
 
 #include <cerrno>
+#include <cstdio>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
+#include "shim/base/log.h"
 #include "shim/base/status.h"
 
 namespace gvshim::task {
 namespace {
+
+// NET_NS_INIT_INO (linux/nsfs.h): the inode of the node's network namespace from Linux 6.18 on.
+constexpr ino_t kInitNetInode = 0xEFFFFFF9;
 
 struct NsId {
   dev_t dev;
@@ -24,9 +31,31 @@ absl::StatusOr<NsId> Identify(const std::string& path) {
 
 }  // namespace
 
+bool KernelNumbersInitNetFixed(const std::string& release) {
+  int major = 0, minor = 0;
+  if (std::sscanf(release.c_str(), "%d.%d", &major, &minor) != 2) return false;
+  return major > 6 || (major == 6 && minor >= 18);
+}
+
 absl::StatusOr<bool> SandboxNetnsIsNotTheNodes(const nlohmann::json& spec, const NetnsPaths& paths) {
-  absl::StatusOr<NsId> init = Identify(paths.init);
-  if (!init.ok()) return false;
+  std::optional<NsId> init;
+  if (absl::StatusOr<NsId> id = Identify(paths.init); id.ok()) {
+    init = *id;
+  } else {
+    std::string release = paths.kernel_release;
+    if (struct utsname u{}; release.empty() && ::uname(&u) == 0) release = u.release;
+    absl::StatusOr<NsId> self = Identify(paths.self);
+    if (!KernelNumbersInitNetFixed(release) || !self.ok()) {
+      log::Warnf(
+          "runsc --network=sandbox: cannot tell the node's network namespace (%s; kernel %s); runsc's own "
+          "check decides",
+          id.status().ToString(), release);
+      return false;
+    }
+    // pid 1 may be out of reach (another user namespace, or no ptrace access); from 6.18 on the node's
+    // network namespace has a fixed inode on the namespace filesystem.
+    init = NsId{self->dev, kInitNetInode};
+  }
 
   // The namespace runsc will use: the spec's path; a fresh one when the spec asks for a network namespace
   // without a path; the shim's own when the spec lists namespaces but no network one (hostNetwork), or none.

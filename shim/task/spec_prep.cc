@@ -125,6 +125,9 @@ absl::StatusOr<PreparedSpec> PrepareSpec(const std::string& bundle, const config
     auto hide = SandboxNetnsIsNotTheNodes(spec);
     if (!hide.ok()) return Annotate(hide.status(), path);
     out.hide_net_sysctls = *hide;
+    log::Debugf("%s: --network=sandbox, the pod's network namespace is %s; /proc/sys/net %s from runsc",
+                bundle, *hide ? "not the node's" : "unknown (init's unreadable)",
+                *hide ? "hidden" : "left visible");
   }
   auto resources = ResourcesFromSpec(spec);
   if (!resources.ok()) return Annotate(resources.status(), path);
