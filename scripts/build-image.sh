@@ -17,6 +17,8 @@ set -euo pipefail
 umask 022
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=lib/oci-layout.sh
+source "$ROOT/scripts/lib/oci-layout.sh"
 OUT=$ROOT/build/image
 WITH_PY_NODE=0
 WITH_BUSYBOX=1
@@ -67,7 +69,7 @@ fi
 dir=$OUT/$variant
 mkdir -p "$dir"
 key=$( {
-  sha256sum "${BASH_SOURCE[0]}" "$BUSYBOX" | cut -d' ' -f1
+  sha256sum "${BASH_SOURCE[0]}" "$ROOT/scripts/lib/oci-layout.sh" "$BUSYBOX" | cut -d' ' -f1
   echo "$NAME"
   if [[ $WITH_PY_NODE -eq 1 ]]; then
     sha256sum "$py_bin" "$node_bin" | cut -d' ' -f1
@@ -137,55 +139,10 @@ GROUP
     # Node's runtime may dlopen ICU data or look up CA certificates; neither is needed for snippets.
   fi
 
-  layer=$work/layer.tar
-  # Deterministic tar: sorted names, fixed owner and mtime, GNU format (no pax atime/ctime records).
-  tar -C "$rootfs" --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner --format=gnu -cf "$layer" .
-  layer_digest=sha256:$(sha256sum "$layer" | cut -d' ' -f1)
-  layer_size=$(stat -c %s "$layer")
-
-  layout=$work/layout
-  mkdir -p "$layout/blobs/sha256"
-  # blob FILE: moves FILE into the layout's blob store; prints "sha256:HEX SIZE".
-  blob() {
-    local hex size
-    hex=$(sha256sum "$1" | cut -d' ' -f1)
-    size=$(stat -c %s "$1")
-    mv "$1" "$layout/blobs/sha256/$hex"
-    echo "sha256:$hex $size"
-  }
-  read -r _ _ < <(blob "$layer")
-
   if [[ $WITH_BUSYBOX -eq 1 ]]; then cmd='["sh"]'; else cmd='["/usr/bin/python3"]'; fi
-  jq -cn --arg diff "$layer_digest" --argjson cmd "$cmd" '{
-      architecture: "amd64", os: "linux",
-      created: "1970-01-01T00:00:00Z",
-      config: {Env: ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"], Cmd: $cmd,
-               WorkingDir: "/"},
-      rootfs: {type: "layers", diff_ids: [$diff]},
-      history: [{created: "1970-01-01T00:00:00Z", created_by: "gvshim scripts/build-image.sh"}]
-    }' >"$work/config.json"
-  read -r config_digest config_size < <(blob "$work/config.json")
-
-  jq -cn --arg cd "$config_digest" --argjson cs "$config_size" --arg ld "$layer_digest" --argjson ls "$layer_size" '{
-      schemaVersion: 2,
-      mediaType: "application/vnd.oci.image.manifest.v1+json",
-      config: {mediaType: "application/vnd.oci.image.config.v1+json", digest: $cd, size: $cs},
-      layers: [{mediaType: "application/vnd.oci.image.layer.v1.tar", digest: $ld, size: $ls}]
-    }' >"$work/manifest.json"
-  read -r manifest_digest manifest_size < <(blob "$work/manifest.json")
-
-  jq -cn --arg md "$manifest_digest" --argjson ms "$manifest_size" --arg name "$NAME" '{
-      schemaVersion: 2,
-      manifests: [{mediaType: "application/vnd.oci.image.manifest.v1+json", digest: $md, size: $ms,
-                   platform: {architecture: "amd64", os: "linux"},
-                   annotations: {"io.containerd.image.name": $name,
-                                 "org.opencontainers.image.ref.name": ($name | sub("^.*:"; ""))}}]
-    }' >"$layout/index.json"
-  echo '{"imageLayoutVersion":"1.0.0"}' >"$layout/oci-layout"
-
-  tar -C "$layout" --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner --format=gnu \
-    -cf "$dir/image.tar.tmp" oci-layout index.json blobs
-  mv "$dir/image.tar.tmp" "$dir/image.tar"
+  config=$(jq -cn --argjson cmd "$cmd" \
+    '{Env: ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"], Cmd: $cmd, WorkingDir: "/"}')
+  oci_layout_tar "$rootfs" "$work" "$NAME" "$config" "gvshim scripts/build-image.sh" "$dir/image.tar"
   echo "$key" >"$dir/key"
   rm -rf "$work"
   trap - EXIT
@@ -194,11 +151,6 @@ fi
 
 if [[ -n $ADDRESS ]]; then
   log "importing $NAME into $ADDRESS (namespace $NAMESPACE)"
-  ctr -a "$ADDRESS" -n "$NAMESPACE" images import "$dir/image.tar" >&2
-  # grep reads everything (no -q): an early exit would SIGPIPE ctr and fail the pipeline under pipefail.
-  if ! ctr -a "$ADDRESS" -n "$NAMESPACE" images ls -q | grep -xF -- "$NAME" >/dev/null; then
-    echo "build-image.sh: import did not create $NAME" >&2
-    exit 1
-  fi
+  oci_import "$ADDRESS" "$NAMESPACE" "$dir/image.tar" "$NAME" build-image.sh
 fi
 echo "$NAME"

@@ -20,6 +20,8 @@ set -euo pipefail
 umask 022
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=lib/oci-layout.sh
+source "$ROOT/scripts/lib/oci-layout.sh"
 BIN_DIR=$ROOT/build/shim/main
 RUNSC=$(command -v runsc || echo /usr/bin/runsc)
 OUT=$ROOT/build/image
@@ -64,7 +66,8 @@ fi
 dir=$OUT/node
 mkdir -p "$dir"
 key=$( {
-  sha256sum "${BASH_SOURCE[0]}" "$BIN_DIR/containerd-shim-gvisor-v1" "$BIN_DIR/gvshim" "$RUNSC" "$BUSYBOX" \
+  sha256sum "${BASH_SOURCE[0]}" "$ROOT/scripts/lib/oci-layout.sh" "$BIN_DIR/containerd-shim-gvisor-v1" \
+    "$BIN_DIR/gvshim" "$RUNSC" "$BUSYBOX" \
     "$ROOT"/seccomp-profiles/*.json "$BIN_DIR"/gvshim-helpers/* | cut -d' ' -f1
   echo "$NAME"
 } | sha256sum | cut -d' ' -f1)
@@ -94,46 +97,10 @@ else
   (cd "$payload" && sha256sum containerd-shim-gvisor-v1 gvshim runsc seccomp-profiles/*.json gvshim-helpers/* \
     >SHA256SUMS)
 
-  layer=$work/layer.tar
-  tar -C "$rootfs" --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner --format=gnu -cf "$layer" .
-  layer_digest=sha256:$(sha256sum "$layer" | cut -d' ' -f1)
-  layer_size=$(stat -c %s "$layer")
-  layout=$work/layout
-  mkdir -p "$layout/blobs/sha256"
-  blob() { # blob FILE: into the layout's blob store; prints "sha256:HEX SIZE"
-    local hex size
-    hex=$(sha256sum "$1" | cut -d' ' -f1)
-    size=$(stat -c %s "$1")
-    mv "$1" "$layout/blobs/sha256/$hex"
-    echo "sha256:$hex $size"
-  }
-  read -r _ _ < <(blob "$layer")
-  jq -cn --arg diff "$layer_digest" --arg runsc "$runsc_version" '{
-      architecture: "amd64", os: "linux", created: "1970-01-01T00:00:00Z",
-      config: {Env: ["PATH=/usr/local/bin:/bin"], Cmd: ["/bin/sleep", "2147483647"], WorkingDir: "/",
-               Labels: {"org.opencontainers.image.title": "gvshim node installer",
-                        "dev.gvshim.runsc-version": $runsc}},
-      rootfs: {type: "layers", diff_ids: [$diff]},
-      history: [{created: "1970-01-01T00:00:00Z", created_by: "gvshim scripts/build-node-image.sh"}]
-    }' >"$work/config.json"
-  read -r config_digest config_size < <(blob "$work/config.json")
-  jq -cn --arg cd "$config_digest" --argjson cs "$config_size" --arg ld "$layer_digest" --argjson ls "$layer_size" '{
-      schemaVersion: 2, mediaType: "application/vnd.oci.image.manifest.v1+json",
-      config: {mediaType: "application/vnd.oci.image.config.v1+json", digest: $cd, size: $cs},
-      layers: [{mediaType: "application/vnd.oci.image.layer.v1.tar", digest: $ld, size: $ls}]
-    }' >"$work/manifest.json"
-  read -r manifest_digest manifest_size < <(blob "$work/manifest.json")
-  jq -cn --arg md "$manifest_digest" --argjson ms "$manifest_size" --arg name "$NAME" '{
-      schemaVersion: 2,
-      manifests: [{mediaType: "application/vnd.oci.image.manifest.v1+json", digest: $md, size: $ms,
-                   platform: {architecture: "amd64", os: "linux"},
-                   annotations: {"io.containerd.image.name": $name,
-                                 "org.opencontainers.image.ref.name": ($name | sub("^.*:"; ""))}}]
-    }' >"$layout/index.json"
-  echo '{"imageLayoutVersion":"1.0.0"}' >"$layout/oci-layout"
-  tar -C "$layout" --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner --format=gnu \
-    -cf "$dir/image.tar.tmp" oci-layout index.json blobs
-  mv "$dir/image.tar.tmp" "$dir/image.tar"
+  config=$(jq -cn --arg runsc "$runsc_version" '{
+      Env: ["PATH=/usr/local/bin:/bin"], Cmd: ["/bin/sleep", "2147483647"], WorkingDir: "/",
+      Labels: {"org.opencontainers.image.title": "gvshim node installer", "dev.gvshim.runsc-version": $runsc}}')
+  oci_layout_tar "$rootfs" "$work" "$NAME" "$config" "gvshim scripts/build-node-image.sh" "$dir/image.tar"
   echo "$key" >"$dir/key"
   rm -rf "$work"
   trap - EXIT
@@ -142,8 +109,6 @@ fi
 
 if [[ -n $ADDRESS ]]; then
   log "importing $NAME into $ADDRESS (namespace $NAMESPACE)"
-  ctr -a "$ADDRESS" -n "$NAMESPACE" images import "$dir/image.tar" >&2
-  ctr -a "$ADDRESS" -n "$NAMESPACE" images ls -q | grep -xF -- "$NAME" >/dev/null ||
-    { echo "build-node-image.sh: import did not create $NAME" >&2; exit 1; }
+  oci_import "$ADDRESS" "$NAMESPACE" "$dir/image.tar" "$NAME" build-node-image.sh
 fi
 echo "$NAME"

@@ -65,7 +65,8 @@ struct ExecuteConfig {
   // Size of each private tmpfs a snippet gets (/tmp, /var/tmp, /dev/shm, its working directory).
   uint64_t tmpfs_bytes = 64ull << 20;
   Limits default_limits{10000, 10000, 512ull << 20, 1 << 20, 64, 16 << 20};
-  Limits max_limits{300000, 300000, 8ull << 30, 64 << 20, 4096, 1ull << 30};
+  // output_bytes: at most 16 MiB (config.cc: two streams of it, base64, must fit in one 64 MiB frame).
+  Limits max_limits{300000, 300000, 8ull << 30, 16 << 20, 4096, 1ull << 30};
 };
 
 inline constexpr char kOptInAnnotation[] = "dev.gvshim.execute";
