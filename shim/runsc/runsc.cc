@@ -251,6 +251,8 @@ class RunscCli : public Runsc {
     RETURN_IF_ERROR(CheckRoot(cmd, id));
     sys::SpawnOptions opts;
     opts.argv = Argv(std::move(args));
+    // runsc sets the sandbox's network up at create (0.0~20221219) or start (0.0~20240729).
+    opts.hide_proc_sys_net = g_.hide_net_sysctls && (cmd == "create" || cmd == "start");
     sys::UniqueFd dev_null;
     if (stdio != nullptr) {
       dev_null.reset(::open("/dev/null", O_RDWR | O_CLOEXEC));

@@ -25,13 +25,17 @@ struct GlobalOptions {
   std::string log_format = "json";
   bool debug = false;
   std::string debug_log;  // --debug-log
-  std::string platform;  // --platform; empty: runsc's default
+  std::string platform;   // --platform; empty: runsc's default
   std::string network = "none";
   bool oci_seccomp = false;
-  std::vector<std::string> extra_flags;        // passed verbatim after the others, e.g. "--overlay"
+  std::vector<std::string> extra_flags;  // passed verbatim after the others, e.g. "--overlay"
   // Give runsc ContainerId(root, id) instead of the caller's id (see ContainerId). Off only for tests that
   // check argv literally.
   bool map_ids = true;
+  // `create` and `start` run with /proc/sys/net hidden (sys::SpawnOptions::hide_proc_sys_net): set by the
+  // task service for a pod sandbox with --network=sandbox once it has checked the pod's network namespace
+  // (shim/task/netns.h).
+  bool hide_net_sysctls = false;
   absl::Duration timeout = absl::Seconds(60);  // per call, except Wait and exec
 };
 
@@ -103,11 +107,11 @@ class Runsc {
 };
 
 // The id runsc knows a container by: "gv" + 32 hex digits of a hash of (state root, caller's id). runsc
-// 0.0~20240729 resolves ids by prefix ("web" is ambiguous once "web2" exists, and every command on it fails), and
-// both versions name a sandbox's control socket after its id in the host-wide abstract namespace, so equal ids
-// under two roots (two containerd namespaces or two containerds) collide. Ids of one fixed length derived from
-// (root, id) avoid both. The root already ends in the containerd namespace (RunscOptions). Stable across
-// versions: `delete` after a shim upgrade must find the container. `gvshim runsc-id` prints it.
+// 0.0~20240729 resolves ids by prefix ("web" is ambiguous once "web2" exists, and every command on it fails),
+// and both versions name a sandbox's control socket after its id in the host-wide abstract namespace, so
+// equal ids under two roots (two containerd namespaces or two containerds) collide. Ids of one fixed length
+// derived from (root, id) avoid both. The root already ends in the containerd namespace (RunscOptions).
+// Stable across versions: `delete` after a shim upgrade must find the container. `gvshim runsc-id` prints it.
 std::string ContainerId(const std::string& root, const std::string& id);
 
 // Errors: "runsc <cmd> <id>: exit <code>: <runsc's message>", where the message is runsc's stderr or, when
@@ -123,8 +127,8 @@ std::unique_ptr<Runsc> NewRunscCli(GlobalOptions opts);
 // extra...
 std::vector<std::string> GlobalArgs(const GlobalOptions& opts);
 // Status code for a failed call from runsc's message: only runsc's own phrases for a missing container, a
-// container in the wrong state or an id in use count, and only as a whole segment of the message (after ": ");
-// any other text (a workload's "file not found", a mount that "already exists") is UNKNOWN.
+// container in the wrong state or an id in use count, and only as a whole segment of the message (after ":
+// "); any other text (a workload's "file not found", a mount that "already exists") is UNKNOWN.
 absl::StatusCode ClassifyError(const std::string& message);
 absl::StatusOr<State> ParseState(const std::string& json);
 absl::StatusOr<std::vector<State>> ParseList(const std::string& json);

@@ -2,6 +2,8 @@
 
 #include <fcntl.h>
 #include <linux/close_range.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -26,7 +28,16 @@ namespace {
 constexpr char kDefaultPath[] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 // What the child reports through the CLOEXEC pipe when it fails before exec.
-enum class Stage : int { kSetsid = 1, kPdeathsig, kDup, kChdir, kExec };
+enum class Stage : int {
+  kSetsid = 1,
+  kPdeathsig,
+  kDup,
+  kChdir,
+  kExec,
+  kUnshareMountNs,
+  kSlaveMounts,
+  kHideSysctls
+};
 struct ChildError {
   Stage stage;
   int err;
@@ -49,6 +60,7 @@ struct ChildPlan {
   std::vector<int> scratch;  // room for the child's temporary dups
   const char* cwd = nullptr;
   bool new_session = false;
+  bool hide_proc_sys_net = false;
   int pdeathsig = 0;
   pid_t parent = 0;
   int max_fd = 0;  // fallback bound when close_range is unavailable
@@ -89,6 +101,15 @@ struct ChildPlan {
     for (int fd = n; fd < plan.max_fd; ++fd) (void)::fcntl(fd, F_SETFD, FD_CLOEXEC);
   }
 
+  if (plan.hide_proc_sys_net) {
+    if (::unshare(CLONE_NEWNS) != 0) ChildFail(err_fd, Stage::kUnshareMountNs, errno);
+    if (::mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) != 0)
+      ChildFail(err_fd, Stage::kSlaveMounts, errno);
+    if (::mount("gvshim-hidden", "/proc/sys/net", "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                "size=4k,mode=0555") != 0) {
+      ChildFail(err_fd, Stage::kHideSysctls, errno);
+    }
+  }
   if (plan.cwd != nullptr && ::chdir(plan.cwd) != 0) ChildFail(err_fd, Stage::kChdir, errno);
 
   sigset_t empty;
@@ -155,6 +176,7 @@ absl::StatusOr<pid_t> Spawn(const SpawnOptions& opts) {
   plan.candidates = Candidates(opts);
   plan.cwd = opts.cwd.empty() ? nullptr : opts.cwd.c_str();
   plan.new_session = opts.new_session;
+  plan.hide_proc_sys_net = opts.hide_proc_sys_net;
   plan.pdeathsig = opts.pdeathsig;
   plan.parent = ::getpid();
   struct rlimit rl;
@@ -218,6 +240,13 @@ absl::StatusOr<pid_t> Spawn(const SpawnOptions& opts) {
       return ErrnoStatus(e.err, absl::StrCat("spawn ", opts.argv[0], ": prctl(PR_SET_PDEATHSIG)"));
     case Stage::kDup:
       return ErrnoStatus(e.err, absl::StrCat("spawn ", opts.argv[0], ": dup2"));
+    case Stage::kUnshareMountNs:
+      return ErrnoStatus(e.err, absl::StrCat("spawn ", opts.argv[0], ": unshare(CLONE_NEWNS)"));
+    case Stage::kSlaveMounts:
+      return ErrnoStatus(e.err, absl::StrCat("spawn ", opts.argv[0], ": making / a mount slave"));
+    case Stage::kHideSysctls:
+      return ErrnoStatus(e.err,
+                         absl::StrCat("spawn ", opts.argv[0], ": mounting a tmpfs over /proc/sys/net"));
   }
   return absl::InternalError(absl::StrCat("spawn ", opts.argv[0], ": unknown failure"));
 }

@@ -31,6 +31,10 @@ struct SpawnOptions {
   // Signal the child gets when the *thread* that spawned it exits (PR_SET_PDEATHSIG semantics); 0 = none.
   // Long-lived children spawned from short-lived threads must use 0.
   int pdeathsig = SIGKILL;
+  // The child gets its own mount namespace (a slave of the shim's, so later mounts still reach it) in which
+  // /proc/sys/net is an empty read-only tmpfs. For `runsc create` and `start` of a sandbox with
+  // --network=sandbox only: see shim/task/netns.h for why, and for the check that must pass first.
+  bool hide_proc_sys_net = false;
 };
 
 // Starts the child and returns its pid once exec has succeeded. A failure before or at exec (missing binary,

@@ -225,6 +225,7 @@ absl::StatusOr<std::string> Service::Create(const std::string& payload) {
   const std::string wrap = ResolveWrap(cfg, SelfExe());
   ASSIGN_OR_RETURN(PreparedSpec prep, PrepareSpec(req.bundle(), cfg, &profiles_, g.root, wrap));
   if (!prep.network.empty()) g.network = prep.network;
+  g.hide_net_sysctls = prep.hide_net_sysctls;
 
   g.log_path = req.bundle() + "/runsc.log";
   g.oci_seccomp = prep.oci_seccomp;

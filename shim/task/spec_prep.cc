@@ -12,6 +12,7 @@
 #include "shim/oci/hardening.h"
 #include "shim/seccomp/profile.h"
 #include "shim/sys/file.h"
+#include "shim/task/netns.h"
 #include "shim/task/wrap.h"
 
 namespace gvshim::task {
@@ -112,7 +113,22 @@ absl::StatusOr<PreparedSpec> PrepareSpec(const std::string& bundle, const config
   } else if (seccomp != nullptr && !pod_sandbox) {
     out.exec_needs_wrap = true;
   }
-  if (policy.enabled && policy.host_network == "host" && oci::UsesHostNetwork(spec)) out.network = "host";
+  if (policy.enabled && oci::UsesHostNetwork(spec)) {
+    if (policy.host_network == "host") {
+      out.network = "host";
+    } else if (cfg.runsc.network == "sandbox") {
+      // "isolated": gVisor's own loopback-only network. --network=sandbox would take the node's interfaces.
+      out.network = "none";
+    }
+  }
+  if (!joins && (out.network.empty() ? cfg.runsc.network : out.network) == "sandbox") {
+    auto hide = SandboxNetnsIsNotTheNodes(spec);
+    if (!hide.ok()) return Annotate(hide.status(), path);
+    out.hide_net_sysctls = *hide;
+    log::Debugf("%s: --network=sandbox, the pod's network namespace is %s; /proc/sys/net %s from runsc",
+                bundle, *hide ? "not the node's" : "unknown (init's unreadable)",
+                *hide ? "hidden" : "left visible");
+  }
   auto resources = ResourcesFromSpec(spec);
   if (!resources.ok()) return Annotate(resources.status(), path);
   RETURN_IF_ERROR(oci::SaveSpec(path, spec));

@@ -32,7 +32,8 @@ struct PreparedSpec {
   Resources resources;           // linux.resources as gvshim honours them (shim/task/resources.h)
   oci::HardeningPolicy policy;   // the policy after the pod's annotations (execs are hardened with it)
   bool privileged = false;       // a privileged container the policy allowed
-  std::string network;           // runsc --network for this container when not the config's ("host")
+  std::string network;           // runsc --network for this container when not the config's ("host", "none")
+  bool hide_net_sysctls = false;  // `runsc create` with /proc/sys/net hidden (shim/task/netns.h)
   bool wrap = false;             // gvshim-wrap is mounted (shim/task/wrap.h)
   std::string exec_seccomp_bpf;  // the profile as BPF: execs install it through `wrap --seccomp-env`
   bool exec_needs_wrap = false;  // a seccomp profile but no wrapper: execs must be refused

@@ -1,5 +1,9 @@
 """Pods on a real CNI bridge network, with runsc taking over each pod's network namespace (network = "sandbox").
 
+This kernel (6.18) shows /proc/sys/net/core/rmem_default in every network namespace, which runsc takes for "the
+root namespace" and refuses; these cases pass because the shim checks the namespace itself and hides /proc/sys/net
+from `runsc create` (shim/task/netns.h).
+
 containerd, the CNI bridge and every pod live inside a network namespace this test creates; "the host" of these
 cases is that namespace. Nothing is assigned to or sent from the machine's root namespace.
 """
@@ -17,17 +21,10 @@ from crilib.runner import case
 SUBNET = "10.244.77.0/24"
 GATEWAY = "10.244.77.1"
 NETNS = f"gvscri-{uuid.uuid4().hex[:8]}"
-CONTAINERD = {"netns": NETNS, "runsc_network": "sandbox"}
+CONTAINERD = {"netns": NETNS, "runsc_network": "sandbox", "hardening": 'host_network = "isolated"\n'}
 
 
 def requires():
-    if os.environ.get("CRI_NETWORK") != "1":
-        # Known failure, outside gvshim: the pod sandbox's `runsc start` fails with "cannot run with network enabled
-        # in root network namespace". runsc takes the existence of /proc/sys/net/core/rmem_default as "root network
-        # namespace", and this machine's kernel (6.18) shows that file in every network namespace (docs/runsc.md).
-        # Run with CRI_NETWORK=1 on a kernel where the file exists only in the root namespace.
-        return ("not run by default (CRI_NETWORK=1): runsc network=sandbox refuses every namespace on kernels that "
-                "show /proc/sys/net/core/rmem_default outside the root one (docs/runsc.md)")
     if subprocess.run(["ip", "netns", "list"], capture_output=True).returncode != 0:
         return "needs iproute2 with netns support"
     for plugin in ("bridge", "host-local", "loopback"):
@@ -106,3 +103,16 @@ def pod_to_pod_and_host(t):
     # The CNI released the addresses (host-local) and removed the veths: only the bridge is left.
     links = in_netns("ip", "-o", "link").stdout
     assert "veth" not in links, links
+
+
+@case("host_network_pod_gets_only_loopback")
+def host_network_pod_gets_only_loopback(t):
+    """A hostNetwork pod under host_network = "isolated" gets gVisor's loopback-only network (--network=none):
+    --network=sandbox would hand the node's interfaces to gVisor."""
+    pod = t.cri.run_pod("hostnet", host_network=True)
+    cid = pod.run_container("app", t.image, command=["sleep", "100000"])
+    t.cri.wait_container(cid, c.RUNNING)
+    links = t.cri.exec_sync(cid, ["ip", "-o", "link"], timeout=20).stdout.decode()
+    names = sorted(line.split(":")[1].strip() for line in links.splitlines() if ":" in line)
+    assert names == ["lo"], links
+    pod.remove()

@@ -266,6 +266,24 @@ TEST(SpawnTest, PdeathsigFiresWhenSpawningThreadExits) {
   EXPECT_EQ(WTERMSIG(ws), SIGKILL);
 }
 
+TEST(SpawnTest, HideProcSysNetIsTheChildsOnly) {
+  // Seen by the child: an empty /proc/sys/net, in a mount namespace other than ours.
+  SpawnOptions o = Sh("ls -A /proc/sys/net | wc -l; readlink /proc/self/ns/mnt");
+  o.hide_proc_sys_net = true;
+  auto r = MustRun(o);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  char own[64] = {};
+  ASSERT_GT(::readlink("/proc/self/ns/mnt", own, sizeof own - 1), 0);
+  EXPECT_EQ(r.out.substr(0, 2), "0\n");
+  EXPECT_THAT(r.out, ::testing::Not(HasSubstr(own)));
+  // Ours is untouched.
+  struct stat st {};
+  EXPECT_EQ(::stat("/proc/sys/net/core", &st), 0);
+  // Without the option the child sees it as we do.
+  auto plain = MustRun(Sh("test -e /proc/sys/net/core && echo present"));
+  EXPECT_EQ(plain.out, "present\n");
+}
+
 TEST(SpawnTest, ExitCodeFromWaitStatus) {
   EXPECT_EQ(ExitCodeFromWaitStatus(0), 0);
   EXPECT_EQ(ExitCodeFromWaitStatus(7 << 8), 7);

@@ -79,6 +79,7 @@ PY_SNIPPETS = {
              "    except OSError:\n        listed = []\n"
              "    return {'content': content, 'listed': bool(listed)}\n"),
     "sleep_main": "import time\ndef main(n):\n    time.sleep(1)\n    return n\n",
+    "overlap_main": "import time\ndef main(n):\n    t0 = time.time()\n    time.sleep(3)\n    return [n, t0, time.time()]\n",
     "connect": ("import socket\n"
                 "def main(port):\n"
                 "    try:\n"
@@ -174,6 +175,8 @@ JS_SNIPPETS = {
              "  return { content, listed };\n"
              "}\n"),
     "sleep_main": "async function main({ n }) {\n  await new Promise((r) => setTimeout(r, 1000));\n  return n;\n}\n",
+    "overlap_main": "async function main({ n }) {\n  const t0 = Date.now() / 1000;\n"
+                    "  await new Promise((r) => setTimeout(r, 3000));\n  return [n, t0, Date.now() / 1000];\n}\n",
     "connect": ("const net = require('net');\n"
                 "function main({ port }) {\n"
                 "  return new Promise((resolve) => {\n"

@@ -246,7 +246,9 @@ class RunnerTests:
         res = self.runner.run(self.snippet("records_flood"), limits={"wall_timeout_ms": 120000})
         used = cpu_seconds() - before
         self.assertStatus(res, "success")
-        self.assertLess(used, 1.0, "the runner spent %.2f s of CPU on one job's 110 MB of records" % used)
+        # A rescan of every record at each read costs tens of seconds here; one pass well under 3 s even when
+        # the machine is loaded (CPU time, not wall time).
+        self.assertLess(used, 3.0, "the runner spent %.2f s of CPU on one job's 110 MB of records" % used)
 
     def test_no_lone_surrogates_in_frames(self):
         # JSON that Python and Node accept but the server's parser does not (a lone UTF-16 surrogate escape):
@@ -289,15 +291,17 @@ class RunnerTests:
         self.assertEqual(res_a["error"], "cancelled")
 
     def test_concurrent_jobs(self):
-        t0 = time.monotonic()
-        ids = [self.runner.submit(self.snippet("sleep_main"), args={"n": i}) for i in range(4)]
+        # Four jobs that each sleep 3 s run at the same time: every one starts before any one ends (a runner
+        # that ran them one after another could not give that, however fast or loaded the machine).
+        ids = [self.runner.submit(self.snippet("overlap_main"), args={"n": i}) for i in range(4)]
         results = [self.runner.wait(j) for j in ids]
-        elapsed = time.monotonic() - t0
+        spans = []
         for i, r in enumerate(results):
             self.assertStatus(r, "success")
-            self.assertEqual(json.loads(r["result_json"]), i)
-        # Each job sleeps 1 s; run one after another they would need 4 s.
-        self.assertLess(elapsed, 3.5)
+            n, start, end = json.loads(r["result_json"])
+            self.assertEqual(n, i)
+            spans.append((start, end))
+        self.assertLess(max(s for s, _ in spans), min(e for _, e in spans), "jobs did not overlap: %s" % spans)
 
     def test_network_off_by_default(self):
         srv = socket.socket()
