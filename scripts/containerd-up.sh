@@ -82,8 +82,19 @@ if [[ -n $PLATFORM ]]; then PLATFORM_FLAG="--platform=$PLATFORM "; fi
 CONTAINERD=$(command -v containerd || echo /usr/bin/containerd)
 
 # Baseline: containerd's runc shim driving runsc through this wrapper (runc-compatible CLI).
+# runsc gives a pod's second and later containers (subcontainers) the stdio of the `runsc start` process, where
+# runc's contract (and the runc shim) gives a container its stdio at `create`. The runc shim runs `start` with a
+# pipe that captures its error output and waits for that pipe to close; the sandbox would hold it open for the
+# container's life and the shim's Start would never return (every CRI pod with an app container hangs). So the
+# wrapper runs `start` with its stdio on /dev/null: the baseline's subcontainers have no stdout/stderr (no CRI
+# logs), which only makes the baseline cheaper. runsc's errors still reach the shim through --log.
 cat >"$DIR/runsc-runc" <<WRAP
 #!/bin/sh
+for a in "\$@"; do
+  if [ "\$a" = start ]; then
+    exec "$RUNSC" ${PLATFORM_FLAG}--network=none "\$@" </dev/null >/dev/null 2>&1
+  fi
+done
 exec "$RUNSC" ${PLATFORM_FLAG}--network=none "\$@"
 WRAP
 chmod 755 "$DIR/runsc-runc"

@@ -119,8 +119,9 @@ absl::StatusOr<HardeningResult> HardenWithProfile(const nlohmann::json& spec, co
                                                   const std::optional<nlohmann::json>& oci_seccomp);
 
 // config.json helpers. LoadSpec reports malformed JSON with line:column; SaveSpec writes a temporary file in
-// the same directory, fsyncs it and renames it over `path`, keeping the old file's mode.
+// the same directory, fsyncs it (unless !durable: a bundle under containerd's state directory, which does not
+// outlive a reboot) and renames it over `path`, keeping the old file's mode.
 absl::StatusOr<nlohmann::json> LoadSpec(const std::string& path);
-absl::Status SaveSpec(const std::string& path, const nlohmann::json& spec);
+absl::Status SaveSpec(const std::string& path, const nlohmann::json& spec, bool durable = true);
 
 }  // namespace gvshim::oci

@@ -35,7 +35,7 @@ absl::StatusOr<nlohmann::json> LoadSpec(const std::string& path) {
   }
 }
 
-absl::Status SaveSpec(const std::string& path, const nlohmann::json& spec) {
+absl::Status SaveSpec(const std::string& path, const nlohmann::json& spec, bool durable) {
   std::string text;
   try {
     text = spec.dump(2);
@@ -47,7 +47,8 @@ absl::Status SaveSpec(const std::string& path, const nlohmann::json& spec) {
   struct stat st;
   if (::stat(path.c_str(), &st) == 0) mode = st.st_mode & 07777;
   // The spec keeps its mode (containerd's bundle files are 0644 or stricter).
-  absl::Status st2 = sys::WriteFileAtomic(path, text, mode);
+  absl::Status st2 = sys::WriteFileAtomic(path, text, mode,
+                                          durable ? sys::Durability::kDurable : sys::Durability::kVolatile);
   return st2.ok() ? st2 : Annotate(st2, "save spec");
 }
 

@@ -259,7 +259,10 @@ absl::Status Container::AddExec(const std::string& exec_id, const stdio::StdioCo
     ::unlink(p->internal_pid_path.c_str());
   };
   // The process's environment may carry secrets: owner-only.
-  if (absl::Status st = sys::WriteFileAtomic(p->process_json_path, process_json, 0600); !st.ok()) {
+  // In the bundle (containerd's state directory, gone after a reboot): no fsync.
+  if (absl::Status st =
+          sys::WriteFileAtomic(p->process_json_path, process_json, 0600, sys::Durability::kVolatile);
+      !st.ok()) {
     return Annotate(st, absl::StrCat("exec ", exec_id, " in ", id(), ": write process spec"));
   }
   auto opened = stdio::ProcessIO::Open(io, id(), options_.ns, deps_.reaper);

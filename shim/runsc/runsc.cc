@@ -18,7 +18,10 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "shim/base/hash.h"
+#include "shim/base/log.h"
 #include "shim/base/status.h"
 #include "shim/sys/fd.h"
 #include "shim/sys/spawn.h"
@@ -262,7 +265,9 @@ class RunscCli : public Runsc {
       opts.stderr_fd = stdio->err >= 0 ? stdio->err : dev_null.get();
     }
     const off_t log_start = FileSize(g_.log_path);
+    const absl::Time t0 = absl::Now();
     auto r = sys::RunSubprocess(reaper_, std::move(opts), timeout);
+    log::Debugf("%s: %.1f ms", What(cmd, id), absl::ToDoubleMilliseconds(absl::Now() - t0));
     if (!r.ok()) return Annotate(r.status(), What(cmd, id));
     if (r->exit_code == 0) return r;
 

@@ -131,7 +131,8 @@ absl::StatusOr<PreparedSpec> PrepareSpec(const std::string& bundle, const config
   }
   auto resources = ResourcesFromSpec(spec);
   if (!resources.ok()) return Annotate(resources.status(), path);
-  RETURN_IF_ERROR(oci::SaveSpec(path, spec));
+  // The bundle lives in containerd's state directory (gone after a reboot, as are its containers): no fsync.
+  RETURN_IF_ERROR(oci::SaveSpec(path, spec, /*durable=*/false));
   for (const std::string& note : hardened.notes) log::Debugf("harden %s: %s", bundle, note);
   out.creates_sandbox = !joins;
   // A profile from the policy, or one the client put in the spec (e.g. a pod's RuntimeDefault), is enforced
@@ -177,7 +178,7 @@ absl::Status WriteDeleteInfo(const std::string& bundle, const runsc::GlobalOptio
                       {"platform", g.platform},
                       {"network", g.network},
                       {"extra_flags", g.extra_flags}};
-  return sys::WriteFileAtomic(bundle + "/" + kDeleteInfoFile, j.dump());
+  return sys::WriteFileAtomic(bundle + "/" + kDeleteInfoFile, j.dump(), 0644, sys::Durability::kVolatile);
 }
 
 absl::StatusOr<runsc::GlobalOptions> ReadDeleteInfo(const std::string& bundle) {

@@ -229,3 +229,7 @@ def mount_propagation(t):
     open(os.path.join(sub, "from-host"), "w").write("x")
     r = t.cri.exec_sync(slave, ["ls", "/mnt/late"], timeout=20)
     assert b"from-host" in r.stdout, f"rslave: the host's later mount is not visible: {r}"
+    # rprivate: the same late host mount stays invisible (critest's 'rprivate' spec; gVisor's gofer holds a
+    # private copy of the volume's mounts).
+    r = t.cri.exec_sync(private, ["ls", "-A", "/mnt/late"], timeout=20)
+    assert r.exit_code == 0 and b"from-host" not in r.stdout, f"rprivate: the host's later mount is visible: {r}"

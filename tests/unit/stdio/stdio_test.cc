@@ -6,7 +6,6 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
@@ -27,6 +26,7 @@
 #include "shim/stdio/process_io.h"
 #include "shim/stdio/target.h"
 #include "shim/sys/fd.h"
+#include "shim/sys/socket.h"
 #include "shim/sys/spawn.h"
 #include "tests/unit/fakes/test_util.h"
 
@@ -381,13 +381,30 @@ TEST(ConsoleSocketTest, ShortPathRemovedOnDestruction) {
   EXPECT_FALSE(std::filesystem::exists(dir));
 }
 
+TEST(ConsoleSocketTest, ModeIsPrivateAndATooLongPathLeavesNothingBehind) {
+  TempDir base;
+  {
+    auto sock = ConsoleSocket::CreateIn(base.path());
+    ASSERT_TRUE(sock.ok()) << sock.status();
+    struct stat st;
+    ASSERT_EQ(::stat((*sock)->path().c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0600u);
+  }
+  // <deep>/pty-XXXXXX/s is over 107 bytes: refused with the reason, and the private directory is removed.
+  const std::string deep = base.path() + "/" + std::string(100, 'd');
+  ASSERT_TRUE(std::filesystem::create_directory(deep));
+  auto sock = ConsoleSocket::CreateIn(deep);
+  EXPECT_EQ(sock.status().code(), absl::StatusCode::kInvalidArgument) << sock.status();
+  EXPECT_THAT(sock.status().message(), HasSubstr("console socket"));
+  EXPECT_THAT(sock.status().message(), HasSubstr("too long"));
+  EXPECT_TRUE(std::filesystem::is_empty(deep));
+}
+
 // Plays runsc: connects to the console socket and sends the pty master.
 void SendMaster(const std::string& path, int master) {
-  sys::UniqueFd s(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
-  ASSERT_EQ(::connect(s.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0) << std::strerror(errno);
+  auto dialled = sys::DialUnix(path, absl::Seconds(20));
+  ASSERT_TRUE(dialled.ok()) << dialled.status();
+  sys::UniqueFd s = std::move(*dialled);
   char name[] = "/dev/ptmx";
   iovec iov{name, sizeof name - 1};
   alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};

@@ -61,6 +61,25 @@ TEST_F(FileTest, AFailedFillLeavesTheOldFileAndNoTemporaryFile) {
   EXPECT_TRUE(Others("spec.json").empty());
 }
 
+// kVolatile (bundle files under containerd's state directory) skips only the fsyncs: the file is still replaced
+// whole, with its mode, and no temporary file is left, also when the fill fails.
+TEST_F(FileTest, AVolatileWriteStillReplacesAtomicallyAndCleansUp) {
+  const std::string path = dir_ + "/exec-1.json";
+  std::ofstream(path) << "old";
+  absl::Status st = WriteFileAtomic(path, "new process", 0600, Durability::kVolatile);
+  ASSERT_TRUE(st.ok()) << st;
+  EXPECT_EQ(*ReadFileToString(path), "new process");
+  struct stat sb;
+  ASSERT_EQ(::stat(path.c_str(), &sb), 0);
+  EXPECT_EQ(sb.st_mode & 07777, 0600u);
+  EXPECT_TRUE(Others("exec-1.json").empty());
+  st = WriteFileAtomicWith(
+      path, 0600, [](int, const std::string&) { return absl::InternalError("fill failed"); }, Durability::kVolatile);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInternal);
+  EXPECT_EQ(*ReadFileToString(path), "new process");
+  EXPECT_TRUE(Others("exec-1.json").empty());
+}
+
 TEST_F(FileTest, AMissingDirectoryIsNamed) {
   absl::Status st = WriteFileAtomic(dir_ + "/no/such/file", "x");
   EXPECT_EQ(st.code(), absl::StatusCode::kNotFound);
