@@ -155,7 +155,7 @@ int Start(const Flags& f, char** argv) {
   so.new_session = true;
   so.pdeathsig = 0;
   // stdin/stdout/stderr stay /dev/null: containerd 1.6 reads start's output until both pipes close.
-  auto pid = sys::Spawn(so);
+  auto pid = sys::Spawn(so, nullptr);  // `start` has no reaper: it collects its own children
   if (!pid.ok()) {
     std::fprintf(stderr, "start: %s\n", std::string(pid.status().message()).c_str());
     return give_up();
@@ -185,7 +185,8 @@ int Delete(const Flags& f) {
     g = cfg.ok() ? task::RunscOptions(*cfg, f.ns) : runsc::GlobalOptions{};
   }
   g->log_path = "";
-  auto r = runsc::NewRunscCli(*g);
+  // No reaper in this short-lived command: runsc's exits are collected by the subprocess runner itself.
+  auto r = runsc::NewRunscCli(*g, nullptr);
   absl::Status st = r->Delete(f.id, /*force=*/true);
   if (!st.ok() && st.code() != absl::StatusCode::kNotFound) log::Warnf("delete %s: %s", f.id, st.ToString());
   // The container's execute container, if the shim made one (shim/execute/supervisor/exec_container.h).
@@ -203,7 +204,10 @@ int Serve(const Flags& f) {
   // shim.
   ::mallopt(M_ARENA_MAX, 1);
   // Order matters: the reaper blocks SIGCHLD before any thread exists, so every thread inherits the mask.
-  if (absl::Status st = sys::Reaper::Get().Start(/*subreaper=*/true); !st.ok()) {
+  // It is the daemon's one reaper, handed to everything that spawns or watches a child. Never deleted (its
+  // thread runs until the process exits); static only so that leak checkers see it reachable.
+  static sys::Reaper* const reaper = new sys::Reaper();
+  if (absl::Status st = reaper->Start(/*subreaper=*/true); !st.ok()) {
     std::fprintf(stderr, "reaper: %s\n", std::string(st.message()).c_str());
     return 1;
   }
@@ -230,10 +234,11 @@ int Serve(const Flags& f) {
   absl::Notification shutdown;
   std::once_flag shutdown_once;  // Notify may run only once; the Shutdown RPC and the watchdog below race
   auto request_shutdown = [&] { std::call_once(shutdown_once, [&] { shutdown.Notify(); }); };
-  auto runsc_factory = [](const runsc::GlobalOptions& g) { return runsc::NewRunscCli(g); };
+  auto runsc_factory = [](const runsc::GlobalOptions& g) { return runsc::NewRunscCli(g, reaper); };
   // The Execute service: a server process per pod that opts in, nothing otherwise
   // (shim/execute/supervisor/supervisor.h).
   execute::Supervisor::Options eo;
+  eo.reaper = reaper;
   eo.default_server = execute::Supervisor::DefaultServerPath();
   eo.log_fd = log::OutputFd();
   eo.log_level = log::GetLevel() == log::Level::kDebug ? "debug" : "info";
@@ -242,6 +247,7 @@ int Serve(const Flags& f) {
   so.ns = f.ns;
   so.config_path = f.config_path;
   so.runsc_factory = runsc_factory;
+  so.reaper = reaper;
   so.on_started = [&execute_supervisor](const task::ContainerLifecycle& info) {
     execute_supervisor.OnContainerStarted(info);
   };

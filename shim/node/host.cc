@@ -41,7 +41,7 @@ absl::StatusOr<CommandResult> RunCommand(const std::vector<std::string>& argv, a
   so.stdout_fd = out_w.get();
   so.stderr_fd = err_w.get();
   so.pdeathsig = SIGKILL;
-  auto pid = sys::Spawn(so);
+  auto pid = sys::Spawn(so, nullptr);  // no reaper in the node tool: the child is collected below
   if (!pid.ok()) return Annotate(pid.status(), absl::StrJoin(argv, " "));
   out_w.reset();
   err_w.reset();

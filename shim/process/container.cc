@@ -15,7 +15,7 @@
 #include "shim/base/status.h"
 #include "shim/events/timestamp.h"
 #include "shim/sys/file.h"
-#include "shim/sys/reaper.h"
+#include "shim/sys/spawn.h"
 
 namespace gvshim::process {
 namespace {
@@ -60,6 +60,10 @@ struct ExitGate {
 };
 
 absl::StatusOr<std::unique_ptr<Container>> Container::Create(const Deps& deps, ContainerOptions options) {
+  if (deps.runsc == nullptr || deps.events == nullptr || deps.reaper == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("create ", options.id, ": runsc, events and reaper are required"));
+  }
   auto c = std::unique_ptr<Container>(new Container(deps, std::move(options)));
   RETURN_IF_ERROR(c->DoCreate());
   return c;
@@ -67,7 +71,7 @@ absl::StatusOr<std::unique_ptr<Container>> Container::Create(const Deps& deps, C
 
 uint32_t Container::init_pid() const {
   absl::MutexLock lock(&mu_);
-  return init_ == nullptr ? 0 : init_->pid;
+  return init_ == nullptr ? 0 : G(*init_).pid;
 }
 
 std::string Container::NotFound(const std::string& exec_id) const {
@@ -86,7 +90,7 @@ absl::Status Container::DoCreate() {
   }
   auto init = std::make_shared<InitProcess>();
   init->stdio = options_.stdio;
-  ASSIGN_OR_RETURN(init->io, stdio::ProcessIO::Open(options_.stdio, id, options_.ns));
+  ASSIGN_OR_RETURN(init->io, stdio::ProcessIO::Open(options_.stdio, id, options_.ns, deps_.reaper));
   if (options_.stdio.terminal) {
     ASSIGN_OR_RETURN(init->console, stdio::ConsoleSocket::Create());
   }
@@ -114,7 +118,6 @@ absl::Status Container::DoCreate() {
   };
   auto pid = ReadPidFile(co.pid_file);
   if (!pid.ok()) return cleanup(pid.status());
-  init->pid = static_cast<uint32_t>(*pid);
   if (options_.creates_sandbox) {
     if (init->console) {
       auto master = init->console->ReceiveMaster(kConsoleTimeout);
@@ -125,13 +128,14 @@ absl::Status Container::DoCreate() {
   }
   {
     absl::MutexLock lock(&mu_);
+    G(*init).pid = static_cast<uint32_t>(*pid);
     init_ = std::move(init);
   }
   if (options_.creates_sandbox) {
     // runsc writes the sandbox's pid; the sandbox process (reparented to us, the subreaper) exits with the
     // root container's exit status. `runsc wait` cannot be used here: it fails once the sandbox is gone.
     std::shared_ptr<ExitGate> gate = gate_;
-    sys::Reaper::Get().Watch(*pid, [gate](int ws) {
+    deps_.reaper->Watch(*pid, [gate](int ws) {
       absl::MutexLock lock(&gate->mu);
       if (gate->container != nullptr) gate->container->OnExit("", sys::ExitCodeFromWaitStatus(ws));
     });
@@ -148,9 +152,9 @@ Container::~Container() {
   std::vector<std::thread> threads;
   {
     absl::MutexLock lock(&mu_);
-    if (init_ && init_->exit_thread.joinable()) threads.push_back(std::move(init_->exit_thread));
+    if (init_ && G(*init_).exit_thread.joinable()) threads.push_back(std::move(G(*init_).exit_thread));
     for (auto& [_, p] : execs_) {
-      if (p->exit_thread.joinable()) threads.push_back(std::move(p->exit_thread));
+      if (G(*p).exit_thread.joinable()) threads.push_back(std::move(G(*p).exit_thread));
     }
     for (auto& t : retired_threads_) threads.push_back(std::move(t));
     retired_threads_.clear();
@@ -166,7 +170,7 @@ std::shared_ptr<Container::Process> Container::Find(const std::string& exec_id) 
 
 bool Container::ExecsPending() const {
   for (const auto& [_, q] : execs_) {
-    if (q->state.Alive() && !q->exit_recorded) return true;
+    if (G(*q).state.Alive() && !G(*q).exit_recorded) return true;
   }
   return false;
 }
@@ -178,9 +182,9 @@ absl::StatusOr<uint32_t> Container::Start(const std::string& exec_id) {
     absl::MutexLock lock(&mu_);
     p = Find(exec_id);
     if (p == nullptr) return absl::NotFoundError(NotFound(exec_id));
-    RETURN_IF_ERROR(CheckTransition(p->state.kind(), p->state.status(), Status::kRunning,
+    RETURN_IF_ERROR(CheckTransition(G(*p).state.kind(), G(*p).state.status(), Status::kRunning,
                                     absl::StrCat("start ", id(), " ", exec_id)));
-    if (!exec_id.empty() && (init_ == nullptr || !init_->state.Is(Status::kRunning))) {
+    if (!exec_id.empty() && (init_ == nullptr || !G(*init_).state.Is(Status::kRunning))) {
       return absl::FailedPreconditionError(
           absl::StrCat("exec ", exec_id, ": container ", id(), " is not running"));
     }
@@ -217,8 +221,8 @@ absl::StatusOr<uint32_t> Container::StartInit(const std::shared_ptr<InitProcess>
   {
     absl::MutexLock lock(&mu_);
     // An exit that came already waits for lifecycle_mu_ before it touches the state.
-    RETURN_IF_ERROR(p->state.Transition(Status::kRunning, "start " + id()));
-    pid = p->pid;
+    RETURN_IF_ERROR(G(*p).state.Transition(Status::kRunning, "start " + id()));
+    pid = G(*p).pid;
   }
   containerd::events::TaskStart ev;
   ev.set_container_id(id());
@@ -236,7 +240,7 @@ absl::Status Container::AddExec(const std::string& exec_id, const stdio::StdioCo
     if (execs_.contains(exec_id)) {
       return absl::AlreadyExistsError(absl::StrCat("exec ", exec_id, " already exists in ", id()));
     }
-    if (init_ == nullptr || !init_->state.Alive()) {
+    if (init_ == nullptr || !G(*init_).state.Alive()) {
       return absl::FailedPreconditionError(
           absl::StrCat("exec ", exec_id, ": container ", id(), " is not running"));
     }
@@ -261,7 +265,7 @@ absl::Status Container::AddExec(const std::string& exec_id, const stdio::StdioCo
       !st.ok()) {
     return Annotate(st, absl::StrCat("exec ", exec_id, " in ", id(), ": write process spec"));
   }
-  auto opened = stdio::ProcessIO::Open(io, id(), options_.ns);
+  auto opened = stdio::ProcessIO::Open(io, id(), options_.ns, deps_.reaper);
   if (!opened.ok()) {
     remove_files();
     return opened.status();
@@ -310,24 +314,24 @@ absl::StatusOr<uint32_t> Container::StartExec(const std::shared_ptr<ExecProcess>
   p->io->CloseChildSides();
   {
     absl::MutexLock lock(&mu_);
-    p->pid = static_cast<uint32_t>(pid);
+    G(*p).pid = static_cast<uint32_t>(pid);
   }
   std::shared_ptr<ExitGate> gate = gate_;
   std::string exec_id = p->exec_id;
-  sys::Reaper::Get().Watch(pid, [gate, exec_id](int ws) {
+  deps_.reaper->Watch(pid, [gate, exec_id](int ws) {
     absl::MutexLock lock(&gate->mu);
     if (gate->container != nullptr) gate->container->OnExit(exec_id, sys::ExitCodeFromWaitStatus(ws));
   });
   if (master) {
     slave.reset();
     if (absl::Status st = p->io->AttachConsole(std::move(master)); !st.ok()) {
-      (void)sys::Reaper::Get().Signal(pid, SIGKILL);
+      (void)deps_.reaper->Signal(pid, SIGKILL);
       return Annotate(st, what + ": console");
     }
   }
   {
     absl::MutexLock lock(&mu_);
-    RETURN_IF_ERROR(p->state.Transition(Status::kRunning, "start " + what));
+    RETURN_IF_ERROR(G(*p).state.Transition(Status::kRunning, "start " + what));
   }
   containerd::events::TaskExecStarted ev;
   ev.set_container_id(id());
@@ -340,17 +344,16 @@ absl::StatusOr<uint32_t> Container::StartExec(const std::shared_ptr<ExecProcess>
 void Container::OnExit(const std::string& exec_id, int exit_code) {
   absl::MutexLock lock(&mu_);
   std::shared_ptr<Process> p = Find(exec_id);
-  if (p == nullptr || p->exit_thread.joinable() || p->exit_recorded) return;  // duplicate notification
-  p->exit_thread = std::thread([this, p, exit_code] { FinishExit(p, exit_code); });
+  if (p == nullptr || G(*p).exit_thread.joinable() || G(*p).exit_recorded) return;  // duplicate notification
+  G(*p).exit_thread = std::thread([this, p, exit_code] { FinishExit(p, exit_code); });
 }
 
 void Container::FinishExit(const std::shared_ptr<Process>& p, int exit_code) {
-  const bool is_init = p->state.kind() == Kind::kInit;
+  const bool is_init = p->kind == Kind::kInit;
   {
     absl::MutexLock lock(&mu_);
     if (is_init) {
-      auto* init = static_cast<InitProcess*>(p.get());
-      if (init->forced_exit) exit_code = static_cast<int>(*init->forced_exit);
+      if (G(*p).forced_exit) exit_code = static_cast<int>(*G(*p).forced_exit);
       // Exec processes die with the container; publish their exits first.
       auto execs_done = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !ExecsPending(); };
       if (!mu_.AwaitWithTimeout(absl::Condition(&execs_done), kExecExitGrace)) {
@@ -364,7 +367,7 @@ void Container::FinishExit(const std::shared_ptr<Process>& p, int exit_code) {
   bool deleted;
   {
     absl::MutexLock lock(&mu_);
-    deleted = p->state.Is(Status::kDeleted);
+    deleted = G(*p).state.Is(Status::kDeleted);
   }
   if (!deleted && is_init && !options_.oom_counter_file.empty() &&
       ReadOomKillCount(options_.oom_counter_file) > 0) {
@@ -374,14 +377,14 @@ void Container::FinishExit(const std::shared_ptr<Process>& p, int exit_code) {
     log::Warnf("%s: the kernel OOM-killed in the sandbox's memory cgroup", id());
   }
   absl::MutexLock lock(&mu_);
-  p->exit.status = static_cast<uint32_t>(exit_code);
-  p->exit.at = absl::Now();
-  p->exit_recorded = true;
+  G(*p).exit.status = static_cast<uint32_t>(exit_code);
+  G(*p).exit.at = absl::Now();
+  G(*p).exit_recorded = true;
   // Deleted before it ever ran (runsc delete --force ended the sandbox): containerd already has its answer,
   // and the record stays deleted.
   if (deleted) return;
   const std::string name = is_init ? "init" : p->exec_id;
-  if (absl::Status st = p->state.Transition(Status::kStopped, absl::StrCat("exit of ", id(), " ", name));
+  if (absl::Status st = G(*p).state.Transition(Status::kStopped, absl::StrCat("exit of ", id(), " ", name));
       !st.ok()) {
     log::Errorf("%s", st.ToString());
     return;
@@ -389,9 +392,9 @@ void Container::FinishExit(const std::shared_ptr<Process>& p, int exit_code) {
   containerd::events::TaskExit ev;
   ev.set_container_id(id());
   ev.set_id(is_init ? id() : p->exec_id);
-  ev.set_pid(p->pid);
-  ev.set_exit_status(p->exit.status);
-  *ev.mutable_exited_at() = ToProto(p->exit.at);
+  ev.set_pid(G(*p).pid);
+  ev.set_exit_status(G(*p).exit.status);
+  *ev.mutable_exited_at() = ToProto(G(*p).exit.at);
   deps_.events->Publish(ev);
   log::Infof("%s %s exited with %d", id(), name, exit_code);
 }
@@ -413,9 +416,9 @@ absl::Status Container::Kill(const std::string& exec_id, int signal, bool all) {
     absl::MutexLock lock(&mu_);
     p = Find(exec_id);
     if (p == nullptr) return absl::NotFoundError(NotFound(exec_id));
-    status = p->state.status();
+    status = G(*p).state.status();
     if (status == Status::kCreated && exec_id.empty()) {
-      static_cast<InitProcess*>(p.get())->forced_exit = 128 + static_cast<uint32_t>(signal);
+      G(*p).forced_exit = 128 + static_cast<uint32_t>(signal);
     }
   }
   switch (status) {
@@ -443,7 +446,9 @@ absl::Status Container::Kill(const std::string& exec_id, int signal, bool all) {
       // The process may have ended while runsc was asked (a sandbox on its way out refuses connections): that is
       // "already finished" for containerd (a `task delete --force` goes on), not a failed kill.
       absl::MutexLock lock(&mu_);
-      auto ended = [&p]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return p->exit_recorded || !p->state.Alive(); };
+      auto ended = [this, &p]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return G(*p).exit_recorded || !G(*p).state.Alive();
+      };
       if (mu_.AwaitWithTimeout(absl::Condition(&ended), kKillExitGrace)) break;
       return st;
     }
@@ -464,19 +469,19 @@ absl::StatusOr<ProcessState> Container::Delete(const std::string& exec_id) {
     absl::MutexLock lock(&mu_);
     p = Find(exec_id);
     if (p == nullptr) return absl::NotFoundError(NotFound(exec_id));
-    RETURN_IF_ERROR(CheckTransition(p->state.kind(), p->state.status(), Status::kDeleted, what));
+    RETURN_IF_ERROR(CheckTransition(G(*p).state.kind(), G(*p).state.status(), Status::kDeleted, what));
     if (exec_id.empty()) {
       for (const auto& [eid, q] : execs_) {
-        if (q->state.Alive()) {
+        if (G(*q).state.Alive()) {
           return absl::FailedPreconditionError(absl::StrCat(what, ": exec ", eid, " is still running"));
         }
       }
     }
     st.exec_id = exec_id;
-    st.pid = p->pid;
-    st.status = p->state.status();
+    st.pid = G(*p).pid;
+    st.status = G(*p).state.status();
     st.stdio = p->stdio;
-    st.exit = p->exit;
+    st.exit = G(*p).exit;
   }
   const bool never_ran = st.status == Status::kCreated;
   if (exec_id.empty()) {
@@ -487,8 +492,8 @@ absl::StatusOr<ProcessState> Container::Delete(const std::string& exec_id) {
   {
     absl::MutexLock lock(&mu_);
     // Legal: lifecycle_mu_ kept Start and exit publication out since the check above.
-    RETURN_IF_ERROR(p->state.Transition(Status::kDeleted, what));
-    if (p->exit_thread.joinable()) retired_threads_.push_back(std::move(p->exit_thread));
+    RETURN_IF_ERROR(G(*p).state.Transition(Status::kDeleted, what));
+    if (G(*p).exit_thread.joinable()) retired_threads_.push_back(std::move(G(*p).exit_thread));
     if (!exec_id.empty()) {
       auto* e = static_cast<ExecProcess*>(p.get());
       ::unlink(e->process_json_path.c_str());
@@ -509,14 +514,14 @@ absl::StatusOr<ExitInfo> Container::Wait(const std::string& exec_id) {
   std::shared_ptr<Process> p = Find(exec_id);
   if (p == nullptr) return absl::NotFoundError(NotFound(exec_id));
   const bool is_exec = !exec_id.empty();
-  auto done = [&p, is_exec]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return p->exit_recorded || (is_exec && p->state.Is(Status::kDeleted));
+  auto done = [this, &p, is_exec]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return G(*p).exit_recorded || (is_exec && G(*p).state.Is(Status::kDeleted));
   };
   mu_.Await(absl::Condition(&done));
-  if (!p->exit_recorded) {
+  if (!G(*p).exit_recorded) {
     return absl::NotFoundError(absl::StrCat("exec ", exec_id, " of ", id(), " was deleted before it ran"));
   }
-  return p->exit;
+  return G(*p).exit;
 }
 
 absl::StatusOr<ProcessState> Container::State(const std::string& exec_id) {
@@ -525,10 +530,10 @@ absl::StatusOr<ProcessState> Container::State(const std::string& exec_id) {
   if (p == nullptr) return absl::NotFoundError(NotFound(exec_id));
   ProcessState st;
   st.exec_id = exec_id;
-  st.pid = p->pid;
-  st.status = p->state.status();
+  st.pid = G(*p).pid;
+  st.status = G(*p).state.status();
   st.stdio = p->stdio;
-  st.exit = p->exit;
+  st.exit = G(*p).exit;
   return st;
 }
 
@@ -537,13 +542,13 @@ absl::Status Container::Pause() {
   {
     absl::MutexLock lock(&mu_);
     if (init_ == nullptr) return absl::NotFoundError(NotFound(""));
-    RETURN_IF_ERROR(CheckTransition(Kind::kInit, init_->state.status(), Status::kPaused, what));
+    RETURN_IF_ERROR(CheckTransition(Kind::kInit, G(*init_).state.status(), Status::kPaused, what));
   }
   RETURN_IF_ERROR(deps_.runsc->Pause(id()));
   {
     absl::MutexLock lock(&mu_);
     // The init may have exited while runsc paused the sandbox; then there is nothing paused to report.
-    RETURN_IF_ERROR(init_->state.Transition(Status::kPaused, what));
+    RETURN_IF_ERROR(G(*init_).state.Transition(Status::kPaused, what));
   }
   containerd::events::TaskPaused ev;
   ev.set_container_id(id());
@@ -556,15 +561,15 @@ absl::Status Container::Resume() {
   {
     absl::MutexLock lock(&mu_);
     if (init_ == nullptr) return absl::NotFoundError(NotFound(""));
-    if (!init_->state.Is(Status::kPaused)) {
+    if (!G(*init_).state.Is(Status::kPaused)) {
       return absl::FailedPreconditionError(
-          absl::StrCat(what, ": init process is ", StatusName(init_->state.status()), ", not paused"));
+          absl::StrCat(what, ": init process is ", StatusName(G(*init_).state.status()), ", not paused"));
     }
   }
   RETURN_IF_ERROR(deps_.runsc->Resume(id()));
   {
     absl::MutexLock lock(&mu_);
-    RETURN_IF_ERROR(init_->state.Transition(Status::kRunning, what));
+    RETURN_IF_ERROR(G(*init_).state.Transition(Status::kRunning, what));
   }
   containerd::events::TaskResumed ev;
   ev.set_container_id(id());

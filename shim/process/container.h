@@ -21,6 +21,7 @@
 #include "shim/runsc/runsc.h"
 #include "shim/stdio/console_socket.h"
 #include "shim/stdio/process_io.h"
+#include "shim/sys/process_watcher.h"
 
 namespace gvshim::process {
 
@@ -62,6 +63,8 @@ class Container {
   struct Deps {
     runsc::Runsc* runsc = nullptr;        // not owned; outlives the container
     events::Publisher* events = nullptr;  // not owned
+    // Not owned; the process's started reaper: the sandbox's and every exec's exit comes through it.
+    sys::ProcessWatcher* reaper = nullptr;
   };
 
   // Mounts the rootfs, opens the init's stdio and runs `runsc create`. Nothing is left behind on failure.
@@ -95,36 +98,56 @@ class Container {
   std::vector<std::string> ExecIds();
 
  private:
-  // What both kinds of process have. The state changes only through `state.Transition` (under mu_).
+  // What both kinds of process have. A process is shared (request threads, the reaper thread, its exit
+  // worker) once it is in init_ or execs_; the fields set before that and never changed again need no lock.
   struct Process {
-    Process(Kind kind, std::string id) : exec_id(std::move(id)), state(kind) {}
+    // What changes after the process is shared, guarded by Container::mu_. A field cannot name another
+    // object's mutex in ABSL_GUARDED_BY, so these are reached only through Container::G(), which requires
+    // mu_ (checked by -Wthread-safety). The state changes only through `state.Transition`.
+    struct Guarded {
+      explicit Guarded(Kind kind) : state(kind) {}
+      uint32_t pid = 0;
+      Lifecycle state;
+      ExitInfo exit;
+      bool exit_recorded = false;  // the exit is known (and published, unless the process was deleted first)
+      std::thread exit_thread;
+      std::optional<uint32_t> forced_exit;  // init only: status to report when killed before it ran
+    };
+
+    Process(Kind k, std::string id) : kind(k), exec_id(std::move(id)), guarded_(k) {}
     virtual ~Process() = default;
+    const Kind kind;
     const std::string exec_id;  // "" for the init
+    // Set before the process is shared, then only read. The ProcessIO and ConsoleSocket objects are
+    // thread-safe themselves.
     stdio::StdioConfig stdio;
     std::unique_ptr<stdio::ProcessIO> io;
     std::unique_ptr<stdio::ConsoleSocket> console;
-    uint32_t pid = 0;
-    Lifecycle state;
-    ExitInfo exit;
-    bool exit_recorded = false;  // the exit is known (and published, unless the process was deleted first)
-    std::thread exit_thread;
+
+   private:
+    friend class Container;
+    Guarded guarded_;  // only through Container::G()
   };
   // The container's own process.
   struct InitProcess : Process {
     InitProcess() : Process(Kind::kInit, "") {}
-    std::optional<uint32_t> forced_exit;  // status to report when killed before it ran
   };
   // A process added with AddExec.
   struct ExecProcess : Process {
     explicit ExecProcess(std::string id) : Process(Kind::kExec, std::move(id)) {}
+    // Set (under mu_, for exec_counter_) before the process is shared, then only read.
     std::string process_json_path;
     std::string internal_pid_path;
   };
 
+  Process::Guarded& G(Process& p) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return p.guarded_; }
+
   Container(const Deps& deps, ContainerOptions options) : deps_(deps), options_(std::move(options)) {}
   absl::Status DoCreate();
-  absl::StatusOr<uint32_t> StartInit(const std::shared_ptr<InitProcess>& p);
-  absl::StatusOr<uint32_t> StartExec(const std::shared_ptr<ExecProcess>& p);
+  absl::StatusOr<uint32_t> StartInit(const std::shared_ptr<InitProcess>& p)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(lifecycle_mu_);
+  absl::StatusOr<uint32_t> StartExec(const std::shared_ptr<ExecProcess>& p)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(lifecycle_mu_);
   // Called (on the reaper thread or a waiter thread) when a process has exited; hands off to a worker thread.
   void OnExit(const std::string& exec_id, int exit_code);
   void FinishExit(const std::shared_ptr<Process>& p, int exit_code);
@@ -136,7 +159,7 @@ class Container {
 
   const Deps deps_;
   const ContainerOptions options_;
-  std::unique_ptr<Rootfs> rootfs_;
+  std::unique_ptr<Rootfs> rootfs_;  // set by DoCreate before the container is shared, then only read
   // Serialises Start and Delete against each other and against exit publication, so a TaskExit never
   // precedes its TaskStart/TaskExecStarted and a process is never deleted while it is being started.
   absl::Mutex lifecycle_mu_ ABSL_ACQUIRED_BEFORE(mu_);
@@ -144,9 +167,12 @@ class Container {
   std::shared_ptr<InitProcess> init_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::shared_ptr<ExecProcess>> execs_ ABSL_GUARDED_BY(mu_);
   std::vector<std::thread> retired_threads_ ABSL_GUARDED_BY(mu_);
-  std::thread waiter_thread_;  // `runsc wait` for containers that join a sandbox
+  // `runsc wait` for containers that join a sandbox.
+  std::thread waiter_thread_ ABSL_GUARDED_BY(lifecycle_mu_);
   int exec_counter_ ABSL_GUARDED_BY(mu_) = 0;
-  std::shared_ptr<ExitGate> gate_;  // set before any reaper watch; closed by the destructor
+  // Set by DoCreate before any reaper watch and before the container is shared, then only read; the gate's
+  // own mutex guards what it points to. Closed by the destructor.
+  std::shared_ptr<ExitGate> gate_;
 };
 
 }  // namespace gvshim::process

@@ -24,8 +24,8 @@
 #include "shim/base/log.h"
 #include "shim/base/status.h"
 #include "shim/sys/fd.h"
-#include "shim/sys/reaper.h"
 #include "shim/sys/spawn.h"
+#include "shim/sys/subprocess.h"
 
 namespace gvshim::runsc {
 namespace {
@@ -120,7 +120,7 @@ std::string ReadLogSince(const std::string& path, off_t from) {
 
 class RunscCli : public Runsc {
  public:
-  explicit RunscCli(GlobalOptions opts) : g_(std::move(opts)) {}
+  RunscCli(GlobalOptions opts, sys::ProcessWatcher* reaper) : g_(std::move(opts)), reaper_(reaper) {}
 
   absl::Status Create(const std::string& id, const CreateOptions& o) override {
     std::vector<std::string> args = {"create"};
@@ -152,7 +152,7 @@ class RunscCli : public Runsc {
     opts.new_session = o.new_session;
     // The exec may outlive the thread that starts it; PDEATHSIG is tied to that thread.
     opts.pdeathsig = 0;
-    auto pid = sys::Spawn(opts);
+    auto pid = sys::Spawn(opts, reaper_);
     if (!pid.ok()) return Annotate(pid.status(), absl::StrCat("runsc exec ", id));
     return *pid;
   }
@@ -248,9 +248,9 @@ class RunscCli : public Runsc {
 
   // Runs one runsc command to completion. With `stdio` the command's stdio is the caller's (create and start
   // hand it to the sandbox, which must not hold our capture pipes), so error text comes from the log.
-  absl::StatusOr<sys::Reaper::Result> Invoke(absl::string_view cmd, absl::string_view id,
-                                             std::vector<std::string> args, const Stdio* stdio,
-                                             absl::Duration timeout) {
+  absl::StatusOr<sys::SubprocessResult> Invoke(absl::string_view cmd, absl::string_view id,
+                                               std::vector<std::string> args, const Stdio* stdio,
+                                               absl::Duration timeout) {
     RETURN_IF_ERROR(CheckRoot(cmd, id));
     sys::SpawnOptions opts;
     opts.argv = Argv(std::move(args));
@@ -266,7 +266,7 @@ class RunscCli : public Runsc {
     }
     const off_t log_start = FileSize(g_.log_path);
     const absl::Time t0 = absl::Now();
-    auto r = sys::Reaper::Get().Run(std::move(opts), timeout);
+    auto r = sys::RunSubprocess(reaper_, std::move(opts), timeout);
     log::Debugf("%s: %.1f ms", What(cmd, id), absl::ToDoubleMilliseconds(absl::Now() - t0));
     if (!r.ok()) return Annotate(r.status(), What(cmd, id));
     if (r->exit_code == 0) return r;
@@ -280,6 +280,7 @@ class RunscCli : public Runsc {
   }
 
   GlobalOptions g_;
+  sys::ProcessWatcher* const reaper_;  // not owned; null in a process without a reaper
 };
 
 }  // namespace
@@ -291,7 +292,9 @@ std::string ContainerId(const std::string& root, const std::string& id) {
                       absl::Hex(Fnv1a64(key, kFnv64Offset ^ 0x9e3779b97f4a7c15ull), absl::kZeroPad16));
 }
 
-std::unique_ptr<Runsc> NewRunscCli(GlobalOptions opts) { return std::make_unique<RunscCli>(std::move(opts)); }
+std::unique_ptr<Runsc> NewRunscCli(GlobalOptions opts, sys::ProcessWatcher* reaper) {
+  return std::make_unique<RunscCli>(std::move(opts), reaper);
+}
 
 std::vector<std::string> GlobalArgs(const GlobalOptions& o) {
   std::vector<std::string> args = {"--root", o.root};

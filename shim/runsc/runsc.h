@@ -1,5 +1,5 @@
 // Client of the runsc command line: one method per subcommand. `Runsc` is the interface the task layer uses
-// (and fakes in tests); RunscCli runs the real binary through the process-wide reaper.
+// (and fakes in tests); RunscCli runs the real binary, its exits collected by the process's reaper.
 #pragma once
 
 #include <sys/types.h>
@@ -14,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "nlohmann/json.hpp"
+#include "shim/sys/process_watcher.h"
 
 namespace gvshim::runsc {
 
@@ -91,7 +92,7 @@ class Runsc {
   // runsc start. Sub-containers take their stdio here.
   virtual absl::Status Start(const std::string& id, const Stdio& stdio) = 0;
   // Non-detached `runsc exec`; returns the pid of the runsc process, whose exit code is that of the exec'd
-  // process. The caller collects it with sys::Reaper::Watch (an exit before Watch is kept for it).
+  // process. The caller collects it with the reaper's Watch (an exit before Watch is kept for it).
   virtual absl::StatusOr<pid_t> StartExec(const std::string& id, const ExecOptions& opts) = 0;
   // Blocking `runsc wait`: the exit code (shell style, 137 for SIGKILL) of the container's root process.
   virtual absl::StatusOr<int> Wait(const std::string& id) = 0;
@@ -120,7 +121,10 @@ std::string ContainerId(const std::string& root, const std::string& id);
 // when it refuses because of the container's state; ALREADY_EXISTS when create finds the id taken;
 // DEADLINE_EXCEEDED on timeout; UNKNOWN otherwise.
 // List() returns runsc's ids (ContainerId form when map_ids).
-std::unique_ptr<Runsc> NewRunscCli(GlobalOptions opts);
+// `reaper` (not owned, outlives the client) is the process's reaper: it collects runsc's exits and
+// StartExec's caller watches the exec through it. Null only in a process that has none (the shim's `delete`
+// command).
+std::unique_ptr<Runsc> NewRunscCli(GlobalOptions opts, sys::ProcessWatcher* reaper);
 
 // --- Pure helpers (exposed for tests) ---
 // --root R [--log L --log-format F] [--debug [--debug-log D]] --platform P --network N [--oci-seccomp]

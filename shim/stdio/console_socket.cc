@@ -3,7 +3,6 @@
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -14,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "shim/base/status.h"
+#include "shim/sys/socket.h"
 
 namespace gvshim::stdio {
 namespace {
@@ -57,29 +57,13 @@ absl::StatusOr<std::unique_ptr<ConsoleSocket>> ConsoleSocket::CreateIn(const std
   std::string dir(buf.data());
   std::string path = absl::StrCat(dir, "/s");
 
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.size() >= sizeof(addr.sun_path)) {
+  // One connection (runsc's) at a time; the private directory already keeps everyone else out.
+  auto fd = sys::ListenUnix(path, 0600, /*nonblocking=*/false, /*backlog=*/1);
+  if (!fd.ok()) {
     ::rmdir(dir.c_str());
-    return absl::InvalidArgumentError(absl::StrCat("console socket path too long: ", path));
+    return Annotate(fd.status(), "console socket");
   }
-  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-
-  sys::UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  absl::Status st;
-  if (!fd) {
-    st = ErrnoStatus(errno, "socket for console socket");
-  } else if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    st = ErrnoStatus(errno, absl::StrCat("bind console socket ", path));
-  } else if (::listen(fd.get(), 1) != 0) {
-    st = ErrnoStatus(errno, absl::StrCat("listen on console socket ", path));
-  }
-  if (!st.ok()) {
-    ::unlink(path.c_str());
-    ::rmdir(dir.c_str());
-    return st;
-  }
-  return std::unique_ptr<ConsoleSocket>(new ConsoleSocket(std::move(dir), std::move(path), std::move(fd)));
+  return std::unique_ptr<ConsoleSocket>(new ConsoleSocket(std::move(dir), std::move(path), std::move(*fd)));
 }
 
 ConsoleSocket::~ConsoleSocket() {

@@ -21,7 +21,6 @@
 #include "shim/base/log.h"
 #include "shim/base/status.h"
 #include "shim/stdio/target.h"
-#include "shim/sys/reaper.h"
 #include "shim/sys/spawn.h"
 
 namespace gvshim::stdio {
@@ -166,7 +165,8 @@ struct Logger {
 // Starts a binary:// logger: fd 3/4 read the process's stdout/stderr, fd 5 is closed (binary-v2: after a
 // byte) once the logger is ready. Env is exactly CONTAINER_ID and CONTAINER_NAMESPACE, as containerd's shims
 // do.
-absl::StatusOr<Logger> StartLogger(const Target& t, const std::string& id, const std::string& ns) {
+absl::StatusOr<Logger> StartLogger(const Target& t, const std::string& id, const std::string& ns,
+                                   sys::ProcessWatcher* reaper) {
   ASSIGN_OR_RETURN(sys::PipePair out, sys::MakePipe());
   ASSIGN_OR_RETURN(sys::PipePair err, sys::MakePipe());
   ASSIGN_OR_RETURN(sys::PipePair ready, sys::MakePipe());
@@ -177,7 +177,7 @@ absl::StatusOr<Logger> StartLogger(const Target& t, const std::string& id, const
   opts.extra_fds = {out.read.get(), err.read.get(), ready.write.get()};
   opts.new_session = true;
   opts.pdeathsig = 0;  // it must outlive the (possibly short-lived) thread that starts it
-  absl::StatusOr<pid_t> pid = sys::Spawn(opts);
+  absl::StatusOr<pid_t> pid = sys::Spawn(opts, reaper);
   if (!pid.ok()) return Annotate(pid.status(), "start logging binary");
   ready.write.reset();
   out.read.reset();
@@ -213,10 +213,10 @@ absl::StatusOr<Logger> StartLogger(const Target& t, const std::string& id, const
     break;
   }
   if (!st.ok()) {
-    if (sys::Reaper::Get().running()) {
+    if (reaper != nullptr && reaper->running()) {
       // The reaper collects it; signalling through it never hits a recycled pid (the logger may be gone).
-      sys::Reaper::Get().Watch(*pid, [](int) {});
-      (void)sys::Reaper::Get().Signal(*pid, SIGKILL);
+      reaper->Watch(*pid, [](int) {});
+      (void)reaper->Signal(*pid, SIGKILL);
     } else {
       // Nobody else waits for our children: the pid is ours until this waitpid.
       ::kill(*pid, SIGKILL);
@@ -231,13 +231,14 @@ absl::StatusOr<Logger> StartLogger(const Target& t, const std::string& id, const
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<ProcessIO>> ProcessIO::Open(const StdioConfig& config, const std::string& id,
-                                                           const std::string& ns) {
+                                                           const std::string& ns,
+                                                           sys::ProcessWatcher* reaper) {
   std::unique_ptr<ProcessIO> io(new ProcessIO(config));
-  RETURN_IF_ERROR(io->Init(id, ns));
+  RETURN_IF_ERROR(io->Init(id, ns, reaper));
   return io;
 }
 
-absl::Status ProcessIO::Init(const std::string& id, const std::string& ns) {
+absl::Status ProcessIO::Init(const std::string& id, const std::string& ns, sys::ProcessWatcher* reaper) {
   ASSIGN_OR_RETURN(stop_, MakeEventFd());
   ASSIGN_OR_RETURN(stdin_close_, MakeEventFd());
   ASSIGN_OR_RETURN(Target in, ParseTarget(config_.stdin_path));
@@ -259,7 +260,7 @@ absl::Status ProcessIO::Init(const std::string& id, const std::string& ns) {
                                                    "\""));
   }
   if (out_bin || err_bin) {
-    ASSIGN_OR_RETURN(logger, StartLogger(out_bin ? out : err, id, ns));
+    ASSIGN_OR_RETURN(logger, StartLogger(out_bin ? out : err, id, ns, reaper));
     logger_pid_ = logger->pid;
     // A stream that does not go to the logger gives it an immediate EOF.
     if (!out_bin) logger->stdout_w.reset();

@@ -26,6 +26,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "shim/sys/fd.h"
+#include "shim/sys/process_watcher.h"
 
 namespace gvshim::stdio {
 
@@ -41,8 +42,9 @@ class ProcessIO {
 
   // Opens fifos/files, starts a binary:// logger (env CONTAINER_ID=id, CONTAINER_NAMESPACE=ns) and, without a
   // terminal, creates the pipes and starts copying. A fifo is never opened in a way that can block.
+  // `reaper` (not owned; null in a process without one) collects the logger's exit.
   static absl::StatusOr<std::unique_ptr<ProcessIO>> Open(const StdioConfig& config, const std::string& id,
-                                                         const std::string& ns);
+                                                         const std::string& ns, sys::ProcessWatcher* reaper);
 
   ProcessIO(const ProcessIO&) = delete;
   ProcessIO& operator=(const ProcessIO&) = delete;
@@ -79,7 +81,7 @@ class ProcessIO {
 
  private:
   explicit ProcessIO(StdioConfig config) : config_(std::move(config)) {}
-  absl::Status Init(const std::string& id, const std::string& ns);
+  absl::Status Init(const std::string& id, const std::string& ns, sys::ProcessWatcher* reaper);
   // Runs fn on a new thread; output copiers count towards what WaitAndClose waits for.
   void StartThread(bool is_output, std::function<void()> fn) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void StartOutputCopy(sys::UniqueFd src, std::shared_ptr<sys::UniqueFd> sink, std::string what)

@@ -18,7 +18,6 @@
 #include "absl/strings/str_split.h"
 #include "shim/base/status.h"
 #include "shim/sys/fd.h"
-#include "shim/sys/reaper.h"
 
 extern char** environ;
 
@@ -163,7 +162,7 @@ int ExitCodeFromWaitStatus(int ws) {
   return -1;
 }
 
-absl::StatusOr<pid_t> Spawn(const SpawnOptions& opts) {
+absl::StatusOr<pid_t> Spawn(const SpawnOptions& opts, ProcessWatcher* reaper) {
   if (opts.argv.empty() || opts.argv[0].empty()) return absl::InvalidArgumentError("spawn: empty argv");
 
   ChildPlan plan;
@@ -209,14 +208,14 @@ absl::StatusOr<pid_t> Spawn(const SpawnOptions& opts) {
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
-  const uint64_t seq = Reaper::Get().ReapSequence();
+  const uint64_t seq = reaper != nullptr ? reaper->ReapSequence() : 0;
   pid_t pid = ::fork();
   if (pid == 0) RunChild(plan, err_pipe.write.get());
   int fork_errno = errno;
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
   if (pid < 0) return ErrnoStatus(fork_errno, absl::StrCat("fork for ", opts.argv[0]));
   // An exit recorded for an older process that had this pid must not be mistaken for this child's.
-  Reaper::Get().ForgetStaleExit(pid, seq);
+  if (reaper != nullptr) reaper->ForgetStaleExit(pid, seq);
 
   err_pipe.write.reset();
   ChildError e;
@@ -224,7 +223,7 @@ absl::StatusOr<pid_t> Spawn(const SpawnOptions& opts) {
   if (absl::IsNotFound(st)) return pid;  // clean EOF: exec succeeded
   // The child failed (or the report was garbled); it exits 127 right away. When the reaper thread runs it
   // collects the child instead (waitpid then fails with ECHILD, which is fine).
-  if (!Reaper::Get().running()) {
+  if (reaper == nullptr || !reaper->running()) {
     while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
     }
   }

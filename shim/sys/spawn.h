@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "shim/sys/process_watcher.h"
 
 namespace gvshim::sys {
 
@@ -41,7 +42,9 @@ struct SpawnOptions {
 // bad cwd, ...) is reported as an error ("exec <argv0>: <strerror>", "chdir <cwd>: ...") and the failed child
 // is already reaped (or left to the reaper thread). The child starts with an empty signal mask and default
 // dispositions, whatever the shim blocks or ignores.
-absl::StatusOr<pid_t> Spawn(const SpawnOptions& opts);
+// `reaper` is the process's reaper, null in a process that has none: it must be given wherever one runs, so
+// that an exit it remembers of an earlier process with the same pid is not taken for this child's.
+absl::StatusOr<pid_t> Spawn(const SpawnOptions& opts, ProcessWatcher* reaper);
 
 // Exit code in shell convention: WEXITSTATUS, or 128+signal for a signalled child.
 int ExitCodeFromWaitStatus(int wait_status);

@@ -266,7 +266,7 @@ absl::StatusOr<std::string> Service::Create(const std::string& payload) {
   co.creates_sandbox = prep.creates_sandbox;
   if (prep.creates_sandbox) co.oom_counter_file = prep.oom_counter_file;
   ASSIGN_OR_RETURN(entry->container,
-                   process::Container::Create({entry->runsc.get(), events_}, std::move(co)));
+                   process::Container::Create({entry->runsc.get(), events_, options_.reaper}, std::move(co)));
   uint32_t pid = entry->container->init_pid();
   {
     absl::MutexLock lock(&mu_);

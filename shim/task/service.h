@@ -48,6 +48,8 @@ struct ServiceOptions {
   // Config path from the runtime options given to `start` ("" if none); Create's own options take precedence.
   std::string config_path;
   RunscFactory runsc_factory;
+  // The shim's reaper (not owned, started): every container's processes are watched through it.
+  sys::ProcessWatcher* reaper = nullptr;
   // Called when the shim should exit (Shutdown with no containers left); the response is sent first.
   std::function<void()> request_shutdown;
   // Optional hooks: after a container's init started, and after it was deleted. Called without locks held;

@@ -5,7 +5,6 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -17,6 +16,7 @@
 #include "gvshim/ttrpc/v1/ttrpc.pb.h"
 #include "shim/base/log.h"
 #include "shim/base/status.h"
+#include "shim/sys/socket.h"
 #include "shim/ttrpc/frame.h"
 #include "shim/ttrpc/status.h"
 
@@ -145,48 +145,25 @@ size_t Server::ConnectionCount() const {
 
 absl::Status Server::Listen(const std::string& unix_path) {
   const std::string path = StripUnixScheme(unix_path);
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.empty() || path.size() >= sizeof(addr.sun_path)) {
-    return absl::InvalidArgumentError(absl::StrCat("ttrpc listen ", path, ": socket path empty or too long"));
+  auto fd = sys::ClaimUnixSocket(path, 0600);
+  if (!fd.ok()) return Annotate(fd.status(), "ttrpc");
+  if (!fd->valid()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("ttrpc listen ", path, ": another server is listening on this socket"));
   }
-  path.copy(addr.sun_path, path.size());
-
   struct stat st;
-  if (::lstat(path.c_str(), &st) == 0) {
-    if (!S_ISSOCK(st.st_mode)) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("ttrpc listen ", path, ": exists and is not a socket"));
-    }
-    if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
-      return ErrnoStatus(errno, absl::StrCat("ttrpc listen: unlink stale socket ", path));
-    }
-  }
-
-  sys::UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-  if (!fd) return ErrnoStatus(errno, absl::StrCat("ttrpc listen ", path, ": socket"));
-  // Restrict the inode's mode before bind so the socket never exists with a looser mode; chmod again after
-  // bind in case the kernel ignored it.
-  (void)::fchmod(fd.get(), 0600);
-  if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) != 0) {
-    return ErrnoStatus(errno, absl::StrCat("ttrpc listen: bind ", path));
-  }
-  if (::chmod(path.c_str(), 0600) != 0) {
-    absl::Status s = ErrnoStatus(errno, absl::StrCat("ttrpc listen: chmod ", path));
+  if (::stat(path.c_str(), &st) != 0) {
+    absl::Status s = ErrnoStatus(errno, absl::StrCat("ttrpc listen ", path, ": stat"));
     ::unlink(path.c_str());
     return s;
   }
-  if (::listen(fd.get(), SOMAXCONN) != 0) {
-    absl::Status s = ErrnoStatus(errno, absl::StrCat("ttrpc listen ", path));
+  if (absl::Status s = AdoptListener(std::move(*fd)); !s.ok()) {
     ::unlink(path.c_str());
     return s;
   }
-  if (::stat(path.c_str(), &st) == 0) {
-    socket_dev_ = st.st_dev;
-    socket_ino_ = st.st_ino;
-    socket_path_ = path;
-  }
-  listen_fd_ = std::move(fd);
+  socket_dev_ = st.st_dev;
+  socket_ino_ = st.st_ino;
+  socket_path_ = path;
   return absl::OkStatus();
 }
 
@@ -197,8 +174,9 @@ absl::Status Server::AdoptListener(sys::UniqueFd listen_fd) {
   if (::getsockopt(listen_fd.get(), SOL_SOCKET, SO_ACCEPTCONN, &accepting, &len) != 0) {
     return ErrnoStatus(errno, "ttrpc adopt listener: getsockopt SO_ACCEPTCONN");
   }
-  if (!accepting && ::listen(listen_fd.get(), SOMAXCONN) != 0) {
-    return ErrnoStatus(errno, "ttrpc adopt listener: listen");
+  if (!accepting) {
+    return absl::InvalidArgumentError(
+        "ttrpc adopt listener: the socket is not listening (sys::ListenUnix makes one)");
   }
   RETURN_IF_ERROR(SetNonBlocking(listen_fd.get()));
   listen_fd_ = std::move(listen_fd);

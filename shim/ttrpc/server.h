@@ -74,11 +74,13 @@ class Server {
   // Registers the handler of service/method (replacing an earlier one). Call before Start.
   void Register(std::string service, std::string method, Handler handler);
 
-  // Creates a listening socket at unix_path (a "unix://" prefix is accepted): a stale socket file there is
-  // unlinked first (any other kind of file is an error); the socket is made mode 0600. Shutdown unlinks it
-  // again if it is still ours.
+  // Claims unix_path (a "unix://" prefix is accepted) with sys::ClaimUnixSocket, mode 0600: a stale socket
+  // file there (nobody listens) is replaced; a live server there, even a slow one, is an error
+  // (FAILED_PRECONDITION or UNAVAILABLE), and so is any other kind of file. Shutdown unlinks the socket again
+  // if it is still ours.
   absl::Status Listen(const std::string& unix_path);
-  // Serves an already-bound socket (listen() is called on it if it is not listening yet).
+  // Serves an already-listening socket (sys::ListenUnix, sys::ClaimUnixSocket); one that is not listening is
+  // INVALID_ARGUMENT.
   absl::Status AdoptListener(sys::UniqueFd listen_fd);
 
   // Starts the accept thread. Requires Listen or AdoptListener first.

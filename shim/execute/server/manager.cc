@@ -56,11 +56,12 @@ struct ContainerEntry {
 class Sandbox : public Backend {
  public:
   Sandbox(std::string ns, std::string sandbox_id, ExecuteConfig cfg, Manager::RunscFactory factory,
-          pid_t shim_pid)
+          sys::ProcessWatcher* reaper, pid_t shim_pid)
       : ns_(std::move(ns)),
         sandbox_id_(std::move(sandbox_id)),
         cfg_(std::move(cfg)),
         factory_(std::move(factory)),
+        reaper_(reaper),
         shim_pid_(shim_pid),
         key_(SocketKey(ns_, sandbox_id_)),
         socket_path_(absl::StrCat(cfg_.socket_dir, "/", key_, ".sock")),
@@ -280,7 +281,7 @@ class Sandbox : public Backend {
       o.bundle = chosen->bundle;
       o.runner_args = RunnerArgs(lang, o.interpreter);
       o.allow_weak_isolation = cfg_.allow_weak_isolation;
-      slot = std::make_shared<Runner>(std::move(o), factory_(chosen->runsc));
+      slot = std::make_shared<Runner>(std::move(o), factory_(chosen->runsc), reaper_);
     }
     return slot;
   }
@@ -345,6 +346,7 @@ class Sandbox : public Backend {
   const std::string ns_, sandbox_id_;
   const ExecuteConfig cfg_;
   const Manager::RunscFactory factory_;
+  sys::ProcessWatcher* const reaper_;  // not owned
   const pid_t shim_pid_;
   const std::string key_, socket_path_, json_path_;
 
@@ -363,8 +365,10 @@ class Sandbox : public Backend {
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-Manager::Manager(RunscFactory runsc_factory, pid_t shim_pid, WarmCallback on_warm)
+Manager::Manager(RunscFactory runsc_factory, sys::ProcessWatcher* reaper, pid_t shim_pid,
+                 WarmCallback on_warm)
     : runsc_factory_(std::move(runsc_factory)),
+      reaper_(reaper),
       shim_pid_(shim_pid != 0 ? shim_pid : ::getpid()),
       on_warm_(std::move(on_warm)) {}
 
@@ -379,7 +383,7 @@ void Manager::OnContainerStarted(const ContainerInfo& info, const ExecuteConfig&
     if (shut_down_) return;
     auto& slot = sandboxes_[key];
     if (slot == nullptr) {
-      slot = std::make_shared<Sandbox>(info.ns, info.sandbox_id, config, runsc_factory_, shim_pid_);
+      slot = std::make_shared<Sandbox>(info.ns, info.sandbox_id, config, runsc_factory_, reaper_, shim_pid_);
     }
     sb = slot;
     container_sandbox_[info.id] = key;

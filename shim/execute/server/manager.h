@@ -20,6 +20,7 @@
 #include "shim/execute/common/config.h"
 #include "shim/execute/common/wire.h"
 #include "shim/runsc/runsc.h"
+#include "shim/sys/process_watcher.h"
 
 namespace gvshim::execute {
 
@@ -32,8 +33,10 @@ class Manager {
   // Called (on any thread) once the runners of a container that started in eager mode are ready (or failed).
   using WarmCallback = std::function<void(const std::string& container_id)>;
 
-  // shim_pid goes into the discovery records (0: this process).
-  explicit Manager(RunscFactory runsc_factory, pid_t shim_pid = 0, WarmCallback on_warm = nullptr);
+  // `reaper` (not owned, started) is the process's reaper: runners are watched through it. shim_pid goes into
+  // the discovery records (0: this process).
+  Manager(RunscFactory runsc_factory, sys::ProcessWatcher* reaper, pid_t shim_pid = 0,
+          WarmCallback on_warm = nullptr);
   ~Manager();  // Shutdown()
   Manager(const Manager&) = delete;
   Manager& operator=(const Manager&) = delete;
@@ -52,6 +55,7 @@ class Manager {
 
  private:
   const RunscFactory runsc_factory_;
+  sys::ProcessWatcher* const reaper_;  // not owned
   const pid_t shim_pid_;
   const WarmCallback on_warm_;
   absl::Mutex mu_;

@@ -20,7 +20,6 @@
 #include "shim/execute/server/runner_internal.h"
 #include "shim/execute/server/runner_sources.h"
 #include "shim/sys/file.h"
-#include "shim/sys/reaper.h"
 
 namespace gvshim::execute {
 namespace {
@@ -62,8 +61,8 @@ nlohmann::json RunnerProcessSpec(const RunnerOptions& opts) {
   };
 }
 
-Runner::Runner(RunnerOptions opts, std::unique_ptr<runsc::Runsc> runsc)
-    : opts_(std::move(opts)), runsc_(std::move(runsc)) {}
+Runner::Runner(RunnerOptions opts, std::unique_ptr<runsc::Runsc> runsc, sys::ProcessWatcher* reaper)
+    : opts_(std::move(opts)), runsc_(std::move(runsc)), reaper_(reaper) {}
 
 Runner::~Runner() { Stop(); }
 
@@ -102,7 +101,7 @@ absl::StatusOr<std::shared_ptr<Runner::Proc>> Runner::StartLocked() {
   auto wake_write = std::make_shared<sys::UniqueFd>(std::move(wake.write));
   std::weak_ptr<Proc> weak = p;
   // Exits are also signalled through the wake pipe: a killed `runsc exec` may leave the runner's stdout open.
-  sys::Reaper::Get().Watch(p->pid, [weak, wake_write](int ws) {
+  reaper_->Watch(p->pid, [weak, wake_write](int ws) {
     if (auto sp = weak.lock()) {
       absl::MutexLock lock(&sp->mu);
       sp->exited = true;
@@ -212,7 +211,7 @@ absl::StatusOr<std::shared_ptr<Runner::Proc>> Runner::Ready(absl::Time deadline,
     }
     if (too_slow) {
       log::Warnf("%s: not ready after %s; killing it", Name(), absl::FormatDuration(opts_.ready_timeout));
-      (void)sys::Reaper::Get().Signal(p->pid, SIGKILL);
+      (void)reaper_->Signal(p->pid, SIGKILL);
       absl::MutexLock lock(&p->mu);
       auto dead = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(p->mu) { return p->dead; };
       p->mu.Await(absl::Condition(&dead));
@@ -422,7 +421,7 @@ void Runner::Stop() {
       auto ended = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(p->mu) { return p->exited; };
       gone = p->mu.AwaitWithTimeout(absl::Condition(&ended), opts_.stop_grace);
     }
-    if (!gone) (void)sys::Reaper::Get().Signal(p->pid, SIGKILL);
+    if (!gone) (void)reaper_->Signal(p->pid, SIGKILL);
     absl::MutexLock lock(&p->join_mu);
     if (p->io.joinable()) p->io.join();
   }

@@ -3,7 +3,7 @@
 // The runner is started with a non-detached `runsc exec` whose stdin/stdout pipes carry the frames of
 // runners/PROTOCOL.md; its stderr is logged and its tail kept for error messages. One I/O thread per runner
 // process reads both pipes and hands result/output frames to the jobs waiting for them (by job id). The
-// runsc exec process is watched with the process-wide sys::Reaper.
+// runsc exec process is watched with the process's reaper (given to the constructor).
 //
 // Lifecycle: started on the first job (or by Prestart); if it dies, its running jobs are answered
 // internal_error and the next job starts a new one after a short backoff. A runner that dies (or does not
@@ -31,6 +31,7 @@
 #include "nlohmann/json.hpp"
 #include "shim/runsc/runsc.h"
 #include "shim/sys/fd.h"
+#include "shim/sys/process_watcher.h"
 
 namespace gvshim::execute {
 
@@ -85,7 +86,8 @@ class Runner {
  public:
   static constexpr int kMaxStartFailures = 3;
 
-  Runner(RunnerOptions opts, std::unique_ptr<runsc::Runsc> runsc);
+  // `reaper` (not owned, started, outlives the runner) collects the runsc exec process's exit.
+  Runner(RunnerOptions opts, std::unique_ptr<runsc::Runsc> runsc, sys::ProcessWatcher* reaper);
   ~Runner();  // Stop()
   Runner(const Runner&) = delete;
   Runner& operator=(const Runner&) = delete;
@@ -154,6 +156,7 @@ class Runner {
 
   const RunnerOptions opts_;
   const std::unique_ptr<runsc::Runsc> runsc_;
+  sys::ProcessWatcher* const reaper_;
 
   absl::Mutex mu_;
   std::shared_ptr<Proc> proc_ ABSL_GUARDED_BY(mu_);                  // current process, null if none

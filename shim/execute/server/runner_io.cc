@@ -14,7 +14,6 @@
 #include "shim/execute/server/runner.h"
 #include "shim/execute/server/runner_frames.h"
 #include "shim/execute/server/runner_internal.h"
-#include "shim/sys/reaper.h"
 
 namespace gvshim::execute {
 
@@ -93,7 +92,7 @@ void Runner::IoLoop(std::shared_ptr<Proc> p) {
   }
   if (!protocol_error.empty()) {
     log::Warnf("%s broke the protocol (%s); killing it", Name(), protocol_error);
-    (void)sys::Reaper::Get().Signal(p->pid, SIGKILL);
+    (void)reaper_->Signal(p->pid, SIGKILL);
   }
   // Collect what is left on stderr (bounded: a process of the runner's may hold it open).
   const absl::Time drain_until = absl::Now() + absl::Seconds(1);
@@ -215,7 +214,7 @@ void Runner::OnDeath(const std::shared_ptr<Proc>& p, const std::string& protocol
     absl::MutexLock lock(&p->write_mu);
     p->in.reset();  // EOF: a runner that outlived its runsc exec process exits too
   }
-  (void)sys::Reaper::Get().Signal(p->pid, SIGKILL);
+  (void)reaper_->Signal(p->pid, SIGKILL);
 }
 
 }  // namespace gvshim::execute

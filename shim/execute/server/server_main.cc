@@ -35,7 +35,7 @@ void TellWarm(const std::string& id) {
 
 // Applies one message; errors name the problem and are logged by the caller.
 absl::Status Apply(const std::string& line, std::optional<SandboxHello>& hello,
-                   std::unique_ptr<Manager>& manager) {
+                   std::unique_ptr<Manager>& manager, sys::ProcessWatcher* reaper) {
   nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object())
     return absl::InvalidArgumentError("execute wire: not a JSON object");
@@ -48,8 +48,9 @@ absl::Status Apply(const std::string& line, std::optional<SandboxHello>& hello,
     log::Level level;
     if (log::ParseLevel(h->log_level, &level)) log::SetLevel(level);
     hello = std::move(*h);
-    manager = std::make_unique<Manager>([](const runsc::GlobalOptions& g) { return runsc::NewRunscCli(g); },
-                                        hello->shim_pid, TellWarm);
+    manager = std::make_unique<Manager>(
+        [reaper](const runsc::GlobalOptions& g) { return runsc::NewRunscCli(g, reaper); }, reaper,
+        hello->shim_pid, TellWarm);
     log::Infof("execute: server for sandbox %s/%s (pid %d)", hello->ns, hello->sandbox_id, ::getpid());
     return absl::OkStatus();
   }
@@ -83,7 +84,10 @@ int ExecuteServerMain(int in_fd) {
   sigaddset(&stop, SIGINT);
   ::pthread_sigmask(SIG_BLOCK, &stop, nullptr);
   sys::UniqueFd sigfd(::signalfd(-1, &stop, SFD_CLOEXEC));
-  if (absl::Status st = sys::Reaper::Get().Start(/*subreaper=*/false); !st.ok()) {
+  // The process's one reaper, handed to everything that spawns or watches a child. Never deleted (its thread
+  // runs until the process exits); static only so that leak checkers see it reachable.
+  static sys::Reaper* const reaper = new sys::Reaper();
+  if (absl::Status st = reaper->Start(/*subreaper=*/false); !st.ok()) {
     log::Errorf("execute-server: reaper: %s", st.message());
     return 1;
   }
@@ -114,7 +118,7 @@ int ExecuteServerMain(int in_fd) {
     for (size_t nl; (nl = buf.find('\n')) != std::string::npos;) {
       std::string line = buf.substr(0, nl);
       buf.erase(0, nl + 1);
-      if (absl::Status st = Apply(line, hello, manager); !st.ok()) {
+      if (absl::Status st = Apply(line, hello, manager, reaper); !st.ok()) {
         log::Warnf("execute-server: %s", st.message());
         if (!hello.has_value()) {
           // Without the sandbox message there is nothing to serve: exit, so the shim sees it and restarts.

@@ -13,7 +13,7 @@
 #include "shim/base/status.h"
 #include "shim/execute/common/helpers.h"
 #include "shim/oci/hardening.h"
-#include "shim/sys/reaper.h"
+#include "shim/sys/subprocess.h"
 
 namespace gvshim::execute {
 namespace {
@@ -123,7 +123,7 @@ absl::Status MakeMountPoints(const std::string& rootfs) {
   return absl::OkStatus();
 }
 
-bool RunscNeedsMountPoints(const std::string& binary) {
+bool RunscNeedsMountPoints(const std::string& binary, sys::ProcessWatcher* reaper) {
   static absl::Mutex mu(absl::kConstInit);
   static auto* cache = new std::map<std::string, bool>();
   absl::MutexLock lock(&mu);
@@ -131,7 +131,7 @@ bool RunscNeedsMountPoints(const std::string& binary) {
   bool old = false;
   sys::SpawnOptions o;
   o.argv = {binary, "--version"};
-  auto r = sys::Reaper::Get().Run(std::move(o), absl::Seconds(10));
+  auto r = sys::RunSubprocess(reaper, std::move(o), absl::Seconds(10));
   // "runsc version 0.0~20240729.0" (Debian) or "runsc version release-20240729.0".
   if (r.ok() && r->exit_code == 0) {
     const std::string& out = r->out;

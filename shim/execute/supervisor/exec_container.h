@@ -18,6 +18,7 @@
 #include "absl/status/statusor.h"
 #include "nlohmann/json.hpp"
 #include "shim/runsc/runsc.h"
+#include "shim/sys/process_watcher.h"
 
 namespace gvshim::execute {
 
@@ -38,8 +39,9 @@ absl::StatusOr<nlohmann::json> ExecContainerSpec(const nlohmann::json& target_sp
 std::vector<std::string> ExecMountPoints();
 absl::Status MakeMountPoints(const std::string& rootfs);
 
-// Whether `runsc --version` of `binary` is older than 0.0~20240729 (cached per binary).
-bool RunscNeedsMountPoints(const std::string& binary);
+// Whether `runsc --version` of `binary` is older than 0.0~20240729 (cached per binary). `reaper` is the
+// process's reaper (null in a process without one).
+bool RunscNeedsMountPoints(const std::string& binary, sys::ProcessWatcher* reaper);
 
 // Creates and starts the execute container of `target_id` (whose bundle is `bundle`): writes
 // <bundle>/gvshim-execute/config.json, then runsc create + start. On failure nothing is left.

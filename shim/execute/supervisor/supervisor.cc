@@ -19,14 +19,14 @@
 #include "shim/execute/common/helpers.h"
 #include "shim/execute/supervisor/exec_container.h"
 #include "shim/sys/fd.h"
-#include "shim/sys/reaper.h"
 #include "shim/sys/spawn.h"
 
 namespace gvshim::execute {
 
-struct Supervisor::Pod {
-  std::string key, ns, sandbox_id;
-  ExecuteConfig cfg;
+// What changes in a Pod, guarded by Supervisor::mu_. A field cannot name another object's mutex in
+// ABSL_GUARDED_BY, so this is reached only through Supervisor::G(), which requires mu_ (checked by
+// -Wthread-safety).
+struct Supervisor::PodState {
   std::vector<ContainerInfo> containers;  // in start order
   bool opted_in = false;
   bool stopping = false;
@@ -36,12 +36,26 @@ struct Supervisor::Pod {
   std::shared_ptr<absl::Notification> exited;
   absl::Time started_at;
   uint64_t next_seq = 0;  // the place of the next Outgoing in the server's input
+};
+
+struct Supervisor::Pod {
+  Pod(std::string k, std::string n, std::string sid, ExecuteConfig c)
+      : key(std::move(k)), ns(std::move(n)), sandbox_id(std::move(sid)), cfg(std::move(c)) {}
+  // Fixed when the pod is made; read without locks.
+  const std::string key, ns, sandbox_id;
+  const ExecuteConfig cfg;
   // The server's input. Lock order: Supervisor::mu_ before io_mu; nothing takes mu_ while holding io_mu.
   absl::Mutex io_mu;
   uint64_t done_seq ABSL_GUARDED_BY(io_mu) = 0;  // every Outgoing before this one was written (or dropped)
   pid_t io_pid ABSL_GUARDED_BY(io_mu) = 0;       // the server to_server feeds
   sys::UniqueFd to_server ABSL_GUARDED_BY(io_mu);
+
+ private:
+  friend class Supervisor;
+  PodState state_;  // only through Supervisor::G()
 };
+
+Supervisor::PodState& Supervisor::G(Pod& pod) { return pod.state_; }
 
 namespace {
 
@@ -77,12 +91,13 @@ absl::StatusOr<std::string> Supervisor::MakeExecContainer(const task::ContainerL
   p.sandbox_runsc_id = runsc::ContainerId(info.runsc.root, info.sandbox_id);
   p.helpers_dir = helpers;
   p.tmpfs_bytes = cfg.tmpfs_bytes;
-  if (RunscNeedsMountPoints(info.runsc.binary)) {
+  if (RunscNeedsMountPoints(info.runsc.binary, opts_.reaper)) {
     // This runsc cannot make mount points on a read-only root: they are made in the host's copy (empty
     // directories in the container's writable layer).
     if (absl::Status st = MakeMountPoints(info.rootfs); !st.ok()) log::Warnf("execute: %s", st.message());
   }
-  auto runsc = opts_.runsc_factory ? opts_.runsc_factory(info.runsc) : runsc::NewRunscCli(info.runsc);
+  auto runsc =
+      opts_.runsc_factory ? opts_.runsc_factory(info.runsc) : runsc::NewRunscCli(info.runsc, opts_.reaper);
   RETURN_IF_ERROR(CreateExecContainer(*runsc, info.id, info.bundle, p));
   return ExecContainerId(info.id);
 }
@@ -117,7 +132,8 @@ void Supervisor::OnContainerStarted(const task::ContainerLifecycle& info) {
     absl::MutexLock lock(&mu_);
     if (shut_down_) return;
     auto it = pods_.find(key);
-    opted_in = OptsIn(info.annotations) || !cfg->require_annotation || (it != pods_.end() && it->second->opted_in);
+    opted_in = OptsIn(info.annotations) || !cfg->require_annotation ||
+               (it != pods_.end() && G(*it->second).opted_in);
   }
   if (opted_in && !pod_sandbox) {
     auto made = MakeExecContainer(info, *cfg);
@@ -136,21 +152,18 @@ void Supervisor::OnContainerStarted(const task::ContainerLifecycle& info) {
     if (shut_down_) return;
     auto& slot = pods_[key];
     if (slot == nullptr) {
-      slot = std::make_shared<Pod>();
-      slot->key = key;
-      slot->ns = info.ns;
-      slot->sandbox_id = info.sandbox_id;
-      slot->cfg = *cfg;
+      slot = std::make_shared<Pod>(key, info.ns, info.sandbox_id, *cfg);
     }
     Pod& pod = *slot;
+    PodState& g = G(pod);
     container_pod_[info.id] = key;
     auto same = [&](const ContainerInfo& e) { return e.id == c.id; };
-    std::erase_if(pod.containers, same);
-    pod.containers.push_back(c);
-    if (opted_in) pod.opted_in = true;
-    if (!pod.opted_in || pod.stopping) return;
+    std::erase_if(g.containers, same);
+    g.containers.push_back(c);
+    if (opted_in) g.opted_in = true;
+    if (!g.opted_in || g.stopping) return;
     absl::StatusOr<Outgoing> o;
-    if (pod.pid == 0) {
+    if (g.pid == 0) {
       o = SpawnLocked(slot);
     } else {
       o = QueueLocked(slot, {{{"op", "start"}, {"container", ToJson(c)}}});
@@ -199,12 +212,13 @@ void Supervisor::OnContainerDeleted(const std::string& id) {
       auto p = pods_.find(key);
       if (p != pods_.end()) {
         Pod& pod = *p->second;
-        std::erase_if(pod.containers, [&](const ContainerInfo& c) { return c.id == id; });
-        if (pod.containers.empty() || id == pod.sandbox_id) {
+        PodState& g = G(pod);
+        std::erase_if(g.containers, [&](const ContainerInfo& c) { return c.id == id; });
+        if (g.containers.empty() || id == pod.sandbox_id) {
           last = p->second;
           pods_.erase(p);
           std::erase_if(container_pod_, [&](const auto& kv) { return kv.second == key; });
-        } else if (pod.pid != 0) {
+        } else if (g.pid != 0) {
           tell = QueueLocked(p->second, {{{"op", "delete"}, {"id", id}}});
         }
       }
@@ -217,7 +231,8 @@ void Supervisor::OnContainerDeleted(const std::string& id) {
   // The server first (it stops the runners in the execute container), then the execute container.
   if (last != nullptr) StopPod(std::move(last));
   if (exec.has_value()) {
-    auto runsc = opts_.runsc_factory ? opts_.runsc_factory(exec->runsc) : runsc::NewRunscCli(exec->runsc);
+    auto runsc = opts_.runsc_factory ? opts_.runsc_factory(exec->runsc)
+                                     : runsc::NewRunscCli(exec->runsc, opts_.reaper);
     if (absl::Status st = DeleteExecContainer(*runsc, id, exec->bundle); !st.ok()) {
       log::Warnf("execute: %s", st.message());
     }
@@ -239,14 +254,20 @@ void Supervisor::Shutdown() {
     execs.swap(exec_containers_);
   }
   for (auto& [id, e] : execs) {
-    auto runsc = opts_.runsc_factory ? opts_.runsc_factory(e.runsc) : runsc::NewRunscCli(e.runsc);
+    auto runsc =
+        opts_.runsc_factory ? opts_.runsc_factory(e.runsc) : runsc::NewRunscCli(e.runsc, opts_.reaper);
     if (absl::Status st = DeleteExecContainer(*runsc, id, e.bundle); !st.ok()) log::Warnf("execute: %s", st.message());
   }
   {
     absl::MutexLock lock(&exitq_->mu);
     exitq_->stop = true;
   }
-  if (restarter_.joinable()) restarter_.join();
+  std::thread restarter;  // none is started after shut_down_ is set
+  {
+    absl::MutexLock lock(&mu_);
+    restarter.swap(restarter_);
+  }
+  if (restarter.joinable()) restarter.join();
   std::vector<std::thread> readers;
   {
     absl::MutexLock lock(&mu_);
@@ -260,11 +281,14 @@ void Supervisor::Shutdown() {
 pid_t Supervisor::ServerPid(const std::string& ns, const std::string& sandbox_id) {
   absl::MutexLock lock(&mu_);
   auto it = pods_.find(absl::StrCat(ns, "/", sandbox_id));
-  return it == pods_.end() ? 0 : it->second->pid;
+  return it == pods_.end() ? 0 : G(*it->second).pid;
 }
 
 absl::StatusOr<Supervisor::Outgoing> Supervisor::SpawnLocked(const std::shared_ptr<Pod>& slot) {
+  if (opts_.reaper == nullptr)
+    return absl::FailedPreconditionError("execute: no reaper to watch a server with");
   Pod& pod = *slot;
+  PodState& g = G(pod);
   if (!restarter_.joinable()) restarter_ = std::thread([this] { RestartLoop(); });
   auto pipe = sys::MakePipe(O_CLOEXEC);
   if (!pipe.ok()) return pipe.status();
@@ -280,7 +304,7 @@ absl::StatusOr<Supervisor::Outgoing> Supervisor::SpawnLocked(const std::shared_p
   so.stderr_fd = opts_.log_fd;
   // The server outlives the request thread that starts it: its lifetime is tied to its stdin instead.
   so.pdeathsig = 0;
-  auto pid = sys::Spawn(so);
+  auto pid = sys::Spawn(so, opts_.reaper);
   if (!pid.ok())
     return absl::Status(pid.status().code(), absl::StrCat("start Execute server: ", pid.status().message()));
   pipe->read.reset();
@@ -305,17 +329,17 @@ absl::StatusOr<Supervisor::Outgoing> Supervisor::SpawnLocked(const std::shared_p
       }
     }
   });
-  pod.pid = *pid;
+  g.pid = *pid;
   {
     absl::MutexLock io(&pod.io_mu);
     pod.to_server = std::move(pipe->write);
     pod.io_pid = *pid;
   }
-  pod.exited = std::make_shared<absl::Notification>();
-  pod.started_at = absl::Now();
+  g.exited = std::make_shared<absl::Notification>();
+  g.started_at = absl::Now();
   log::Infof("execute: started server pid %d for sandbox %s/%s", *pid, pod.ns, pod.sandbox_id);
   // The callback may run right here (if the server is already gone): it takes only the exit queue's lock.
-  sys::Reaper::Get().Watch(*pid, [q = exitq_, key = pod.key, pid = *pid, exited = pod.exited](int ws) {
+  opts_.reaper->Watch(*pid, [q = exitq_, key = pod.key, pid = *pid, exited = g.exited](int ws) {
     {
       absl::MutexLock lock(&q->mu);
       q->exits.push_back({key, pid, ws});
@@ -324,7 +348,7 @@ absl::StatusOr<Supervisor::Outgoing> Supervisor::SpawnLocked(const std::shared_p
   });
   SandboxHello hello{pod.ns, pod.sandbox_id, ::getpid(), opts_.log_level, pod.cfg};
   std::vector<nlohmann::json> msgs = {ToJson(hello)};
-  for (const ContainerInfo& c : pod.containers) msgs.push_back({{"op", "start"}, {"container", ToJson(c)}});
+  for (const ContainerInfo& c : g.containers) msgs.push_back({{"op", "start"}, {"container", ToJson(c)}});
   return QueueLocked(slot, msgs);
 }
 
@@ -332,9 +356,10 @@ Supervisor::Outgoing Supervisor::QueueLocked(const std::shared_ptr<Pod>& pod,
                                              const std::vector<nlohmann::json>& msgs) {
   Outgoing out;
   out.pod = pod;
-  out.seq = pod->next_seq++;
-  out.pid = pod->pid;
-  out.exited = pod->exited;
+  PodState& g = G(*pod);
+  out.seq = g.next_seq++;
+  out.pid = g.pid;
+  out.exited = g.exited;
   for (const auto& m : msgs) {
     out.lines.push_back(m.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
   }
@@ -380,7 +405,7 @@ absl::Status Supervisor::Deliver(const Outgoing& out) {
       // is killed, and the restart gives the new one the whole pod again. (Not if it is already gone: its pid
       // may have been reaped and reused.)
       if (out.exited != nullptr && !out.exited->HasBeenNotified()) {
-        (void)sys::Reaper::Get().Signal(out.pid, SIGKILL);
+        (void)opts_.reaper->Signal(out.pid, SIGKILL);
       }
       pod.to_server.reset();
     }
@@ -395,9 +420,10 @@ void Supervisor::StopPod(std::shared_ptr<Pod> pod) {
   std::shared_ptr<absl::Notification> exited;
   {
     absl::MutexLock lock(&mu_);
-    pod->stopping = true;
-    pid = pod->pid;
-    exited = pod->exited;
+    PodState& g = G(*pod);
+    g.stopping = true;
+    pid = g.pid;
+    exited = g.exited;
   }
   {
     absl::MutexLock io(&pod->io_mu);
@@ -406,7 +432,7 @@ void Supervisor::StopPod(std::shared_ptr<Pod> pod) {
   // Bounded: a Delete of the pod's last container waits here at most stop_timeout + 5 s.
   if (pid != 0 && !exited->WaitForNotificationWithTimeout(opts_.stop_timeout)) {
     log::Warnf("execute: server pid %d of sandbox %s did not stop in time; killing it", pid, pod->sandbox_id);
-    (void)sys::Reaper::Get().Signal(pid, SIGKILL);
+    (void)opts_.reaper->Signal(pid, SIGKILL);
     exited->WaitForNotificationWithTimeout(absl::Seconds(5));
   }
   if (pid != 0) RemoveFiles(pod->cfg, pod->ns, pod->sandbox_id);
@@ -429,25 +455,26 @@ void Supervisor::RestartLoop() {
       {
         absl::MutexLock lock(&mu_);
         auto it = pods_.find(e.key);
-        if (it == pods_.end() || it->second->pid != e.pid) continue;
+        if (it == pods_.end() || G(*it->second).pid != e.pid) continue;
         pod = it->second;
-        pod->pid = 0;
+        PodState& g = G(*pod);
+        g.pid = 0;
         {
           absl::MutexLock io(&pod->io_mu);
           if (pod->io_pid == e.pid) pod->to_server.reset();
         }
-        if (pod->stopping || shut_down_) continue;
+        if (g.stopping || shut_down_) continue;
         log::Warnf("execute: server pid %d of sandbox %s exited unexpectedly (exit code %d)", e.pid,
                    pod->sandbox_id, sys::ExitCodeFromWaitStatus(e.wait_status));
         RemoveFiles(pod->cfg, pod->ns, pod->sandbox_id);
         // A server that ran for a while before it died starts a fresh count: only a crash loop gives up.
-        if (absl::Now() - pod->started_at > absl::Minutes(1)) pod->restarts = 0;
-        if (pod->restarts >= kMaxRestarts) {
+        if (absl::Now() - g.started_at > absl::Minutes(1)) g.restarts = 0;
+        if (g.restarts >= kMaxRestarts) {
           log::Errorf("execute: sandbox %s: the Execute server died %d times; not starting it again",
-                      pod->sandbox_id, pod->restarts + 1);
+                      pod->sandbox_id, g.restarts + 1);
           continue;
         }
-        ++pod->restarts;
+        ++g.restarts;
       }
       {
         absl::MutexLock lock(&exitq_->mu);
@@ -457,7 +484,7 @@ void Supervisor::RestartLoop() {
       absl::StatusOr<Outgoing> out;
       {
         absl::MutexLock lock(&mu_);
-        if (pod->stopping || shut_down_ || pod->pid != 0) continue;
+        if (G(*pod).stopping || shut_down_ || G(*pod).pid != 0) continue;
         out = SpawnLocked(pod);
       }
       absl::Status st = out.ok() ? Deliver(*out) : out.status();

@@ -15,8 +15,8 @@
 
 #include <functional>
 #include <map>
-#include <set>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -28,6 +28,7 @@
 #include "shim/execute/common/config.h"
 #include "shim/execute/common/wire.h"
 #include "shim/runsc/runsc.h"
+#include "shim/sys/process_watcher.h"
 #include "shim/task/service.h"
 
 namespace gvshim::execute {
@@ -35,6 +36,8 @@ namespace gvshim::execute {
 class Supervisor {
  public:
   struct Options {
+    // The shim's reaper (not owned, started): servers are watched and signalled through it. Required.
+    sys::ProcessWatcher* reaper = nullptr;
     // The program started as `<server> execute-server` when the config names none ([execute] server).
     std::string default_server;
     // The server's stderr (the shim's log); -1: /dev/null.
@@ -74,6 +77,8 @@ class Supervisor {
 
  private:
   struct Pod;
+  struct PodState;  // what changes in a Pod: guarded by mu_, reached through G()
+  PodState& G(Pod& pod) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Lines for a pod's server, in the order mu_ gave them (seq); written by Deliver without mu_, so that a server
   // that stops reading holds up only its own pod (for at most kSendTimeout), never the others.
   struct Outgoing {
@@ -128,7 +133,7 @@ class Supervisor {
   };
   const std::shared_ptr<WarmState> warm_ = std::make_shared<WarmState>();
   std::vector<std::thread> readers_ ABSL_GUARDED_BY(mu_);
-  std::thread restarter_;  // started with the first server; restarts servers that died
+  std::thread restarter_ ABSL_GUARDED_BY(mu_);  // started with the first server; restarts servers that died
 };
 
 }  // namespace gvshim::execute

@@ -90,7 +90,8 @@ class ExecuteServiceTest : public ::testing::Test {
     ASSERT_TRUE(ecfg.ok()) << ecfg.status();
     ecfg_ = *ecfg;
     manager_ = std::make_unique<Manager>(
-        [this](const runsc::GlobalOptions&) { return std::make_unique<testing::FakeRunscView>(&fake_); });
+        [this](const runsc::GlobalOptions&) { return std::make_unique<testing::FakeRunscView>(&fake_); },
+        &testing::TestReaper());
     AddContainer("sbx", opt_in);
     if (!opt_in) return;
     auto path = manager_->SocketPath("t", "sbx");
@@ -559,7 +560,8 @@ TEST_F(ExecuteServiceTest, DisabledConfigServesNothing) {
   ecfg_.enabled = false;
   ecfg_.socket_dir = dir_ + "/s";
   manager_ = std::make_unique<Manager>(
-      [this](const runsc::GlobalOptions&) { return std::make_unique<testing::FakeRunscView>(&fake_); });
+      [this](const runsc::GlobalOptions&) { return std::make_unique<testing::FakeRunscView>(&fake_); },
+      &testing::TestReaper());
   manager_->OnContainerStarted(Info("sbx", true), ecfg_);
   EXPECT_EQ(manager_->ServingCount(), 0u);
   EXPECT_FALSE(fs::exists(dir_ + "/s"));

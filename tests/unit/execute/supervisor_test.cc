@@ -77,6 +77,7 @@ class SupervisorTest : public ::testing::Test {
     ASSERT_TRUE(cfg.ok()) << cfg.status();
     config_ = std::make_shared<const config::Config>(*cfg);
     Supervisor::Options o;
+    o.reaper = &testing::TestReaper();
     o.default_server = "/nonexistent/gvshim";
     o.stop_timeout = stop_timeout;
     o.restart_delay = absl::Milliseconds(20);

@@ -5,7 +5,7 @@
 //  stdin
 //    is a pipe the fake holds (ExitInit writes the code) and whose stdout/stderr are CreateOptions.stdio. Its
 //    pid goes to the pid file, as runsc writes the sandbox pid. Being a child of the test binary, the
-//    process-wide sys::Reaper collects its exit like the shim collects the sandbox's.
+//    binary's reaper (TestReaper) collects its exit like the shim's collects the sandbox's.
 //  - Start records the stdio it gets and, when stdio.out is given (a container joining a sandbox takes its
 //    stdio at start), writes "started <id>\n" to it.
 //  - StartExec runs the "args" of the OCI process JSON as a real child with the given stdio, writes its pid
@@ -19,8 +19,8 @@
 //  - Delete(force) kills whatever is left of the container; NOT_FOUND for an unknown id.
 //
 // Every call is recorded; SetError makes a method fail; Block holds a method's calls until Unblock. All live
-// children are SIGKILLed when the fake goes away. The test binary must have started sys::Reaper (see
-// test_main.cc).
+// children are SIGKILLed when the fake goes away. The test binary must be linked with test_main.cc, which
+// starts the reaper (TestReaper).
 #pragma once
 
 #include <poll.h>
@@ -45,8 +45,8 @@
 #include "nlohmann/json.hpp"
 #include "shim/runsc/runsc.h"
 #include "shim/sys/fd.h"
-#include "shim/sys/reaper.h"
 #include "shim/sys/spawn.h"
+#include "tests/unit/fakes/test_reaper.h"
 
 namespace gvshim::testing {
 
@@ -177,7 +177,7 @@ class FakeRunsc : public runsc::Runsc {
     so.stdout_fd = opts.stdio.out;
     so.stderr_fd = opts.stdio.err;
     so.pdeathsig = 0;  // outlives the calling thread, like a sandbox
-    auto pid = sys::Spawn(so);
+    auto pid = sys::Spawn(so, &testing::TestReaper());
     if (!pid.ok()) return pid.status();
     {
       absl::MutexLock lock(&state_->mu);
@@ -186,7 +186,7 @@ class FakeRunsc : public runsc::Runsc {
       c.control = std::move(control->write);
     }
     std::shared_ptr<Shared> state = state_;
-    sys::Reaper::Get().Watch(*pid, [state, id](int ws) {
+    testing::TestReaper().Watch(*pid, [state, id](int ws) {
       absl::MutexLock lock(&state->mu);
       auto it = state->containers.find(id);
       if (it == state->containers.end()) return;
@@ -236,7 +236,7 @@ class FakeRunsc : public runsc::Runsc {
     so.stderr_fd = opts.stdio.err;
     so.new_session = opts.new_session;
     so.pdeathsig = 0;
-    auto pid = sys::Spawn(so);
+    auto pid = sys::Spawn(so, &testing::TestReaper());
     if (!pid.ok()) return pid.status();
     // No reaper watch here: an exit collected before anyone watches is handed to the first Watch only, and
     // the Container must get it (nobody but the shim watches a real `runsc exec`). A pidfd tracks the
@@ -416,7 +416,7 @@ class FakeRunsc : public runsc::Runsc {
     std::vector<pid_t> pids;
     std::vector<std::shared_ptr<sys::UniqueFd>> pidfds;
     void Signal(int sig) {
-      for (pid_t p : pids) (void)sys::Reaper::Get().Signal(p, sig);
+      for (pid_t p : pids) (void)testing::TestReaper().Signal(p, sig);
       for (auto& fd : pidfds) (void)::syscall(SYS_pidfd_send_signal, fd->get(), sig, nullptr, 0);
     }
   };

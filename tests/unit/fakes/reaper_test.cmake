@@ -1,6 +1,6 @@
-# Shared by unit test directories that need the process-wide reaper (include() it; safe to include twice).
-# gvshim_reaper_test(NAME SOURCES ... DEPS ...) is gvshim_unit_test with test_main.cc (which starts sys::Reaper
-# before any thread) instead of gtest_main. The fakes themselves are header-only.
+# Shared by unit test directories that need a reaper (include() it; safe to include twice).
+# gvshim_reaper_test(NAME SOURCES ... DEPS ...) is gvshim_unit_test with test_main.cc (which makes and starts the
+# binary's sys::Reaper, TestReaper(), before any thread) instead of gtest_main. The fakes themselves are header-only.
 include_guard(GLOBAL)
 
 add_library(gvshim_test_reaper_main STATIC ${CMAKE_CURRENT_LIST_DIR}/test_main.cc)

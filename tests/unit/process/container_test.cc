@@ -1,5 +1,5 @@
 // process::Container against FakeRunsc: real child processes stand in for the sandbox and the execs, so exits
-// arrive through the process-wide reaper as they do in the shim.
+// arrive through the test binary's reaper (handed to the Container) as they do in the shim.
 #include "shim/process/container.h"
 
 #include <fcntl.h>
@@ -81,7 +81,7 @@ class ContainerTest : public ::testing::Test {
   }
 
   absl::Status Create(ContainerOptions o) {
-    auto c = Container::Create({&fake_, &events_}, std::move(o));
+    auto c = Container::Create({&fake_, &events_, &testing::TestReaper()}, std::move(o));
     if (!c.ok()) return c.status();
     container_ = std::move(*c);
     return absl::OkStatus();

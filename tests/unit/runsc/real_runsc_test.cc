@@ -17,7 +17,8 @@
 #include "nlohmann/json.hpp"
 #include "shim/runsc/runsc.h"
 #include "shim/sys/fd.h"
-#include "shim/sys/reaper.h"
+#include "shim/sys/subprocess.h"
+#include "tests/unit/fakes/test_reaper.h"
 #include "tests/unit/fakes/test_util.h"
 
 namespace gvshim::runsc {
@@ -48,7 +49,7 @@ bool WriteFile(const std::string& path, const std::string& text) {
 absl::Status Sh(const std::string& script) {
   sys::SpawnOptions o;
   o.argv = {"/bin/sh", "-ec", script};
-  auto r = sys::Reaper::Get().Run(o, absl::Seconds(60));
+  auto r = sys::RunSubprocess(&testing::TestReaper(), o, absl::Seconds(60));
   if (!r.ok()) return r.status();
   if (r->exit_code != 0) return absl::InternalError(absl::StrCat(script, ": ", r->err));
   return absl::OkStatus();
@@ -64,7 +65,7 @@ class RealRunscTest : public ::testing::Test {
     if (geteuid() != 0 || access(kRunsc, X_OK) != 0 || access(kBusybox, X_OK) != 0) {
       GTEST_SKIP() << "needs root, " << kRunsc << " and " << kBusybox;
     }
-    ASSERT_TRUE(sys::Reaper::Get().running());
+    ASSERT_TRUE(testing::TestReaper().running());
     char tmpl[] = "/tmp/gvrr-XXXXXX";
     ASSERT_NE(mkdtemp(tmpl), nullptr);
     dir_ = tmpl;
@@ -72,7 +73,7 @@ class RealRunscTest : public ::testing::Test {
     opts_.root = dir_ + "/state";
     opts_.log_path = dir_ + "/runsc.log";
     opts_.timeout = absl::Seconds(60);
-    cli_ = NewRunscCli(opts_);
+    cli_ = NewRunscCli(opts_, &testing::TestReaper());
   }
 
   void TearDown() override {
@@ -119,7 +120,7 @@ TEST_F(RealRunscTest, Lifecycle) {
   ASSERT_GT(sandbox_pid, 0);
   // The sandbox was reparented to this process (a subreaper); its exit comes through the reaper.
   absl::Notification sandbox_exited;
-  sys::Reaper::Get().Watch(sandbox_pid, [&](int) { sandbox_exited.Notify(); });
+  testing::TestReaper().Watch(sandbox_pid, [&](int) { sandbox_exited.Notify(); });
 
   auto st = cli_->GetState("t1");
   ASSERT_TRUE(st.ok()) << st.status();
@@ -166,7 +167,7 @@ TEST_F(RealRunscTest, Lifecycle) {
   out->write.reset();
   absl::Notification exec_done;
   int exec_status = -1;
-  sys::Reaper::Get().Watch(*exec_pid, [&](int ws) {
+  testing::TestReaper().Watch(*exec_pid, [&](int ws) {
     exec_status = ws;
     exec_done.Notify();
   });

@@ -18,8 +18,19 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "shim/sys/fd.h"
-#include "shim/sys/reaper.h"
+#include "shim/sys/subprocess.h"
+#include "tests/unit/fakes/test_reaper.h"
 #include "tests/unit/fakes/test_util.h"
+
+namespace gvshim::testing {
+
+// This binary is not linked with test_main.cc: its reaper is started by ReaperEnvironment below.
+sys::Reaper& TestReaper() {
+  static sys::Reaper* const reaper = new sys::Reaper();  // never deleted: its thread runs until exit
+  return *reaper;
+}
+
+}  // namespace gvshim::testing
 
 namespace gvshim::runsc {
 namespace {
@@ -38,10 +49,11 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 
-// The shim runs the reaper from main; so does this binary (StartExec's exit arrives through it).
+// The shim runs the reaper from main; so does this binary (StartExec's exit arrives through it), as a
+// subreaper for real_runsc_test.cc's sandboxes.
 class ReaperEnvironment : public ::testing::Environment {
  public:
-  void SetUp() override { ASSERT_TRUE(sys::Reaper::Get().Start(/*subreaper=*/true).ok()); }
+  void SetUp() override { ASSERT_TRUE(testing::TestReaper().Start(/*subreaper=*/true).ok()); }
 };
 ::testing::Environment* const kEnv = ::testing::AddGlobalTestEnvironment(new ReaperEnvironment);
 
@@ -70,13 +82,13 @@ class FakeRunscTest : public ::testing::Test {
     opts_.platform = "ptrace";
     prefix_ = absl::StrCat(opts_.binary, " --root ", opts_.root, " --log ", opts_.log_path,
                            " --log-format json --platform ptrace --network none ");
-    cli_ = NewRunscCli(opts_);
+    cli_ = NewRunscCli(opts_, &testing::TestReaper());
   }
   void TearDown() override {
     for (const char* v : kFakeVars) unsetenv(v);
     sys::SpawnOptions rm;
     rm.argv = {"rm", "-rf", dir_};
-    (void)sys::Reaper::Get().Run(rm, absl::Seconds(30));
+    (void)sys::RunSubprocess(&testing::TestReaper(), rm, absl::Seconds(30));
   }
 
   // The calls made so far, each without the global flags ("create --bundle ... c1").
@@ -274,7 +286,7 @@ TEST(ContainerIdTest, FixedWidthAndStable) {
 TEST_F(FakeRunscTest, MappedIdsReachRunsc) {
   GlobalOptions g = opts_;
   g.map_ids = true;
-  auto cli = NewRunscCli(g);
+  auto cli = NewRunscCli(g, &testing::TestReaper());
   ASSERT_TRUE(cli->Start("c1", Stdio{}).ok());
   ASSERT_TRUE(cli->Delete("c1", true).ok());
   const std::string rid = ContainerId(opts_.root, "c1");
@@ -422,7 +434,7 @@ TEST_F(FakeRunscTest, StartExecExitComesThroughReaper) {
   out->write.reset();
   absl::Notification done;
   int status = -1;
-  sys::Reaper::Get().Watch(*pid, [&](int ws) {
+  testing::TestReaper().Watch(*pid, [&](int ws) {
     status = ws;
     done.Notify();
   });
@@ -436,7 +448,7 @@ TEST_F(FakeRunscTest, StartExecExitComesThroughReaper) {
 
 TEST_F(FakeRunscTest, MissingRootIsRefusedWithoutRunning) {
   opts_.root.clear();
-  auto cli = NewRunscCli(opts_);
+  auto cli = NewRunscCli(opts_, &testing::TestReaper());
   absl::Status st = cli->Delete("c1", true);
   EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(st.message(), HasSubstr("runsc delete c1"));
@@ -446,7 +458,7 @@ TEST_F(FakeRunscTest, MissingRootIsRefusedWithoutRunning) {
 
 TEST_F(FakeRunscTest, MissingBinaryIsNamed) {
   opts_.binary = dir_ + "/no-runsc-here";
-  auto st = NewRunscCli(opts_)->GetState("c1");
+  auto st = NewRunscCli(opts_, &testing::TestReaper())->GetState("c1");
   EXPECT_THAT(st.status().message(), HasSubstr(absl::StrCat("runsc state c1: exec ", opts_.binary)));
 }
 
@@ -462,7 +474,7 @@ TEST_F(FakeRunscTest, TimeoutKillsRunsc) {
   opts_.binary = script;
   opts_.timeout = absl::Seconds(1);
   absl::StatusOr<State> st = absl::UnknownError("not returned");
-  std::thread t([&] { st = NewRunscCli(opts_)->GetState("c1"); });
+  std::thread t([&] { st = NewRunscCli(opts_, &testing::TestReaper())->GetState("c1"); });
   const bool reported = hung.Await();
   t.join();
   EXPECT_EQ(st.status().code(), absl::StatusCode::kDeadlineExceeded);

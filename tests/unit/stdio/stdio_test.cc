@@ -6,7 +6,6 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
@@ -27,6 +26,7 @@
 #include "shim/stdio/process_io.h"
 #include "shim/stdio/target.h"
 #include "shim/sys/fd.h"
+#include "shim/sys/socket.h"
 #include "shim/sys/spawn.h"
 #include "tests/unit/fakes/test_util.h"
 
@@ -92,7 +92,7 @@ pid_t StartChild(ProcessIO& io, const std::string& script) {
   opts.stdin_fd = io.child_stdin();
   opts.stdout_fd = io.child_stdout();
   opts.stderr_fd = io.child_stderr();
-  auto pid = sys::Spawn(opts);
+  auto pid = sys::Spawn(opts, nullptr);
   EXPECT_TRUE(pid.ok()) << pid.status();
   io.CloseChildSides();
   return pid.ok() ? *pid : -1;
@@ -163,7 +163,7 @@ TEST(TargetTest, RejectsBadInput) {
 TEST(ProcessIOTest, FifosCarryStdinStdoutStderr) {
   TempDir dir;
   StdioConfig cfg{dir.Fifo("in"), dir.Fifo("out"), dir.Fifo("err"), false};
-  auto io = ProcessIO::Open(cfg, "c1", "default");
+  auto io = ProcessIO::Open(cfg, "c1", "default", nullptr);
   ASSERT_TRUE(io.ok()) << io.status();
   ASSERT_GE((*io)->child_stdin(), 0);
   ASSERT_GE((*io)->child_stdout(), 0);
@@ -189,7 +189,7 @@ TEST(ProcessIOTest, FifosCarryStdinStdoutStderr) {
 TEST(ProcessIOTest, CloseStdinBeforeWriterClosesStillDeliversEverything) {
   TempDir dir;
   StdioConfig cfg{dir.Fifo("in"), dir.Fifo("out"), "", false};
-  auto io = ProcessIO::Open(cfg, "c1", "default");
+  auto io = ProcessIO::Open(cfg, "c1", "default", nullptr);
   ASSERT_TRUE(io.ok()) << io.status();
   EXPECT_EQ((*io)->child_stderr(), -1);
   FifoReader out(cfg.stdout_path);
@@ -213,7 +213,7 @@ TEST(ProcessIOTest, CloseStdinBeforeWriterClosesStillDeliversEverything) {
 TEST(ProcessIOTest, StdinEofWhenWriterCloses) {
   TempDir dir;
   StdioConfig cfg{dir.Fifo("in"), dir.Fifo("out"), "", false};
-  auto io = ProcessIO::Open(cfg, "c1", "default");
+  auto io = ProcessIO::Open(cfg, "c1", "default", nullptr);
   ASSERT_TRUE(io.ok()) << io.status();
   FifoReader out(cfg.stdout_path);
   pid_t child = StartChild(**io, "cat");
@@ -232,7 +232,7 @@ TEST(ProcessIOTest, StdinEofWhenWriterCloses) {
 TEST(ProcessIOTest, CloseStdinWhileWriterStaysOpen) {
   TempDir dir;
   StdioConfig cfg{dir.Fifo("in"), dir.Fifo("out"), "", false};
-  auto io = ProcessIO::Open(cfg, "c1", "default");
+  auto io = ProcessIO::Open(cfg, "c1", "default", nullptr);
   ASSERT_TRUE(io.ok()) << io.status();
   FifoReader out(cfg.stdout_path);
   pid_t child = StartChild(**io, "cat");
@@ -251,7 +251,7 @@ TEST(ProcessIOTest, FileUriAppendsBothStreamsInOrder) {
   std::string log = absl::StrCat(dir.path(), "/nested/dir/ctr.log");
   std::string uri = absl::StrCat("file://", log);
   for (int round = 0; round < 2; ++round) {
-    auto io = ProcessIO::Open(StdioConfig{"", uri, uri, false}, "c1", "default");
+    auto io = ProcessIO::Open(StdioConfig{"", uri, uri, false}, "c1", "default", nullptr);
     ASSERT_TRUE(io.ok()) << io.status();
     EXPECT_EQ((*io)->child_stdin(), -1);
     EXPECT_EQ((*io)->child_stdout(), (*io)->child_stderr());
@@ -270,7 +270,7 @@ TEST(ProcessIOTest, BinaryLoggerGetsStreamsEnvAndArgs) {
   ASSERT_EQ(::chmod(logger.c_str(), 0755), 0);
   std::string uri = absl::StrCat("binary://", logger, "?dir=", dir.path(), "&tag=a%20b");
 
-  auto io = ProcessIO::Open(StdioConfig{"", uri, uri, false}, "ctr-7", "k8s.io");
+  auto io = ProcessIO::Open(StdioConfig{"", uri, uri, false}, "ctr-7", "k8s.io", nullptr);
   ASSERT_TRUE(io.ok()) << io.status();
   ASSERT_TRUE((*io)->logger_pid().has_value());
   pid_t child = StartChild(**io, "echo to-out; echo to-err >&2");
@@ -289,30 +289,31 @@ TEST(ProcessIOTest, BinaryLoggerGetsStreamsEnvAndArgs) {
 
 TEST(ProcessIOTest, BinaryV2RequiresAReadyByte) {
   // /bin/true closes its ready pipe by exiting: fine for binary://, a failure for binary-v2://.
-  auto ok = ProcessIO::Open(StdioConfig{"", "binary:///bin/true", "", false}, "c", "ns");
+  auto ok = ProcessIO::Open(StdioConfig{"", "binary:///bin/true", "", false}, "c", "ns", nullptr);
   ASSERT_TRUE(ok.ok()) << ok.status();
   ASSERT_TRUE((*ok)->logger_pid().has_value());
   WaitChild(*(*ok)->logger_pid());
 
-  auto strict = ProcessIO::Open(StdioConfig{"", "binary-v2:///bin/true", "", false}, "c", "ns");
+  auto strict = ProcessIO::Open(StdioConfig{"", "binary-v2:///bin/true", "", false}, "c", "ns", nullptr);
   EXPECT_EQ(strict.status().code(), absl::StatusCode::kUnavailable) << strict.status();
 }
 
 TEST(ProcessIOTest, RejectsBadConfigs) {
-  EXPECT_EQ(ProcessIO::Open(StdioConfig{"file:///tmp/x", "", "", false}, "c", "ns").status().code(),
+  EXPECT_EQ(ProcessIO::Open(StdioConfig{"file:///tmp/x", "", "", false}, "c", "ns", nullptr).status().code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(
-      ProcessIO::Open(StdioConfig{"", "binary:///bin/true?a=1", "binary:///bin/true?a=2", false}, "c", "ns")
-          .status()
-          .code(),
-      absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(
-      ProcessIO::Open(StdioConfig{"", "/nonexistent/gvshim/fifo", "", false}, "c", "ns").status().code(),
-      absl::StatusCode::kNotFound);
+  EXPECT_EQ(ProcessIO::Open(StdioConfig{"", "binary:///bin/true?a=1", "binary:///bin/true?a=2", false}, "c",
+                            "ns", nullptr)
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ProcessIO::Open(StdioConfig{"", "/nonexistent/gvshim/fifo", "", false}, "c", "ns", nullptr)
+                .status()
+                .code(),
+            absl::StatusCode::kNotFound);
 }
 
 TEST(ProcessIOTest, ConsoleCallsNeedATerminal) {
-  auto io = ProcessIO::Open(StdioConfig{}, "c", "ns");
+  auto io = ProcessIO::Open(StdioConfig{}, "c", "ns", nullptr);
   ASSERT_TRUE(io.ok());
   EXPECT_EQ((*io)->Resize(80, 24).code(), absl::StatusCode::kFailedPrecondition);
   int fds[2];
@@ -324,7 +325,7 @@ TEST(ProcessIOTest, ConsoleCallsNeedATerminal) {
 TEST(ProcessIOTest, DestructorDoesNotHangWhenNobodyReads) {
   TempDir dir;
   StdioConfig cfg{"", dir.Fifo("out"), "", false};
-  auto io = ProcessIO::Open(cfg, "c", "ns");
+  auto io = ProcessIO::Open(cfg, "c", "ns", nullptr);
   ASSERT_TRUE(io.ok()) << io.status();
   // Far more than the pipe and the fifo can buffer: the copy thread ends up waiting for POLLOUT.
   pid_t child = StartChild(**io, "head -c 4000000 /dev/zero");
@@ -349,7 +350,7 @@ TEST(ProcessIOTest, DestructorDoesNotHangWhenNobodyReads) {
 TEST(ProcessIOTest, WaitAndCloseIsBounded) {
   TempDir dir;
   StdioConfig cfg{"", dir.Fifo("out"), "", false};
-  auto io = ProcessIO::Open(cfg, "c", "ns");
+  auto io = ProcessIO::Open(cfg, "c", "ns", nullptr);
   ASSERT_TRUE(io.ok()) << io.status();
   // The child keeps stdout open and never exits on its own, so the output never reaches EOF.
   pid_t child = StartChild(**io, "exec sleep 1000");
@@ -380,13 +381,30 @@ TEST(ConsoleSocketTest, ShortPathRemovedOnDestruction) {
   EXPECT_FALSE(std::filesystem::exists(dir));
 }
 
+TEST(ConsoleSocketTest, ModeIsPrivateAndATooLongPathLeavesNothingBehind) {
+  TempDir base;
+  {
+    auto sock = ConsoleSocket::CreateIn(base.path());
+    ASSERT_TRUE(sock.ok()) << sock.status();
+    struct stat st;
+    ASSERT_EQ(::stat((*sock)->path().c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0600u);
+  }
+  // <deep>/pty-XXXXXX/s is over 107 bytes: refused with the reason, and the private directory is removed.
+  const std::string deep = base.path() + "/" + std::string(100, 'd');
+  ASSERT_TRUE(std::filesystem::create_directory(deep));
+  auto sock = ConsoleSocket::CreateIn(deep);
+  EXPECT_EQ(sock.status().code(), absl::StatusCode::kInvalidArgument) << sock.status();
+  EXPECT_THAT(sock.status().message(), HasSubstr("console socket"));
+  EXPECT_THAT(sock.status().message(), HasSubstr("too long"));
+  EXPECT_TRUE(std::filesystem::is_empty(deep));
+}
+
 // Plays runsc: connects to the console socket and sends the pty master.
 void SendMaster(const std::string& path, int master) {
-  sys::UniqueFd s(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
-  ASSERT_EQ(::connect(s.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0) << std::strerror(errno);
+  auto dialled = sys::DialUnix(path, absl::Seconds(20));
+  ASSERT_TRUE(dialled.ok()) << dialled.status();
+  sys::UniqueFd s = std::move(*dialled);
   char name[] = "/dev/ptmx";
   iovec iov{name, sizeof name - 1};
   alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
@@ -424,7 +442,7 @@ TEST(ProcessIOTest, TerminalCopiesBothWaysResizesAndHangsUpOnStdinEof) {
   ASSERT_TRUE(master.ok()) << master.status();
 
   StdioConfig cfg{dir.Fifo("in"), dir.Fifo("out"), "", true};
-  auto io = ProcessIO::Open(cfg, "c", "ns");
+  auto io = ProcessIO::Open(cfg, "c", "ns", nullptr);
   ASSERT_TRUE(io.ok()) << io.status();
   EXPECT_EQ((*io)->child_stdin(), -1);
   EXPECT_EQ((*io)->child_stdout(), -1);

@@ -1,4 +1,5 @@
-// The reaper thread, started once for this whole binary (as the shim's main does) before any test runs.
+// The reaper thread, started once for this whole binary (as the shim's main does) before any test runs, and
+// the subprocess runner with it.
 #include "shim/sys/reaper.h"
 
 #include <poll.h>
@@ -23,6 +24,7 @@
 #include "gtest/gtest.h"
 #include "shim/sys/fd.h"
 #include "shim/sys/spawn.h"
+#include "shim/sys/subprocess.h"
 #include "tests/unit/fakes/test_util.h"
 
 namespace gvshim::sys {
@@ -53,11 +55,17 @@ ReapLog& Log() {
   return *log;
 }
 
+// This binary's one reaper (never deleted: its thread runs until the process exits).
+Reaper& R() {
+  static Reaper* const reaper = new Reaper();
+  return *reaper;
+}
+
 class ReaperEnvironment : public ::testing::Environment {
  public:
   void SetUp() override {
-    ASSERT_TRUE(Reaper::Get().Start(/*subreaper=*/true).ok());
-    Reaper::Get().SetExitHook([](pid_t pid, int) { Log().Add(pid); });
+    ASSERT_TRUE(R().Start(/*subreaper=*/true).ok());
+    R().SetExitHook([](pid_t pid, int) { Log().Add(pid); });
   }
 };
 ::testing::Environment* const kEnv = ::testing::AddGlobalTestEnvironment(new ReaperEnvironment);
@@ -69,8 +77,8 @@ SpawnOptions Sh(const std::string& script) {
 }
 
 TEST(ReaperTest, Running) {
-  EXPECT_TRUE(Reaper::Get().running());
-  EXPECT_TRUE(Reaper::Get().Start(true).ok());  // second call is a no-op
+  EXPECT_TRUE(R().running());
+  EXPECT_TRUE(R().Start(true).ok());  // second call is a no-op
 }
 
 TEST(ReaperTest, WatchGetsStatusOnReaperThread) {
@@ -78,14 +86,14 @@ TEST(ReaperTest, WatchGetsStatusOnReaperThread) {
   ASSERT_TRUE(pipe.ok());
   SpawnOptions o = Sh("read x; exit 5");
   o.stdin_fd = pipe->read.get();
-  auto pid = Spawn(o);
+  auto pid = Spawn(o, &R());
   ASSERT_TRUE(pid.ok()) << pid.status();
   pipe->read.reset();
   absl::Notification done;
   int status = -1;
   std::thread::id cb_thread;
   // The child blocks on stdin, so the watch is surely registered before the exit.
-  Reaper::Get().Watch(*pid, [&](int ws) {
+  R().Watch(*pid, [&](int ws) {
     status = ws;
     cb_thread = std::this_thread::get_id();
     done.Notify();
@@ -99,14 +107,14 @@ TEST(ReaperTest, WatchGetsStatusOnReaperThread) {
 TEST(ReaperTest, ExitBeforeWatchRunsCallbackOnCaller) {
   SpawnOptions o;
   o.argv = {"/bin/sh", "-c", "exit 9"};
-  auto pid = Spawn(o);
+  auto pid = Spawn(o, &R());
   ASSERT_TRUE(pid.ok()) << pid.status();
   ASSERT_TRUE(Log().WaitFor(*pid, absl::Seconds(20)));
   // Collected already: Signal must refuse to hit the (possibly recycled) pid.
-  EXPECT_EQ(Reaper::Get().Signal(*pid, SIGKILL).code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(R().Signal(*pid, SIGKILL).code(), absl::StatusCode::kNotFound);
   int status = -1;
   std::thread::id cb_thread;
-  Reaper::Get().Watch(*pid, [&](int ws) {
+  R().Watch(*pid, [&](int ws) {
     status = ws;
     cb_thread = std::this_thread::get_id();
   });
@@ -156,11 +164,11 @@ absl::StatusOr<std::unique_ptr<Parked>> ParkWithPid(pid_t want) {
 // Runs a child to its end and returns its (now free) pid once the reaper has collected it and delivered the
 // exit to a watch, so nothing in the reaper remembers it.
 pid_t CollectedPid() {
-  auto pid = Spawn(Sh("read x"));  // waits for stdin (/dev/null: EOF at once), so the watch comes first
+  auto pid = Spawn(Sh("read x"), &R());  // waits for stdin (/dev/null: EOF at once), so the watch comes first
   EXPECT_TRUE(pid.ok()) << pid.status();
   if (!pid.ok()) return 0;
   absl::Notification done;
-  Reaper::Get().Watch(*pid, [&](int) { done.Notify(); });
+  R().Watch(*pid, [&](int) { done.Notify(); });
   EXPECT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(20)));
   return *pid;
 }
@@ -185,7 +193,7 @@ TEST(ReaperTest, SignalNeverHitsARecycledPid) {
   std::unique_ptr<Parked> other = RecycleAPid();
   ASSERT_NE(other, nullptr) << "could not place a process on a recycled pid";
   ASSERT_TRUE(other->Alive());
-  absl::Status st = Reaper::Get().Signal(other->pid, SIGKILL);
+  absl::Status st = R().Signal(other->pid, SIGKILL);
   EXPECT_EQ(st.code(), absl::StatusCode::kNotFound) << st;
   EXPECT_TRUE(other->Alive()) << "the reaper signalled pid " << other->pid << " after collecting its owner";
 }
@@ -193,19 +201,19 @@ TEST(ReaperTest, SignalNeverHitsARecycledPid) {
 // Only watched children are signalled: a live child nobody watches is NOT_FOUND too (its exit could be
 // collected, and its pid reused, at any moment).
 TEST(ReaperTest, SignalNeedsAWatch) {
-  auto pid = Spawn(Sh("exec sleep 1000"));
+  auto pid = Spawn(Sh("exec sleep 1000"), &R());
   ASSERT_TRUE(pid.ok()) << pid.status();
-  EXPECT_EQ(Reaper::Get().Signal(*pid, SIGTERM).code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(R().Signal(*pid, SIGTERM).code(), absl::StatusCode::kNotFound);
   absl::Notification done;
   int status = 0;
-  Reaper::Get().Watch(*pid, [&](int ws) {
+  R().Watch(*pid, [&](int ws) {
     status = ws;
     done.Notify();
   });
-  ASSERT_TRUE(Reaper::Get().Signal(*pid, SIGTERM).ok());
+  ASSERT_TRUE(R().Signal(*pid, SIGTERM).ok());
   ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(20)));
   EXPECT_EQ(ExitCodeFromWaitStatus(status), 128 + SIGTERM);
-  EXPECT_EQ(Reaper::Get().Signal(*pid, SIGTERM).code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(R().Signal(*pid, SIGTERM).code(), absl::StatusCode::kNotFound);
 }
 
 // A stale exit remembered for a pid must not be handed to the watcher of a new child with the same pid (Spawn
@@ -213,21 +221,21 @@ TEST(ReaperTest, SignalNeedsAWatch) {
 TEST(ReaperTest, StaleExitOfRecycledPidIsForgotten) {
   if (::geteuid() != 0) GTEST_SKIP() << "clone3 with set_tid needs root";
   // An unwatched child: its exit is remembered as unclaimed.
-  auto first = Spawn(Sh("exit 4"));
+  auto first = Spawn(Sh("exit 4"), &R());
   ASSERT_TRUE(first.ok());
   ASSERT_TRUE(Log().WaitFor(*first, absl::Seconds(20)));
-  const uint64_t seq = Reaper::Get().ReapSequence();
+  const uint64_t seq = R().ReapSequence();
   auto parked = ParkWithPid(*first);
   if (!parked.ok()) GTEST_SKIP() << "pid " << *first << " was taken by another process: " << parked.status();
-  Reaper::Get().ForgetStaleExit(*first, seq);
+  R().ForgetStaleExit(*first, seq);
   auto fired = std::make_shared<absl::Notification>();
   auto status = std::make_shared<std::atomic<int>>(-1);
-  Reaper::Get().Watch(*first, [fired, status](int ws) {
+  R().Watch(*first, [fired, status](int ws) {
     status->store(ws);
     fired->Notify();
   });
   EXPECT_FALSE(fired->HasBeenNotified());
-  ASSERT_TRUE(Reaper::Get().Signal(*first, SIGKILL).ok());
+  ASSERT_TRUE(R().Signal(*first, SIGKILL).ok());
   ASSERT_TRUE(fired->WaitForNotificationWithTimeout(absl::Seconds(20)));
   EXPECT_EQ(ExitCodeFromWaitStatus(status->load()), 128 + SIGKILL);
   (*parked)->pidfd.reset();  // already dead
@@ -236,7 +244,7 @@ TEST(ReaperTest, StaleExitOfRecycledPidIsForgotten) {
 // A watch on a pid that is not our child could never fire: it reports at once instead of hanging its waiter.
 TEST(ReaperTest, WatchOfAPidThatIsNotAChildReportsAtOnce) {
   int status = -1;
-  Reaper::Get().Watch(::getppid(), [&](int ws) { status = ws; });
+  R().Watch(::getppid(), [&](int ws) { status = ws; });
   EXPECT_EQ(ExitCodeFromWaitStatus(status), 255);
 }
 
@@ -259,17 +267,17 @@ TEST(ReaperTest, ExitsAreStillDeliveredAfterTheSignalfdFails) {
   ASSERT_TRUE(pipe.ok());
   ASSERT_EQ(::dup2(pipe->write.get(), sfd), sfd);
   pipe->read.reset();  // the write end now polls as an error
-  EXPECT_TRUE(Reaper::Get().running());
+  EXPECT_TRUE(R().running());
   for (int i = 0; i < 3; ++i) {
     auto hold = MakePipe();
     ASSERT_TRUE(hold.ok());
     SpawnOptions o = Sh("read x; exit 6");
     o.stdin_fd = hold->read.get();
-    auto pid = Spawn(o);
+    auto pid = Spawn(o, &R());
     ASSERT_TRUE(pid.ok()) << pid.status();
     absl::Notification done;
     int status = -1;
-    Reaper::Get().Watch(*pid, [&](int ws) {
+    R().Watch(*pid, [&](int ws) {
       status = ws;
       done.Notify();
     });
@@ -278,11 +286,11 @@ TEST(ReaperTest, ExitsAreStillDeliveredAfterTheSignalfdFails) {
         << "exit " << i << " was never delivered";
     EXPECT_EQ(ExitCodeFromWaitStatus(status), 6);
   }
-  EXPECT_TRUE(Reaper::Get().running());
+  EXPECT_TRUE(R().running());
 }
 
 TEST(ReaperTest, RunUsesReaper) {
-  auto r = Reaper::Get().Run(Sh("echo hi; echo oops >&2; exit 2"), absl::Seconds(20));
+  auto r = RunSubprocess(&R(), Sh("echo hi; echo oops >&2; exit 2"), absl::Seconds(20));
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->out, "hi\n");
   EXPECT_EQ(r->err, "oops\n");
@@ -294,7 +302,7 @@ TEST(ReaperTest, RunChildExitingImmediately) {
   for (int i = 0; i < 50; ++i) {
     SpawnOptions o;
     o.argv = {"/bin/true"};
-    auto r = Reaper::Get().Run(o, absl::Seconds(20));
+    auto r = RunSubprocess(&R(), o, absl::Seconds(20));
     ASSERT_TRUE(r.ok()) << r.status();
     EXPECT_EQ(r->exit_code, 0);
   }
@@ -306,10 +314,10 @@ TEST(ReaperTest, RunTimeoutKillsTheChild) {
   const std::string dir = tmpl;
   {
     testing::PidReport child(dir);
-    absl::StatusOr<Reaper::Result> r = absl::UnknownError("not returned");
+    absl::StatusOr<SubprocessResult> r = absl::UnknownError("not returned");
     std::thread t([&] {
-      r = Reaper::Get().Run(Sh(absl::StrCat("echo $$ > ", child.fifo(), "; exec sleep 30")),
-                            absl::Seconds(1));
+      r = RunSubprocess(&R(), Sh(absl::StrCat("echo $$ > ", child.fifo(), "; exec sleep 30")),
+                        absl::Seconds(1));
     });
     const bool reported = child.Await();
     t.join();
@@ -323,7 +331,7 @@ TEST(ReaperTest, RunTimeoutKillsTheChild) {
 TEST(ReaperTest, SpawnFailureStillReported) {
   SpawnOptions o;
   o.argv = {"gvshim-missing-binary"};
-  auto r = Reaper::Get().Run(o, absl::Seconds(5));
+  auto r = RunSubprocess(&R(), o, absl::Seconds(5));
   ASSERT_FALSE(r.ok());
   EXPECT_THAT(r.status().message(), HasSubstr("exec gvshim-missing-binary"));
 }
@@ -336,7 +344,8 @@ TEST(ReaperTest, ManyConcurrentRuns) {
     threads.emplace_back([t, &failures] {
       for (int i = 0; i < kRuns; ++i) {
         int code = (t * kRuns + i) % 50;
-        auto r = Reaper::Get().Run(Sh(absl::StrCat("echo ", t, "-", i, "; exit ", code)), absl::Seconds(60));
+        auto r =
+            RunSubprocess(&R(), Sh(absl::StrCat("echo ", t, "-", i, "; exit ", code)), absl::Seconds(60));
         if (!r.ok() || r->exit_code != code || r->out != absl::StrCat(t, "-", i, "\n")) failures++;
       }
     });
@@ -352,7 +361,7 @@ TEST(ReaperTest, OrphanedGrandchildIsReapedBySubreaper) {
   ASSERT_TRUE(hold.ok());
   SpawnOptions o = Sh("sh -c 'read x <&3' & echo $!");
   o.extra_fds = {hold->read.get()};
-  auto r = Reaper::Get().Run(o, absl::Seconds(20));
+  auto r = RunSubprocess(&R(), o, absl::Seconds(20));
   ASSERT_TRUE(r.ok()) << r.status();
   pid_t grandchild = std::atoi(r->out.c_str());
   ASSERT_GT(grandchild, 0);

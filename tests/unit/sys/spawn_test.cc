@@ -1,4 +1,4 @@
-// Spawn and Reaper::Run without the reaper thread (Run falls back to waitpid on its own child).
+// Spawn and RunSubprocess in a process without a reaper (nullptr: RunSubprocess collects its own child).
 #include "shim/sys/spawn.h"
 
 #include <fcntl.h>
@@ -16,7 +16,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "shim/sys/fd.h"
-#include "shim/sys/reaper.h"
+#include "shim/sys/subprocess.h"
 #include "tests/unit/fakes/test_util.h"
 
 namespace gvshim::sys {
@@ -24,10 +24,10 @@ namespace {
 
 using ::testing::HasSubstr;
 
-Reaper::Result MustRun(SpawnOptions opts, const std::string& stdin_data = "") {
-  auto r = Reaper::Get().Run(std::move(opts), absl::Seconds(20), stdin_data);
+SubprocessResult MustRun(SpawnOptions opts, const std::string& stdin_data = "") {
+  auto r = RunSubprocess(nullptr, std::move(opts), absl::Seconds(20), stdin_data);
   EXPECT_TRUE(r.ok()) << r.status();
-  return r.ok() ? *r : Reaper::Result{};
+  return r.ok() ? *r : SubprocessResult{};
 }
 
 SpawnOptions Sh(const std::string& script) {
@@ -47,12 +47,10 @@ int WaitFor(pid_t pid) {
   return ws;
 }
 
-TEST(SpawnTest, ReaperNotRunningInThisBinary) { EXPECT_FALSE(Reaper::Get().running()); }
-
 TEST(SpawnTest, MissingBinaryInPathNamesIt) {
   SpawnOptions o;
   o.argv = {"gvshim-no-such-binary-xyz", "arg"};
-  auto pid = Spawn(o);
+  auto pid = Spawn(o, nullptr);
   ASSERT_FALSE(pid.ok());
   EXPECT_EQ(pid.status().code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(pid.status().message(), HasSubstr("exec gvshim-no-such-binary-xyz: No such file or directory"));
@@ -61,7 +59,7 @@ TEST(SpawnTest, MissingBinaryInPathNamesIt) {
 TEST(SpawnTest, MissingAbsolutePath) {
   SpawnOptions o;
   o.argv = {"/nonexistent/gvshim/bin"};
-  auto pid = Spawn(o);
+  auto pid = Spawn(o, nullptr);
   ASSERT_FALSE(pid.ok());
   EXPECT_THAT(pid.status().message(), HasSubstr("exec /nonexistent/gvshim/bin: No such file"));
 }
@@ -73,7 +71,7 @@ TEST(SpawnTest, NotExecutableIsPermissionDenied) {
   ::close(fd);
   SpawnOptions o;
   o.argv = {path};
-  auto pid = Spawn(o);
+  auto pid = Spawn(o, nullptr);
   ::unlink(path);
   ASSERT_FALSE(pid.ok());
   EXPECT_EQ(pid.status().code(), absl::StatusCode::kPermissionDenied);
@@ -81,13 +79,13 @@ TEST(SpawnTest, NotExecutableIsPermissionDenied) {
 }
 
 TEST(SpawnTest, EmptyArgvIsInvalid) {
-  EXPECT_EQ(Spawn(SpawnOptions{}).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Spawn(SpawnOptions{}, nullptr).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(SpawnTest, BadCwdIsReported) {
   SpawnOptions o = Sh("true");
   o.cwd = "/nonexistent-gvshim-dir";
-  auto pid = Spawn(o);
+  auto pid = Spawn(o, nullptr);
   ASSERT_FALSE(pid.ok());
   EXPECT_THAT(pid.status().message(), HasSubstr("chdir /nonexistent-gvshim-dir"));
 }
@@ -97,7 +95,7 @@ TEST(SpawnTest, PathLookupUsesEnvPath) {
   SpawnOptions o;
   o.argv = {"sh", "-c", "true"};
   o.env = {"PATH=/nonexistent-gvshim-dir"};
-  EXPECT_EQ(Spawn(o).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(Spawn(o, nullptr).status().code(), absl::StatusCode::kNotFound);
   o.env = {"PATH=/nonexistent-gvshim-dir:/bin"};
   auto r = MustRun(o);
   EXPECT_EQ(r.exit_code, 0);
@@ -156,10 +154,10 @@ TEST(RunTest, TimeoutKillsChild) {
   {
     testing::PidReport child(dir);
     absl::Time start = absl::Now();
-    absl::StatusOr<Reaper::Result> r = absl::UnknownError("not returned");
+    absl::StatusOr<SubprocessResult> r = absl::UnknownError("not returned");
     std::thread t([&] {
-      r = Reaper::Get().Run(Sh(absl::StrCat("echo $$ > ", child.fifo(), "; exec sleep 30")),
-                            absl::Seconds(1));
+      r = RunSubprocess(nullptr, Sh(absl::StrCat("echo $$ > ", child.fifo(), "; exec sleep 30")),
+                        absl::Seconds(1));
     });
     const bool reported = child.Await();
     t.join();
@@ -176,7 +174,7 @@ TEST(RunTest, TimeoutKillsChild) {
 TEST(RunTest, GrandchildHoldingPipeDoesNotBlock) {
   // The grandchild keeps stdout open long after the child exits; Run returns at the child's exit.
   absl::Time start = absl::Now();
-  auto r = Reaper::Get().Run(Sh("echo early; sleep 30 & echo $!"), absl::Seconds(20));
+  auto r = RunSubprocess(nullptr, Sh("echo early; sleep 30 & echo $!"), absl::Seconds(20));
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_LT(absl::Now() - start, absl::Seconds(10));
   EXPECT_THAT(r->out, HasSubstr("early\n"));
@@ -194,7 +192,7 @@ TEST(SpawnTest, StdioAndExtraFds) {
   o.stdout_fd = out->write.get();
   o.stderr_fd = out->write.get();  // same fd twice is fine
   o.extra_fds = {three->write.get(), four->read.get()};
-  auto pid = Spawn(o);
+  auto pid = Spawn(o, nullptr);
   ASSERT_TRUE(pid.ok()) << pid.status();
   out->write.reset();
   three->write.reset();
@@ -255,7 +253,7 @@ TEST(SpawnTest, PdeathsigFiresWhenSpawningThreadExits) {
   std::thread t([&] {
     SpawnOptions o;
     o.argv = {"sleep", "30"};
-    auto pid = Spawn(o);
+    auto pid = Spawn(o, nullptr);
     ASSERT_TRUE(pid.ok()) << pid.status();
     child = *pid;
   });

@@ -82,6 +82,7 @@ class ServiceTest : public ::testing::Test {
       return std::make_unique<FakeRunscView>(&fake_);
     };
     o.request_shutdown = [this] { shutdowns_++; };
+    o.reaper = &testing::TestReaper();
     service_ = std::make_unique<Service>(std::move(o), &events_);
   }
 

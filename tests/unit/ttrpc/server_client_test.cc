@@ -2,7 +2,6 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -18,6 +17,7 @@
 #include "gtest/gtest.h"
 #include "gvshim/ttrpc/v1/ttrpc.pb.h"
 #include "shim/sys/fd.h"
+#include "shim/sys/socket.h"
 #include "shim/ttrpc/client.h"
 #include "shim/ttrpc/frame.h"
 #include "shim/ttrpc/server.h"
@@ -53,11 +53,9 @@ std::string RequestBytes(const std::string& service, const std::string& method, 
 class RawConn {
  public:
   explicit RawConn(const std::string& path) {
-    fd_.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    path.copy(addr.sun_path, sizeof(addr.sun_path) - 1);
-    connected_ = ::connect(fd_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+    auto fd = sys::DialUnix(path, absl::Seconds(20));
+    connected_ = fd.ok();
+    if (connected_) fd_ = std::move(*fd);
     // Safety net so a server bug fails the test instead of hanging it; not used for synchronisation.
     timeval tv{20, 0};
     ::setsockopt(fd_.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
@@ -505,13 +503,8 @@ TEST(ServerTest, ListenReplacesStaleSocketAndRefusesOtherFiles) {
   char tmpl[] = "/tmp/ttrpcXXXXXX";
   ASSERT_NE(::mkdtemp(tmpl), nullptr);
   const std::string dir = tmpl, path = dir + "/stale.sock", file = dir + "/file";
-  {
-    sys::UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    path.copy(addr.sun_path, sizeof(addr.sun_path) - 1);
-    ASSERT_EQ(::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  }  // closed: a stale socket file remains
+  ASSERT_TRUE(sys::ListenUnix(path, 0600).ok());  // closed at once: a stale socket file remains
+  ASSERT_EQ(Client::Dial(path, absl::Seconds(1)).status().code(), absl::StatusCode::kUnavailable);
   {
     Server s;
     s.Register("a", "b",
@@ -521,6 +514,14 @@ TEST(ServerTest, ListenReplacesStaleSocketAndRefusesOtherFiles) {
     auto c = Client::Dial("unix://" + path, absl::Seconds(5));
     ASSERT_TRUE(c.ok()) << c.status();
     EXPECT_EQ((*c)->Call("a", "b", "").value_or("fail"), "c");
+    // A second server must not take a live server's socket away.
+    Server second;
+    absl::Status st = second.Listen(path);
+    EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << st;
+    EXPECT_THAT(st.message(), HasSubstr(path));
+    auto c2 = Client::Dial(path, absl::Seconds(5));
+    ASSERT_TRUE(c2.ok()) << c2.status();
+    EXPECT_EQ((*c2)->Call("a", "b", "").value_or("fail"), "c");
   }
   { sys::UniqueFd f(::open(file.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0600)); }
   Server s;
@@ -536,16 +537,18 @@ TEST(ServerTest, AdoptListener) {
   char tmpl[] = "/tmp/ttrpcXXXXXX";
   ASSERT_NE(::mkdtemp(tmpl), nullptr);
   const std::string dir = tmpl, path = dir + "/a.sock";
-  sys::UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  path.copy(addr.sun_path, sizeof(addr.sun_path) - 1);
-  ASSERT_EQ(::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  auto fd = sys::ListenUnix(path, 0600);
+  ASSERT_TRUE(fd.ok()) << fd.status();
   {
     Server s;
     s.Register("a", "b",
                [](const CallContext&, const std::string& p) -> absl::StatusOr<std::string> { return p; });
-    ASSERT_TRUE(s.AdoptListener(std::move(fd)).ok());
+    // A socket that does not listen is refused.
+    int sv[2];
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    sys::UniqueFd other(sv[1]);
+    EXPECT_EQ(s.AdoptListener(sys::UniqueFd(sv[0])).code(), absl::StatusCode::kInvalidArgument);
+    ASSERT_TRUE(s.AdoptListener(std::move(*fd)).ok());
     ASSERT_TRUE(s.Start().ok());
     auto c = Client::Dial(path, absl::Seconds(5));
     ASSERT_TRUE(c.ok()) << c.status();
