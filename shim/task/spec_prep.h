@@ -29,14 +29,14 @@ struct PreparedSpec {
   std::string rootfs;  // absolute path of the root filesystem (spec root.path resolved against the bundle)
   std::string sandbox_id;  // io.kubernetes.cri.sandbox-id, else empty
   std::map<std::string, std::string> annotations;
-  Resources resources;           // linux.resources as gvshim honours them (shim/task/resources.h)
-  oci::HardeningPolicy policy;   // the policy after the pod's annotations (execs are hardened with it)
-  bool privileged = false;       // a privileged container the policy allowed
-  std::string network;           // runsc --network for this container when not the config's ("host", "none")
+  Resources resources;            // linux.resources as gvshim honours them (shim/task/resources.h)
+  oci::HardeningPolicy policy;    // the policy after the pod's annotations (execs are hardened with it)
+  bool privileged = false;        // a privileged container the policy allowed
+  std::string network;            // runsc --network for this container when not the config's ("host", "none")
   bool hide_net_sysctls = false;  // `runsc create` with /proc/sys/net hidden (shim/task/netns.h)
-  bool wrap = false;             // gvshim-wrap is mounted (shim/task/wrap.h)
-  std::string exec_seccomp_bpf;  // the profile as BPF: execs install it through `wrap --seccomp-env`
-  bool exec_needs_wrap = false;  // a seccomp profile but no wrapper: execs must be refused
+  bool wrap = false;              // gvshim-wrap is mounted (shim/task/wrap.h)
+  std::string exec_seccomp_bpf;   // the profile as BPF: execs install it through `wrap --seccomp-env`
+  bool exec_needs_wrap = false;   // a seccomp profile but no wrapper: execs must be refused
 };
 
 // The file holding the "oom_kill" counter of the cgroup at `cgroups_path` (OCI linux.cgroupsPath, absolute),

@@ -14,8 +14,8 @@ namespace {
 constexpr size_t kMaxSocketDir = 108 - 1 - 22;
 // A job travels in one frame (64 MiB max, base64 for binary parts); keep code well below that.
 constexpr int64_t kMaxCodeBytesCeiling = 16 << 20;
-// A result carries stdout and stderr (each up to output_bytes) base64-encoded in that same frame: two streams of
-// 16 MiB take about 43 MiB. A larger limit could only ever end in an internal_error ("result too large").
+// A result carries stdout and stderr (each up to output_bytes) base64-encoded in that same frame: two streams
+// of 16 MiB take about 43 MiB. A larger limit could only ever end in an internal_error ("result too large").
 constexpr int64_t kMaxOutputBytesCeiling = 16 << 20;
 
 class Parser {
@@ -70,7 +70,8 @@ class Parser {
       }
       if (field == nullptr) return Error(n, key, "unknown key");
       int64_t v = 0;
-      const int64_t ceiling = name == "output_bytes" ? kMaxOutputBytesCeiling : std::numeric_limits<int64_t>::max();
+      const int64_t ceiling =
+          name == "output_bytes" ? kMaxOutputBytesCeiling : std::numeric_limits<int64_t>::max();
       if (absl::Status st = Int(n, key, 1, ceiling, &v); !st.ok()) return st;
       *field = static_cast<uint64_t>(v);
     }

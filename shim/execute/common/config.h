@@ -56,9 +56,9 @@ struct ExecuteConfig {
   // The program the shim starts as a pod's Execute server (`<server> execute-server`); empty: the `gvshim`
   // next to the shim binary, else `gvshim` on PATH.
   std::string server;
-  // Run snippets even where the sandbox cannot isolate them fully (runsc 0.0~20221219: mounts are not private to
-  // a mount namespace, so a snippet gets no private /proc or /tmp and can see the execute container's processes).
-  // Off: such a pod's Execute answers FAILED_PRECONDITION naming what is missing.
+  // Run snippets even where the sandbox cannot isolate them fully (runsc 0.0~20221219: mounts are not private
+  // to a mount namespace, so a snippet gets no private /proc or /tmp and can see the execute container's
+  // processes). Off: such a pod's Execute answers FAILED_PRECONDITION naming what is missing.
   bool allow_weak_isolation = false;
   // Directory of gvshim's in-sandbox helpers (helpers.h); empty: found next to the shim binary.
   std::string helpers_dir;
