@@ -116,15 +116,24 @@ class WorkerPool:
         self.sel.register(a.fileno(), selectors.EVENT_READ, "zygote")
 
     def zsend(self, z, obj):
+        """False when the zygote is gone (its end of the channel closed): the caller treats it as lost. Its death
+        may not have been read yet, and must not end the runner."""
         data = json.dumps(obj).encode()
         try:
             z.sock.send(data)  # a small message into an empty channel: practically never blocks
-            return
+            return True
         except BlockingIOError:
             pass
+        except OSError as e:
+            diag("zygote channel: %s" % e)
+            return False
         z.sock.setblocking(True)
         try:
             z.sock.send(data)
+            return True
+        except OSError as e:
+            diag("zygote channel: %s" % e)
+            return False
         finally:
             z.sock.setblocking(False)
 
@@ -167,8 +176,10 @@ class WorkerPool:
                 z = min(self.zygotes.values(), key=lambda z: z.inflight)
                 z.inflight += 1
                 self.spawning[self.seq] = (uid, net, weak_dir, z)
-                self.zsend(z, {"op": "spawn", "seq": self.seq, "uid": uid, "gid": self.opts.gid, "net": net,
-                               "isolated": self.isolated, "weak_dir": weak_dir, "ipc_ok": self.iso["ipc_ns"]})
+                if not self.zsend(z, {"op": "spawn", "seq": self.seq, "uid": uid, "gid": self.opts.gid, "net": net,
+                                      "isolated": self.isolated, "weak_dir": weak_dir, "ipc_ok": self.iso["ipc_ns"]}):
+                    self.zygote_lost(z)  # forgets this spawn too, starts a new zygote and refills
+                    return
                 have += 1
 
     def on_zygote_readable(self, z):

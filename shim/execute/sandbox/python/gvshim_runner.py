@@ -4,6 +4,7 @@
 # the protocol, the zygotes' channels, the jobs' pipes, SIGCHLD and the deadlines. The runner never forks on a
 # job's path; zygotes do (gvshim_zygote).
 
+import errno
 import json
 import os
 import selectors
@@ -106,17 +107,48 @@ class Runner(WorkerPool):
         spec = job.spec
         payload = {"code": spec["code"], "args": spec["args"], "env": spec["env"], "limits": spec["limits"],
                    "stdin": spec["stdin_b64"], "phase_times": self.opts.phase_times}
+        data = json.dumps(payload).encode()
+        view = memoryview(data)
+        failure = None
         try:
-            view = memoryview(json.dumps(payload).encode())
             while view:
                 view = view[os.write(w.job_w, view):]
         except OSError as e:
-            job.error = "could not hand the job to its worker: %s" % e
-            self.kill(job, "setup")
+            failure = e
         finally:
             os.close(w.job_w)
+        if failure is not None and failure.errno == errno.EPIPE and len(view) == len(data):
+            # The worker died idle (e.g. its zygote was killed and the runner has not read that yet): the job
+            # never reached it, so it goes to another worker.
+            self.drop_dead_worker(job, w)
+            if self.idle[job.net]:
+                self.dispatch(job, self.idle[job.net].pop(0))
+            else:
+                self.pending.append(job)
+                self.refill()
+            return
+        if failure is not None:
+            job.error = "could not hand the job to its worker: %s" % failure
+            self.kill(job, "setup")
         if self.opts.phase_times:
             job.stamps["handoff"] = time.monotonic()
+
+    def drop_dead_worker(self, job, w):
+        """Undoes dispatch(job, w) for a worker that was already dead, and forgets the worker (its uid is free:
+        nothing of it runs any more; a later exit report for it is ignored)."""
+        for fd in (w.out_r, w.err_r, w.rec_r):
+            self.sel.unregister(fd)
+            job.fds.pop(fd, None)
+            self.by_fd.pop(fd, None)
+            os.close(fd)
+        w.job = None
+        job.worker = None
+        self.workers.pop(w.pid, None)
+        try:
+            os.kill(w.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        self.retire_uid(w.uid, w.weak_dir)
 
     def check_exit_record(self, job, new):
         """The worker's own "exit" record ends the job without waiting for the process to be reaped. Looks at

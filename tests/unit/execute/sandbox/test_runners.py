@@ -433,6 +433,32 @@ class PythonRunnerTest(RunnerTests, unittest.TestCase):
             res = self.runner.run(self.snippet("main_sum"), args={"a": i, "b": 1})
             self.assertStatus(res, "success")
 
+    def test_jobs_sent_before_the_runner_sees_its_zygote_die_still_run(self):
+        # The runner stopped while its zygote (and with it every idle worker) dies: when it runs again, jobs that
+        # arrived meanwhile may be handed to a dead worker before the runner reads the zygote's end. Such a job
+        # never started; it must go to another worker, not end as internal_error.
+        runner_pid = self.runner.ready["pid"]
+        parents = children_of(runner_pid)
+        self.assertEqual(len(parents), 1, parents)
+        zygotes = children_of(parents[0])
+        self.assertTrue(zygotes)
+        idle = [w for z in zygotes for w in children_of(z)]
+        self.assertTrue(idle, "no idle worker to lose")
+        os.kill(runner_pid, signal.SIGSTOP)
+        try:
+            for z in zygotes:
+                os.kill(z, signal.SIGKILL)
+            deadline = time.monotonic() + 10
+            while any(os.path.exists("/proc/%d" % p) for p in zygotes + idle) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            ids = [self.runner.submit(self.snippet("main_sum"), args={"a": i, "b": 1}) for i in range(2)]
+        finally:
+            os.kill(runner_pid, signal.SIGCONT)
+        for i, jid in enumerate(ids):
+            res = self.runner.wait(jid)
+            self.assertStatus(res, "success")
+            self.assertEqual(json.loads(res["result_json"]), {"sum": i + 1})
+
 
 def children_of(pid):
     """Live child processes of pid."""
