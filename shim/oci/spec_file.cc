@@ -8,6 +8,7 @@
 #include <cerrno>
 
 #include "absl/strings/str_cat.h"
+#include "shim/base/json_depth.h"
 #include "shim/base/status.h"
 #include "shim/oci/hardening.h"
 #include "shim/seccomp/profile.h"
@@ -21,22 +22,13 @@ namespace {
 // An OCI spec is a few levels deep. nlohmann's parser is iterative, but copying (hardening) and serialising
 // (SaveSpec) a document recurse once per level, so a deeply nested config.json would overflow the stack.
 constexpr int kMaxSpecDepth = 256;
-struct TooDeep {};
 
 }  // namespace
 
 absl::StatusOr<nlohmann::json> ParseSpec(const std::string& text, const std::string& path) {
   try {
-    // `depth` is the number of enclosing arrays/objects of the one that starts.
-    return nlohmann::json::parse(text, [](int depth, nlohmann::json::parse_event_t event, nlohmann::json&) {
-      if ((event == nlohmann::json::parse_event_t::object_start ||
-           event == nlohmann::json::parse_event_t::array_start) &&
-          depth >= kMaxSpecDepth) {
-        throw TooDeep{};
-      }
-      return true;
-    });
-  } catch (const TooDeep&) {
+    return nlohmann::json::parse(text, DepthLimit(kMaxSpecDepth));
+  } catch (const JsonTooDeep&) {
     return absl::InvalidArgumentError(
         absl::StrCat("parse spec ", path, ": nesting deeper than ", kMaxSpecDepth, " levels"));
   } catch (const nlohmann::json::parse_error& e) {

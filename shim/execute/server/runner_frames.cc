@@ -5,6 +5,7 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_format.h"
+#include "shim/base/json_depth.h"
 
 namespace gvshim::execute {
 
@@ -30,21 +31,9 @@ std::string SplitRunnerFrames(std::string* buf, size_t max_frame,
 
 absl::StatusOr<RunnerFrame> DecodeRunnerFrame(const std::string& body) {
   RunnerFrame f;
-  struct TooDeep {};
   try {
-    // `depth` is the number of enclosing arrays/objects of the one that starts.
-    f.json = nlohmann::json::parse(
-        body,
-        [](int depth, nlohmann::json::parse_event_t event, nlohmann::json&) {
-          if ((event == nlohmann::json::parse_event_t::object_start ||
-               event == nlohmann::json::parse_event_t::array_start) &&
-              depth >= kMaxRunnerFrameDepth) {
-            throw TooDeep{};
-          }
-          return true;
-        },
-        /*allow_exceptions=*/false);
-  } catch (const TooDeep&) {
+    f.json = nlohmann::json::parse(body, DepthLimit(kMaxRunnerFrameDepth), /*allow_exceptions=*/false);
+  } catch (const JsonTooDeep&) {
     return absl::InvalidArgumentError(
         absl::StrFormat("a frame nested deeper than %d levels", kMaxRunnerFrameDepth));
   }
