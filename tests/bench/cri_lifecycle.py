@@ -42,15 +42,9 @@ def end_runsc_runc_sandbox(ctd, pod_id):
     containers live, and the runc shim reports the sandbox pid's exit for one container of the pod only.)"""
     pid_file = pathlib.Path(ctd.env["GVS_STATE"]) / "io.containerd.runtime.v2.task" / "k8s.io" / pod_id / "init.pid"
     os.kill(int(pid_file.read_text()), signal.SIGKILL)
-    for d in pathlib.Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            argv = (d / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
+    for pid, argv in env.process_argvs():
         if argv[0].endswith(b"containerd-shim-runc-v2") and pod_id.encode() in argv and ctd.sock.encode() in argv:
-            os.kill(int(d.name), signal.SIGKILL)
+            os.kill(pid, signal.SIGKILL)
 
 
 def one(ctd, cri, image, handler, i, step_timeout):

@@ -51,6 +51,17 @@ def wait_pids_gone(pids, timeout):
     return True
 
 
+def process_argvs():
+    """(pid, argv as a list of bytes) of every process whose command line can be read now."""
+    for d in pathlib.Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            yield int(d.name), (d / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+
+
 class Containerd:
     def __init__(self, bin_dir=None, netns=None, runsc_network=None, hardening=None, shim=None, cni_conflist=None,
                  with_python_node=False, log_level="debug"):
@@ -180,18 +191,12 @@ class Containerd:
     def shim_pids(self):
         """Pids of gvshim shims started by this containerd (argv: -address <our socket>)."""
         out = []
-        for d in pathlib.Path("/proc").iterdir():
-            if not d.name.isdigit():
-                continue
-            try:
-                argv = (d / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
+        for pid, argv in process_argvs():
             if self.sock.encode() not in argv:
                 continue
             if any(a.endswith(b"containerd-shim-gvisor-v1") for a in argv[:1]) and (
                     b"-address" in argv or b"--address" in argv):
-                out.append(int(d.name))
+                out.append(pid)
         return sorted(out)
 
     def runsc_list(self, runtime="gvisor"):
@@ -219,17 +224,15 @@ class Containerd:
         """Pids of runsc sandbox processes (`runsc-sandbox` / `runsc boot`) whose arguments name our dir."""
         out = []
         real = os.path.realpath(self.runsc)
-        for d in pathlib.Path("/proc").iterdir():
-            if not d.name.isdigit():
+        for pid, argv in process_argvs():
+            if not (b"boot" in argv and any(self.dir.encode() in a for a in argv)):
                 continue
             try:
-                if os.path.realpath(d / "exe") != real:
+                if os.path.realpath(f"/proc/{pid}/exe") != real:
                     continue
-                argv = (d / "cmdline").read_bytes().split(b"\0")
             except OSError:
                 continue
-            if b"boot" in argv and any(self.dir.encode() in a for a in argv):
-                out.append(int(d.name))
+            out.append(pid)
         return sorted(out)
 
     def mounts_under(self, path=None):
