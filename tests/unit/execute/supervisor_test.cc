@@ -115,6 +115,15 @@ class SupervisorTest : public ::testing::Test {
         absl::StrSplit(ReadFile(absl::StrCat(dir_, "/in.", pid)), '\n', absl::SkipEmpty());
     return lines;
   }
+  // The pids of every server started so far (each writes argv.<pid> first), in no particular order.
+  std::vector<pid_t> ServerPids() {
+    std::vector<pid_t> pids;
+    for (const auto& e : fs::directory_iterator(dir_)) {
+      const std::string name = e.path().filename().string();
+      if (name.rfind("argv.", 0) == 0) pids.push_back(std::stoi(name.substr(5)));
+    }
+    return pids;
+  }
   std::vector<std::string> Ops(pid_t pid) {
     std::vector<std::string> ops;
     for (const auto& l : Input(pid)) {
@@ -227,20 +236,22 @@ TEST_F(SupervisorTest, DeletesAreForwardedAndTheLastOneEndsTheServer) {
   sup_->OnContainerDeleted("sbx");  // unknown now: nothing happens
 }
 
+// The servers' pids come from the files they write, not from ServerPid() right after the start: on a slow machine
+// the first server may have crashed and been replaced before the test looks.
 TEST_F(SupervisorTest, ADeadServerIsStartedAgainWithThePod) {
   Make();
   std::ofstream(dir_ + "/crash") << "";
   sup_->OnContainerStarted(Info("sbx", true));
-  const pid_t first = sup_->ServerPid("t", "sbx");
-  ASSERT_GT(first, 0);
-  pid_t second = 0;
-  ASSERT_TRUE(WaitFor([&] {
-    second = sup_->ServerPid("t", "sbx");
-    return second != 0 && second != first;
-  }));
-  ASSERT_TRUE(WaitFor([&] { return Ops(second).size() >= 2; }));
-  EXPECT_THAT(Ops(second), ElementsAre("sandbox", "start sbx"));
-  EXPECT_TRUE(Gone(first));
+  ASSERT_TRUE(WaitFor([&] { return ServerPids().size() == 2; })) << "the dead server was not replaced";
+  const std::vector<pid_t> pids = ServerPids();
+  const pid_t live = sup_->ServerPid("t", "sbx");
+  ASSERT_THAT(pids, ::testing::Contains(live));
+  const pid_t dead = pids[0] == live ? pids[1] : pids[0];
+  EXPECT_TRUE(WaitFor([&] { return Gone(dead); }));
+  EXPECT_THAT(Ops(dead), ElementsAre("sandbox"));  // it crashed on its first line
+  ASSERT_TRUE(WaitFor([&] { return Ops(live).size() >= 2; }));
+  EXPECT_THAT(Ops(live), ElementsAre("sandbox", "start sbx"));  // the new one is given the whole pod
+  EXPECT_FALSE(Gone(live));
 }
 
 // A server that keeps dying right after its start is restarted kMaxRestarts times, then the pod goes without.
@@ -248,11 +259,7 @@ TEST_F(SupervisorTest, ACrashLoopingServerIsGivenUpAfterFiveRestarts) {
   Make();
   std::ofstream(dir_ + "/crash-always") << "";
   sup_->OnContainerStarted(Info("sbx", true));
-  auto servers = [&] {
-    int n = 0;
-    for (const auto& e : fs::directory_iterator(dir_)) n += e.path().filename().string().rfind("argv.", 0) == 0;
-    return n;
-  };
+  auto servers = [&] { return static_cast<int>(ServerPids().size()); };
   ASSERT_TRUE(WaitFor([&] { return servers() == Supervisor::kMaxRestarts + 1; }, absl::Seconds(20)));
   // No further start: wait for the restart delay many times over, then count again.
   ASSERT_TRUE(WaitFor([&] { return sup_->ServerPid("t", "sbx") == 0; }));
