@@ -177,7 +177,12 @@ absl::StatusOr<UniqueFd> DialUnix(const std::string& address, absl::Duration tim
   return absl::UnavailableError(absl::StrCat("dial ", a.shown, ": connect: ", std::strerror(d.err)));
 }
 
-absl::StatusOr<UniqueFd> ClaimUnixSocket(const std::string& path, mode_t mode, absl::Duration probe_timeout) {
+namespace {
+
+// The common part of the claims: under the directory lock, probe `path` and remove a stale socket there, then
+// call `listen` (still locked). `listen` is not called when a live server has the path (result: false).
+absl::StatusOr<bool> Claim(const std::string& path, absl::Duration probe_timeout,
+                           const std::function<absl::Status(const std::string&)>& listen) {
   ASSIGN_OR_RETURN(Address a, ParseAddress("claim", path));
   if (a.abstract) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -194,7 +199,7 @@ absl::StatusOr<UniqueFd> ClaimUnixSocket(const std::string& path, mode_t mode, a
   if (rc != 0) return ErrnoStatus(errno, absl::StrCat("claim ", a.shown, ": lock directory ", dir));
 
   Dialled probe = Connect(a, probe_timeout);
-  if (probe.err == 0) return UniqueFd();  // served
+  if (probe.err == 0) return false;  // served
   if (!NobodyListens(probe)) {
     // A full backlog (no answer in time) is a live owner that is busy or hung; any other failure proves
     // nothing either. Removing the file would cut that owner off from every new client.
@@ -218,7 +223,25 @@ absl::StatusOr<UniqueFd> ClaimUnixSocket(const std::string& path, mode_t mode, a
     }
   }
   // Listening before the lock is released: the next claimer's dial succeeds.
-  return ListenUnix(a.shown, mode);
+  RETURN_IF_ERROR(listen(a.shown));
+  return true;
+}
+
+}  // namespace
+
+absl::StatusOr<UniqueFd> ClaimUnixSocket(const std::string& path, mode_t mode, absl::Duration probe_timeout) {
+  UniqueFd fd;
+  ASSIGN_OR_RETURN(bool claimed, Claim(path, probe_timeout, [&](const std::string& shown) -> absl::Status {
+                     ASSIGN_OR_RETURN(fd, ListenUnix(shown, mode));
+                     return absl::OkStatus();
+                   }));
+  if (!claimed) return UniqueFd();  // served
+  return fd;
+}
+
+absl::StatusOr<bool> ClaimUnixPath(const std::string& path, const std::function<absl::Status()>& bind,
+                                   absl::Duration probe_timeout) {
+  return Claim(path, probe_timeout, [&](const std::string&) { return bind(); });
 }
 
 }  // namespace gvshim::sys

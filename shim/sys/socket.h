@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
+#include <functional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -48,5 +49,12 @@ absl::StatusOr<UniqueFd> DialUnix(const std::string& address, absl::Duration tim
 // kernel already keeps abstract names exclusive and never leaves them stale, use ListenAbstract.
 absl::StatusOr<UniqueFd> ClaimUnixSocket(const std::string& path, mode_t mode,
                                          absl::Duration probe_timeout = absl::Seconds(1));
+
+// ClaimUnixSocket for a listener that a library binds itself (gRPC): the same probe and stale-socket removal
+// under the same directory lock, then `bind` is called (still under the lock) to bind and listen at `path`.
+// Returns false when a live server already has the path (`bind` is not called), true once `bind` succeeded, or
+// the probe's error or `bind`'s.
+absl::StatusOr<bool> ClaimUnixPath(const std::string& path, const std::function<absl::Status()>& bind,
+                                   absl::Duration probe_timeout = absl::Seconds(1));
 
 }  // namespace gvshim::sys

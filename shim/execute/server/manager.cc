@@ -25,6 +25,7 @@
 #include "shim/execute/server/runner.h"
 #include "shim/execute/server/service.h"
 #include "shim/sys/file.h"
+#include "shim/sys/socket.h"
 
 namespace gvshim::execute {
 namespace {
@@ -107,36 +108,40 @@ class Sandbox : public Backend {
     if (stopped_) return absl::OkStatus();
     if (server_ == nullptr) {
       RETURN_IF_ERROR(MakePrivateDir(cfg_.socket_dir));
-      struct stat st;
-      if (::lstat(socket_path_.c_str(), &st) == 0) {
-        if (!S_ISSOCK(st.st_mode)) {
-          return absl::FailedPreconditionError(absl::StrCat(socket_path_, " exists and is not a socket"));
-        }
-        ::unlink(socket_path_.c_str());  // left by a shim that died
-      }
       auto service = std::make_unique<Service>(cfg_, this);
-      grpc::ServerBuilder b;
-      b.AddListeningPort(absl::StrCat("unix:", socket_path_), grpc::InsecureServerCredentials());
-      b.RegisterService(service.get());
-      // The shim's footprint matters: one completion queue and at most two polling threads. Handler threads
-      // block while a snippet queues or runs, so the quota allows one per admitted call plus a few spares for
-      // Health/ListRuntimes and for answering RESOURCE_EXHAUSTED.
-      b.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::NUM_CQS, 1);
-      b.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MIN_POLLERS, 1);
-      b.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, 2);
-      grpc::ResourceQuota quota(absl::StrCat("gvshim-execute-", key_));
-      quota.SetMaxThreads(static_cast<int>(cfg_.max_concurrent + cfg_.max_queue + 4));
-      b.SetResourceQuota(quota);
-      b.SetMaxReceiveMessageSize(
-          static_cast<int>(std::min<uint64_t>(2 * cfg_.max_code_bytes + (20 << 20), INT32_MAX)));
-      b.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
-      std::unique_ptr<grpc::Server> server = b.BuildAndStart();
-      if (server == nullptr)
-        return absl::InternalError(absl::StrCat("start gRPC server on unix:", socket_path_));
-      if (::chmod(socket_path_.c_str(), 0600) != 0) {
-        absl::Status err = ErrnoStatus(errno, "chmod " + socket_path_);
-        server->Shutdown();
-        return err;
+      std::unique_ptr<grpc::Server> server;
+      // Under sys::ClaimUnixPath's lock: a socket left by a server that died is replaced, a live one is not.
+      auto build = [&]() -> absl::Status {
+        grpc::ServerBuilder b;
+        b.AddListeningPort(absl::StrCat("unix:", socket_path_), grpc::InsecureServerCredentials());
+        b.RegisterService(service.get());
+        // The shim's footprint matters: one completion queue and at most two polling threads. Handler threads
+        // block while a snippet queues or runs, so the quota allows one per admitted call plus a few spares
+        // for Health/ListRuntimes and for answering RESOURCE_EXHAUSTED.
+        b.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::NUM_CQS, 1);
+        b.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MIN_POLLERS, 1);
+        b.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, 2);
+        grpc::ResourceQuota quota(absl::StrCat("gvshim-execute-", key_));
+        quota.SetMaxThreads(static_cast<int>(cfg_.max_concurrent + cfg_.max_queue + 4));
+        b.SetResourceQuota(quota);
+        b.SetMaxReceiveMessageSize(
+            static_cast<int>(std::min<uint64_t>(2 * cfg_.max_code_bytes + (20 << 20), INT32_MAX)));
+        b.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+        server = b.BuildAndStart();
+        if (server == nullptr)
+          return absl::InternalError(absl::StrCat("start gRPC server on unix:", socket_path_));
+        if (::chmod(socket_path_.c_str(), 0600) != 0) {
+          absl::Status err = ErrnoStatus(errno, "chmod " + socket_path_);
+          server->Shutdown();
+          server.reset();
+          return err;
+        }
+        return absl::OkStatus();
+      };
+      ASSIGN_OR_RETURN(const bool claimed, sys::ClaimUnixPath(socket_path_, build));
+      if (!claimed) {
+        return absl::FailedPreconditionError(
+            absl::StrCat(socket_path_, ": another Execute server is serving this sandbox there"));
       }
       service_ = std::move(service);
       server_ = std::move(server);

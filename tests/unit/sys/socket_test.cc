@@ -158,6 +158,43 @@ TEST_F(SocketTest, ClaimReplacesAStaleSocketButNotALiveOne) {
   EXPECT_TRUE(Accepts(*first, path));
 }
 
+// ClaimUnixPath: the same claim for a listener a library binds (gRPC). Its bind runs after a stale socket was
+// removed, and not at all while a live server has the path (that server's socket file is left alone).
+TEST_F(SocketTest, ClaimPathBindsOnlyWhereNobodyServes) {
+  const std::string path = dir_ + "/lib.sock";
+  {
+    auto dead = ListenUnix(path, 0600);
+    ASSERT_TRUE(dead.ok());
+  }  // closed: the file stays, nobody serves it
+  UniqueFd lib;
+  int binds = 0;
+  auto bind = [&]() -> absl::Status {
+    ++binds;
+    auto l = ListenUnix(path, 0600);  // fails (ALREADY_EXISTS) unless the stale file was removed first
+    if (!l.ok()) return l.status();
+    lib = std::move(*l);
+    return absl::OkStatus();
+  };
+  auto first = ClaimUnixPath(path, bind);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_TRUE(*first);
+  EXPECT_EQ(binds, 1);
+  struct stat live;
+  ASSERT_EQ(::stat(path.c_str(), &live), 0);
+  auto second = ClaimUnixPath(path, bind);
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_FALSE(*second);  // served: bind not called, the live socket kept
+  EXPECT_EQ(binds, 1);
+  struct stat after;
+  ASSERT_EQ(::stat(path.c_str(), &after), 0);
+  EXPECT_EQ(after.st_ino, live.st_ino);
+  EXPECT_TRUE(Accepts(lib, path));
+  // A bind that fails is the claim's error.
+  lib.reset();
+  auto failed = ClaimUnixPath(path, [] { return absl::InternalError("library could not bind"); });
+  EXPECT_EQ(failed.status().code(), absl::StatusCode::kInternal) << failed.status();
+}
+
 // A live owner that is slow to accept (its backlog is full) is not stale: claiming its path must fail, naming
 // the path, and leave its socket file in place, still reaching the owner.
 TEST_F(SocketTest, ClaimRefusesALiveButBusyOwner) {
