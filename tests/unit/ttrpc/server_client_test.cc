@@ -184,7 +184,9 @@ class ServerClientTest : public ::testing::Test {
     std::pair<ServerClientTest*, size_t> want(this, n);
     absl::MutexLock lock(&mu_);
     mu_.Await(absl::Condition(
-        +[](std::pair<ServerClientTest*, size_t>* a) { return a->first->open_ == a->second; }, &want));
+        +[](std::pair<ServerClientTest*, size_t>* a)
+            ABSL_NO_THREAD_SAFETY_ANALYSIS { return a->first->open_ == a->second; },  // Await holds mu_
+        &want));
   }
 
   void ExpectGoodClientWorks() {
