@@ -1,12 +1,14 @@
-"""The test harness of test_runners.py: a runner subprocess driven over its frame protocol, and probes for the
+"""The test harness of test_runners.py and test_runner_lifecycle.py: a runner subprocess driven over its frame
 host processes a job leaves behind."""
 
 import base64
 import json
 import os
 import queue
+import shutil
 import struct
 import subprocess
+import sys
 import threading
 import time
 
@@ -157,3 +159,48 @@ def daemon_snippet(marker, body):
             "            os.execv(sys.executable, [sys.executable, '-c', 'import time; time.sleep(60)', %r])\n"
             "        os._exit(0)\n"
             "    os.wait()\n" % marker) + body
+
+
+# The runners under test and how the Execute server starts them (ctest sets the variables, see test_runners.py).
+PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+NODE = shutil.which("node")
+IS_ROOT = os.geteuid() == 0
+PY_RUNNER = os.environ.get("GVSHIM_PY_RUNNER", "")
+JS_RUNNER = os.environ.get("GVSHIM_JS_RUNNER", "")
+HELPERS = os.path.abspath(os.environ["GVSHIM_HELPERS_DIR"]) if os.environ.get("GVSHIM_HELPERS_DIR") else ""
+MAX_FRAME = 64 << 20  # PROTOCOL.md: the largest frame either side accepts
+LIMIT_DEFAULTS = {"wall_timeout_ms": 10000, "cpu_time_ms": 10000, "memory_bytes": 512 << 20,
+                  "output_bytes": 1 << 20, "max_processes": 64, "file_size_bytes": 16 << 20}
+
+
+def common_args(uid, workspace, weak_dir):
+    args = ["--uid", str(uid), "--gid", str(uid), "--helpers", HELPERS, "--workspace", workspace, "--weak-dir",
+            weak_dir, "--max-jobs", "8"]
+    for k, v in LIMIT_DEFAULTS.items():
+        args += ["--default-" + k.replace("_", "-"), str(v)]
+    return args
+
+
+def python_argv():
+    with open(PY_RUNNER) as f:
+        return [PYTHON, "-I", "-c", f.read()]
+
+
+def node_argv():
+    with open(JS_RUNNER) as f:
+        return [NODE, "-e", f.read(), "--"]
+
+
+def children_of(pid):
+    """Live child processes of pid."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open("/proc/%s/stat" % entry) as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid and fields[0] != "Z":
+                found.append(int(entry))
+    return found
