@@ -1,5 +1,5 @@
 """The test harness of test_runners.py and test_runner_lifecycle.py: a runner subprocess driven over its frame
-host processes a job leaves behind."""
+protocol, probes for the host processes a job leaves behind, and how the runners under test are started."""
 
 import base64
 import json
