@@ -149,7 +149,7 @@ class WorkerPool:
 
     def refill(self):
         """Keeps `prefork` idle workers of the default kind (one while warming up), plus one per waiting job."""
-        if not self.running or not self.zygotes:
+        if not self.running or not self.zygotes or self.probing:
             return
         want = {self.default_net: 1 if self.warming else self.opts.prefork, (not self.default_net): 0}
         for job in self.pending:

@@ -63,6 +63,10 @@ class Runner(WorkerPool):
         # Until the first job was handed over (or the runner sat idle), keep just one worker ready: more forks
         # would compete with the first job for the CPU.
         self.warming = True
+        # While the first worker tries full isolation, no other worker is made: the mode is not known yet (a
+        # worker that exits during the check would otherwise be replaced by one set up for full isolation,
+        # which a job could get after the check chose weak isolation).
+        self.probing = True
         iso = isolation.probe_namespaces(opts)
         self.mother = None
         if iso["native"]:
@@ -76,6 +80,7 @@ class Runner(WorkerPool):
             iso.update(self.check_first_worker())
         self.iso = isolation.finish(iso)
         self.isolated = self.iso["complete"]
+        self.probing = False
         # Jobs may run at all: with full isolation, or with weak isolation where the node allows it.
         self.usable = self.isolated or (opts.allow_weak and self.iso["native"] and self.iso["setuid"])
         if not self.isolated:
