@@ -304,6 +304,7 @@ class FakeRunsc : public runsc::Runsc {
     call.force = force;
     if (absl::Status st = Record(call); !st.ok()) return st;
     Targets t;
+    sys::UniqueFd control;
     {
       absl::MutexLock lock(&state_->mu);
       auto it = state_->containers.find(id);
@@ -316,10 +317,13 @@ class FakeRunsc : public runsc::Runsc {
         t.pids.push_back(c.pid);
       }
       for (auto& [_, fd] : c.execs) t.pidfds.push_back(fd);
-      c.control.reset();
+      control = std::move(c.control);
       c.deleted = true;
     }
     t.Signal(SIGKILL);
+    // Closed only after the kill: at end of input the fake container would exit 0 on its own, before the
+    // SIGKILL a forced delete gives it.
+    control.reset();
     return absl::OkStatus();
   }
 
