@@ -204,3 +204,14 @@ def children_of(pid):
             if int(fields[1]) == pid and fields[0] != "Z":
                 found.append(int(entry))
     return found
+
+
+def run_tests():
+    """unittest's main, then one summary line (ctest's log shows it) and the exit status."""
+    import unittest
+
+    prog = unittest.main(verbosity=2, exit=False)
+    r = prog.result
+    failed = len(r.failures) + len(r.errors) + len(r.unexpectedSuccesses)
+    print("%d passed, %d failed, %d skipped" % (r.testsRun - failed - len(r.skipped), failed, len(r.skipped)))
+    sys.exit(1 if failed else 0)

@@ -13,7 +13,7 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (HELPERS, IS_ROOT, JS_RUNNER, NODE, PY_RUNNER, PYTHON, RunnerProcess,  # noqa: E402
-                     common_args, node_argv, processes_with_marker, python_argv, wait_gone)
+                     common_args, node_argv, processes_with_marker, python_argv, run_tests, wait_gone)
 
 
 # Finds every "gvx-secret-<32 hex>" in the snippet's own process: in the Python objects it can reach (after
@@ -183,8 +183,4 @@ class RunnerDeathTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    prog = unittest.main(verbosity=2, exit=False)
-    r = prog.result
-    failed = len(r.failures) + len(r.errors) + len(r.unexpectedSuccesses)
-    print("%d passed, %d failed, %d skipped" % (r.testsRun - failed - len(r.skipped), failed, len(r.skipped)))
-    sys.exit(1 if failed else 0)
+    run_tests()

@@ -29,7 +29,7 @@ import uuid
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (HELPERS, IS_ROOT, JS_RUNNER, MAX_FRAME, NODE, PY_RUNNER, RESULT_TIMEOUT,  # noqa: E402
                      RunnerProcess, children_of, common_args, daemon_snippet, node_argv,
-                     processes_with_marker, python_argv, wait_gone)
+                     processes_with_marker, python_argv, run_tests, wait_gone)
 from snippets import JS_SNIPPETS, PY_SNIPPETS  # noqa: E402
 
 class RunnerTests:
@@ -483,8 +483,4 @@ class NodeRunnerTest(RunnerTests, unittest.TestCase):
 
 
 if __name__ == "__main__":
-    prog = unittest.main(verbosity=2, exit=False)
-    r = prog.result
-    failed = len(r.failures) + len(r.errors) + len(r.unexpectedSuccesses)
-    print("%d passed, %d failed, %d skipped" % (r.testsRun - failed - len(r.skipped), failed, len(r.skipped)))
-    sys.exit(1 if failed else 0)
+    run_tests()
