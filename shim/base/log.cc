@@ -52,9 +52,9 @@ bool ParseLevel(absl::string_view text, Level* out) {
 
 void Write(Level level, absl::string_view message) {
   std::string escaped = absl::StrReplaceAll(message, {{"\\", "\\\\"}, {"\"", "\\\""}, {"\n", "\\n"}});
-  std::string line = absl::StrCat(
-      "time=\"", absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", absl::Now(), absl::UTCTimeZone()),
-      "\" level=", LevelName(level), " msg=\"", escaped, "\" runtime=io.containerd.gvisor.v1\n");
+  std::string line =
+      absl::StrCat("time=\"", absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", absl::Now(), absl::UTCTimeZone()),
+                   "\" level=", LevelName(level), " msg=\"", escaped, "\" runtime=io.containerd.gvisor.v1\n");
   // One write() per line so concurrent writers do not interleave within a line (fifo writes <= PIPE_BUF).
   const char* p = line.data();
   size_t left = line.size();

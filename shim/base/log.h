@@ -1,10 +1,10 @@
-// Process-wide logging. The shim daemon logs to the `log` fifo of its bundle, which containerd copies into its
-// own log; tools log to stderr. Lines are logfmt (time=… level=… msg=…), like the rest of containerd's output.
+// Process-wide logging. The shim daemon logs to the `log` fifo of its bundle, which containerd copies into
+// its own log; tools log to stderr. Lines are logfmt (time=… level=… msg=…), like the rest of containerd's
+// output.
 #pragma once
 
-#include "absl/strings/string_view.h"
-
 #include "absl/strings/str_format.h"
+#include "absl/strings/string_view.h"
 
 namespace gvshim::log {
 

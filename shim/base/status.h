@@ -1,13 +1,13 @@
-// Status helpers shared by every module. No exceptions cross module boundaries: functions that can fail return
-// absl::Status / absl::StatusOr, with messages that name the operation and the object.
+// Status helpers shared by every module. No exceptions cross module boundaries: functions that can fail
+// return absl::Status / absl::StatusOr, with messages that name the operation and the object.
 #pragma once
 
 #include <cerrno>
-#include "absl/strings/string_view.h"
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 
 namespace gvshim {
 
@@ -22,9 +22,9 @@ absl::Status Annotate(const absl::Status& status, absl::string_view context);
 #define GVSHIM_CONCAT_INNER(a, b) a##b
 #define GVSHIM_CONCAT(a, b) GVSHIM_CONCAT_INNER(a, b)
 
-#define RETURN_IF_ERROR(expr)                \
-  do {                                       \
-    ::absl::Status _gvshim_status = (expr);  \
+#define RETURN_IF_ERROR(expr)                        \
+  do {                                               \
+    ::absl::Status _gvshim_status = (expr);          \
     if (!_gvshim_status.ok()) return _gvshim_status; \
   } while (0)
 

@@ -275,9 +275,9 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Listen(HttpServerOptions
 void HttpServer::Start() {
   std::shared_ptr<State> st = state_;
   Acceptor* acc = acceptor_.get();
-  // The accept loop and the watchdog re-arm themselves. Each function holds itself only weakly and its pending
-  // handler strongly, so both (and the State they hold) are freed once the io_context drops its handlers: a
-  // self-capture would be a reference cycle that outlives the server.
+  // The accept loop and the watchdog re-arm themselves. Each function holds itself only weakly and its
+  // pending handler strongly, so both (and the State they hold) are freed once the io_context drops its
+  // handlers: a self-capture would be a reference cycle that outlives the server.
   auto accept_fn = std::make_shared<std::function<void()>>();
   *accept_fn = [st, acc, weak = std::weak_ptr<std::function<void()>>(accept_fn)] {
     std::shared_ptr<std::function<void()>> accept = weak.lock();

@@ -1,16 +1,15 @@
 #include "shim/main/exec_client.h"
 
 #include <dirent.h>
+#include <grpcpp/grpcpp.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
-#include <sstream>
-
-#include <grpcpp/grpcpp.h>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -89,7 +88,8 @@ absl::StatusOr<std::vector<SandboxRecord>> ReadRecords(const std::string& dir) {
   std::vector<SandboxRecord> out;
   DIR* d = ::opendir(dir.c_str());
   if (d == nullptr) {
-    return absl::NotFoundError(absl::StrCat("no Execute service found: cannot read ", dir, ": ", std::strerror(errno)));
+    return absl::NotFoundError(
+        absl::StrCat("no Execute service found: cannot read ", dir, ": ", std::strerror(errno)));
   }
   while (dirent* e = ::readdir(d)) {
     std::string name = e->d_name;
@@ -109,7 +109,8 @@ absl::StatusOr<std::vector<SandboxRecord>> ReadRecords(const std::string& dir) {
     if (auto c = j.find("containers"); c != j.end() && c->is_array()) {
       for (const auto& el : *c) {
         if (el.is_string()) r.containers.push_back(el.get<std::string>());
-        if (el.is_object() && el.contains("id") && el["id"].is_string()) r.containers.push_back(el["id"].get<std::string>());
+        if (el.is_object() && el.contains("id") && el["id"].is_string())
+          r.containers.push_back(el["id"].get<std::string>());
       }
     }
     out.push_back(std::move(r));
@@ -124,7 +125,8 @@ absl::StatusOr<SandboxRecord> FindRecord(const std::vector<SandboxRecord>& recor
   std::string pod_ns, pod_name;
   if (!pod.empty()) {
     auto slash = pod.find('/');
-    if (slash == std::string::npos) return absl::InvalidArgumentError("--pod wants NAMESPACE/NAME, got " + pod);
+    if (slash == std::string::npos)
+      return absl::InvalidArgumentError("--pod wants NAMESPACE/NAME, got " + pod);
     pod_ns = pod.substr(0, slash);
     pod_name = pod.substr(slash + 1);
   }
@@ -142,8 +144,8 @@ absl::StatusOr<SandboxRecord> FindRecord(const std::vector<SandboxRecord>& recor
   std::string what = id.empty() ? "pod " + pod : "id " + id;
   if (hits.empty()) return absl::NotFoundError(absl::StrCat("no Execute service for ", what));
   if (hits.size() > 1) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(what, " matches ", hits.size(), " sandboxes (in several containerd namespaces?): use --namespace"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        what, " matches ", hits.size(), " sandboxes (in several containerd namespaces?): use --namespace"));
   }
   return *hits[0];
 }
@@ -159,7 +161,8 @@ absl::StatusOr<std::string> ArgsJson(const std::vector<std::string>& pairs, cons
   }
   for (const std::string& p : pairs) {
     auto eq = p.find('=');
-    if (eq == std::string::npos || eq == 0) return absl::InvalidArgumentError("--arg wants KEY=VALUE, got " + p);
+    if (eq == std::string::npos || eq == 0)
+      return absl::InvalidArgumentError("--arg wants KEY=VALUE, got " + p);
     std::string value = p.substr(eq + 1);
     auto parsed = nlohmann::json::parse(value, nullptr, false);
     obj[p.substr(0, eq)] = parsed.is_discarded() ? nlohmann::json(value) : parsed;
@@ -171,15 +174,24 @@ namespace {
 
 const char* CodeName(grpc::StatusCode c) {
   switch (c) {
-    case grpc::StatusCode::INVALID_ARGUMENT: return "INVALID_ARGUMENT";
-    case grpc::StatusCode::FAILED_PRECONDITION: return "FAILED_PRECONDITION";
-    case grpc::StatusCode::RESOURCE_EXHAUSTED: return "RESOURCE_EXHAUSTED";
-    case grpc::StatusCode::DEADLINE_EXCEEDED: return "DEADLINE_EXCEEDED";
-    case grpc::StatusCode::NOT_FOUND: return "NOT_FOUND";
-    case grpc::StatusCode::UNAVAILABLE: return "UNAVAILABLE";
-    case grpc::StatusCode::CANCELLED: return "CANCELLED";
-    case grpc::StatusCode::INTERNAL: return "INTERNAL";
-    default: return "error";
+    case grpc::StatusCode::INVALID_ARGUMENT:
+      return "INVALID_ARGUMENT";
+    case grpc::StatusCode::FAILED_PRECONDITION:
+      return "FAILED_PRECONDITION";
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      return "RESOURCE_EXHAUSTED";
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return "DEADLINE_EXCEEDED";
+    case grpc::StatusCode::NOT_FOUND:
+      return "NOT_FOUND";
+    case grpc::StatusCode::UNAVAILABLE:
+      return "UNAVAILABLE";
+    case grpc::StatusCode::CANCELLED:
+      return "CANCELLED";
+    case grpc::StatusCode::INTERNAL:
+      return "INTERNAL";
+    default:
+      return "error";
   }
 }
 
@@ -338,7 +350,8 @@ int RunExec(ExecOptions o) {
   if (!o.arg_pairs.empty() || !o.args_json.empty()) req.set_arguments_json(*aj);
   req.set_stdin(o.stdin_text);
   req.set_allow_network(o.allow_network);
-  for (const std::string& e : o.envs) (*req.mutable_env())[e.substr(0, e.find('='))] = e.substr(e.find('=') + 1);
+  for (const std::string& e : o.envs)
+    (*req.mutable_env())[e.substr(0, e.find('='))] = e.substr(e.find('=') + 1);
   req.set_target_container(o.container);
   if (o.timeout_ms) req.mutable_limits()->set_wall_timeout_ms(o.timeout_ms);
   if (o.memory) req.mutable_limits()->set_memory_bytes(o.memory);
@@ -352,13 +365,15 @@ int RunExec(ExecOptions o) {
   }
   auto rec = FindRecord(*records, o.id, o.pod, o.ns);
   if (!rec.ok()) {
-    std::fprintf(stderr, "gvshim exec: %s (records in %s)\n", std::string(rec.status().message()).c_str(), dir.c_str());
+    std::fprintf(stderr, "gvshim exec: %s (records in %s)\n", std::string(rec.status().message()).c_str(),
+                 dir.c_str());
     return 125;
   }
   auto channel = grpc::CreateChannel("unix:" + rec->socket, grpc::InsecureChannelCredentials());
   auto stub = ev1::Execute::NewStub(channel);
   grpc::ClientContext ctx;
-  uint64_t deadline_ms = (o.timeout_ms ? o.timeout_ms : 60000) + 30000;  // the snippet's limit plus queueing slack
+  uint64_t deadline_ms =
+      (o.timeout_ms ? o.timeout_ms : 60000) + 30000;  // the snippet's limit plus queueing slack
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(deadline_ms));
   ev1::ExecuteResponse resp;
   grpc::Status st;
@@ -395,8 +410,8 @@ int RunExec(ExecOptions o) {
   }
   if (!resp.result_json().empty()) std::printf("%s\n", resp.result_json().c_str());
   if (resp.status() != ev1::STATUS_SUCCESS) {
-    std::fprintf(stderr, "gvshim exec: %s%s%s\n", StatusName(resp.status()).c_str(), resp.error().empty() ? "" : ": ",
-                 resp.error().c_str());
+    std::fprintf(stderr, "gvshim exec: %s%s%s\n", StatusName(resp.status()).c_str(),
+                 resp.error().empty() ? "" : ": ", resp.error().c_str());
   }
   return ExitCodeFor(resp);
 }

@@ -16,17 +16,18 @@ struct Flags {
   std::string publish_binary;  // containerd binary (unused: events go over TTRPC_ADDRESS)
   std::string id;
   std::string bundle;
-  std::string config_path;     // gvshim's own flag, passed from `start` to the daemon
-  std::string socket;          // gvshim's own flag, passed from `start` to the daemon (for cleanup)
+  std::string config_path;  // gvshim's own flag, passed from `start` to the daemon
+  std::string socket;       // gvshim's own flag, passed from `start` to the daemon (for cleanup)
   bool debug = false;
   bool version = false;
-  std::string action;          // "start", "delete", or "" for the daemon
+  std::string action;  // "start", "delete", or "" for the daemon
 };
 
 absl::StatusOr<Flags> ParseFlags(const std::vector<std::string>& args);
 
 // The socket path for a shim: a hash of containerd's address, the namespace and the grouping id (the pod's
 // sandbox id for CRI containers, so every container of a pod reaches one shim), under /run/containerd/s.
-std::string SocketPath(const std::string& containerd_address, const std::string& ns, const std::string& group_id);
+std::string SocketPath(const std::string& containerd_address, const std::string& ns,
+                       const std::string& group_id);
 
 }  // namespace gvshim::shim_main

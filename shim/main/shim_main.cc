@@ -190,7 +190,8 @@ int Delete(const Flags& f) {
   absl::Status st = r->Delete(f.id, /*force=*/true);
   if (!st.ok() && st.code() != absl::StatusCode::kNotFound) log::Warnf("delete %s: %s", f.id, st.ToString());
   // The container's execute container, if the shim made one (shim/execute/supervisor/exec_container.h).
-  if (absl::Status e = execute::DeleteExecContainer(*r, f.id, bundle); !e.ok()) log::Warnf("%s", e.ToString());
+  if (absl::Status e = execute::DeleteExecContainer(*r, f.id, bundle); !e.ok())
+    log::Warnf("%s", e.ToString());
   if (absl::Status u = process::UnmountAll(bundle + "/rootfs"); !u.ok()) log::Warnf("%s", u.ToString());
   containerd::task::v2::DeleteResponse resp;
   resp.set_exit_status(128 + SIGKILL);

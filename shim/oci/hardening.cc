@@ -273,8 +273,8 @@ bool IsPrivileged(const nlohmann::json& spec) {
       if (auto n = NormalizeCapability(c.get<std::string>())) have.insert(*n);
     }
   }
-  // containerd's "all capabilities" are those its own process holds (on some nodes not CAP_SYS_RESOURCE, say), so
-  // ask for CAP_SYS_ADMIN and nearly all of the rest rather than for every one.
+  // containerd's "all capabilities" are those its own process holds (on some nodes not CAP_SYS_RESOURCE,
+  // say), so ask for CAP_SYS_ADMIN and nearly all of the rest rather than for every one.
   if (!have.contains("CAP_SYS_ADMIN") || have.size() < 30) return false;
   auto linux = spec.find("linux");
   if (linux == spec.end() || !linux->is_object()) return true;

@@ -443,8 +443,8 @@ absl::Status Container::Kill(const std::string& exec_id, int signal, bool all) {
         st = ipid.ok() ? deps_.runsc->Kill(id(), signal, false, *ipid) : ipid.status();
       }
       if (st.ok()) return st;
-      // The process may have ended while runsc was asked (a sandbox on its way out refuses connections): that is
-      // "already finished" for containerd (a `task delete --force` goes on), not a failed kill.
+      // The process may have ended while runsc was asked (a sandbox on its way out refuses connections): that
+      // is "already finished" for containerd (a `task delete --force` goes on), not a failed kill.
       absl::MutexLock lock(&mu_);
       auto ended = [this, &p]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
         return G(*p).exit_recorded || !G(*p).state.Alive();

@@ -1,5 +1,5 @@
-// Mounts containerd's rootfs mounts (usually one overlay from the snapshotter) at <bundle>/rootfs and unmounts them
-// when the owner goes away.
+// Mounts containerd's rootfs mounts (usually one overlay from the snapshotter) at <bundle>/rootfs and
+// unmounts them when the owner goes away.
 #pragma once
 
 #include <string>
@@ -26,9 +26,10 @@ MountArgs ParseMountOptions(const std::string& type, const std::vector<std::stri
 
 class Rootfs {
  public:
-  // Mounts every spec on `target` in order; on failure unmounts what was mounted. An empty list mounts nothing
-  // (the bundle already has a rootfs directory).
-  static absl::StatusOr<std::unique_ptr<Rootfs>> Mount(const std::vector<MountSpec>& mounts, const std::string& target);
+  // Mounts every spec on `target` in order; on failure unmounts what was mounted. An empty list mounts
+  // nothing (the bundle already has a rootfs directory).
+  static absl::StatusOr<std::unique_ptr<Rootfs>> Mount(const std::vector<MountSpec>& mounts,
+                                                       const std::string& target);
   ~Rootfs();  // Unmount(), errors logged
   absl::Status Unmount();
 
@@ -38,8 +39,8 @@ class Rootfs {
   int count_;
 };
 
-// Unmounts everything mounted at `target` (lazily, repeatedly until nothing is left). Used by `delete` after a
-// shim died, where nothing is known about what was mounted.
+// Unmounts everything mounted at `target` (lazily, repeatedly until nothing is left). Used by `delete` after
+// a shim died, where nothing is known about what was mounted.
 absl::Status UnmountAll(const std::string& target);
 
 }  // namespace gvshim::process

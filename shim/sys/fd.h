@@ -4,11 +4,9 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include <utility>
-
-#include <string>
-
 #include <csignal>
+#include <string>
+#include <utility>
 
 #include "absl/status/statusor.h"
 
@@ -55,8 +53,9 @@ absl::Status SetNonBlocking(int fd);
 absl::StatusOr<UniqueFd> Dup(int fd);
 
 // Write(2) on a pipe whose reader may be gone: while it lives, SIGPIPE is blocked in this thread, and on
-// destruction a SIGPIPE that a write raised meanwhile is consumed (not one that was pending before), so the write
-// fails with EPIPE instead of ending the process (the shim ignores SIGPIPE, but a library must not rely on it).
+// destruction a SIGPIPE that a write raised meanwhile is consumed (not one that was pending before), so the
+// write fails with EPIPE instead of ending the process (the shim ignores SIGPIPE, but a library must not rely
+// on it).
 class ScopedSigpipeGuard {
  public:
   ScopedSigpipeGuard();

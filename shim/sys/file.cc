@@ -32,7 +32,8 @@ absl::Status WriteFileAtomicWith(const std::string& path, mode_t mode,
   if (st.ok()) st = fill(fd.get(), tmp);
   if (st.ok() && durable && ::fsync(fd.get()) != 0) st = ErrnoStatus(errno, "fsync " + tmp);
   fd.reset();
-  if (st.ok() && ::rename(tmp.c_str(), path.c_str()) != 0) st = ErrnoStatus(errno, "rename " + tmp + " to " + path);
+  if (st.ok() && ::rename(tmp.c_str(), path.c_str()) != 0)
+    st = ErrnoStatus(errno, "rename " + tmp + " to " + path);
   if (!st.ok()) {
     ::unlink(tmp.c_str());
     return st;

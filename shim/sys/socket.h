@@ -52,8 +52,8 @@ absl::StatusOr<UniqueFd> ClaimUnixSocket(const std::string& path, mode_t mode,
 
 // ClaimUnixSocket for a listener that a library binds itself (gRPC): the same probe and stale-socket removal
 // under the same directory lock, then `bind` is called (still under the lock) to bind and listen at `path`.
-// Returns false when a live server already has the path (`bind` is not called), true once `bind` succeeded, or
-// the probe's error or `bind`'s.
+// Returns false when a live server already has the path (`bind` is not called), true once `bind` succeeded,
+// or the probe's error or `bind`'s.
 absl::StatusOr<bool> ClaimUnixPath(const std::string& path, const std::function<absl::Status()>& bind,
                                    absl::Duration probe_timeout = absl::Seconds(1));
 

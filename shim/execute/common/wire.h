@@ -6,7 +6,8 @@
 // End of input means the shim is done with the pod (or died): the server stops its runners, removes its
 // socket and record, and exits.
 // The server answers on its stdout, one JSON object per line:
-//   {"op":"warm","id":ID}   the runners of container ID are ready (eager start) or ID needs none; the shim holds
+//   {"op":"warm","id":ID}   the runners of container ID are ready (eager start) or ID needs none; the shim
+//   holds
 //                           an eager container's Start until then (bounded)
 #pragma once
 

@@ -174,8 +174,8 @@ class Sandbox : public Backend {
   }
 
   // Eager start: the default runner of each language starts now, in the background.
-  // Eager start: both runners of container `id` start now; `done` runs once they are ready or failed (the shim
-  // waits for that before it reports the container started, so the first request finds them warm).
+  // Eager start: both runners of container `id` start now; `done` runs once they are ready or failed (the
+  // shim waits for that before it reports the container started, so the first request finds them warm).
   void Prestart(const std::string& id, std::function<void()> done) {
     absl::MutexLock lock(&serve_mu_);
     std::vector<std::shared_ptr<Runner>> runners;
@@ -227,8 +227,8 @@ class Sandbox : public Backend {
       closed_ = true;
       runners.swap(runners_);
     }
-    // Stopping the runners answers their running jobs, so the handlers return before the server waits; it also
-    // ends the eager start's wait.
+    // Stopping the runners answers their running jobs, so the handlers return before the server waits; it
+    // also ends the eager start's wait.
     for (auto& [k, r] : runners) r->Stop();
     for (auto& t : prestart) {
       if (t.joinable()) t.join();
@@ -324,7 +324,8 @@ class Sandbox : public Backend {
   std::vector<std::string> RunnerArgs(Language lang, const std::string& interpreter) const {
     const Limits& d = cfg_.default_limits;
     std::vector<std::string> a = {"--max-jobs", absl::StrCat(cfg_.max_concurrent)};
-    for (const LimitField& f : kLimitFields) {  // --default-wall-timeout-ms N, ...: the only defaults they know
+    for (const LimitField& f :
+         kLimitFields) {  // --default-wall-timeout-ms N, ...: the only defaults they know
       a.push_back(absl::StrCat("--default-", absl::StrReplaceAll(f.name, {{"_", "-"}})));
       a.push_back(absl::StrCat(d.*f.member));
     }

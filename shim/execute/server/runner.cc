@@ -223,8 +223,8 @@ absl::StatusOr<std::shared_ptr<Runner::Proc>> Runner::Ready(absl::Time deadline,
 absl::Status Runner::CheckIsolation(Proc* p) {
   if (opts_.allow_weak_isolation) return absl::OkStatus();
   absl::MutexLock lock(&p->mu);
-  const nlohmann::json& iso = p->ready_frame.is_object() ? p->ready_frame.value("isolation", nlohmann::json())
-                                                         : nlohmann::json();
+  const nlohmann::json& iso =
+      p->ready_frame.is_object() ? p->ready_frame.value("isolation", nlohmann::json()) : nlohmann::json();
   if (iso.is_object() && iso.value("complete", false)) return absl::OkStatus();
   std::vector<std::string> missing;
   if (iso.is_object() && iso.contains("missing") && iso["missing"].is_array()) {
@@ -389,7 +389,8 @@ RunnerStatus Runner::Status() {
       for (auto& [k, val] : iso->items()) {
         if (val.is_boolean() && val.get<bool>() && k != "complete" && k != "root") s.isolation.push_back(k);
       }
-      if (auto m = iso->find("mode"); m != iso->end() && m->is_string()) s.isolation_mode = m->get<std::string>();
+      if (auto m = iso->find("mode"); m != iso->end() && m->is_string())
+        s.isolation_mode = m->get<std::string>();
       if (auto m = iso->find("missing"); m != iso->end() && m->is_array()) {
         for (const auto& x : *m) {
           if (x.is_string()) s.missing.push_back(x.get<std::string>());

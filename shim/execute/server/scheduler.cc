@@ -63,10 +63,10 @@ absl::StatusOr<std::shared_ptr<Scheduler::Slot>> Scheduler::Acquire(absl::Time q
     }
     if (now >= queue_deadline) {
       leave();
-      return absl::ResourceExhaustedError(
-          absl::StrFormat("no execute slot within the queue timeout of %d ms (%d waiting, %d running)",
-                          absl::ToInt64Milliseconds(absl::Ceil(queue_deadline - start, absl::Milliseconds(1))),
-                          queue_.size(), running_));
+      return absl::ResourceExhaustedError(absl::StrFormat(
+          "no execute slot within the queue timeout of %d ms (%d waiting, %d running)",
+          absl::ToInt64Milliseconds(absl::Ceil(queue_deadline - start, absl::Milliseconds(1))), queue_.size(),
+          running_));
     }
   }
 }

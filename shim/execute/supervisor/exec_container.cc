@@ -21,7 +21,7 @@ namespace {
 constexpr char kDefaultPath[] = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 // What the runners need to set snippets up: namespaces and mounts (SYS_ADMIN), the uid/gid drop, chown of a
 // snippet's working directory, killing snippets. Snippets themselves run with none.
-constexpr const char* kCaps[] = {"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_KILL",
+constexpr const char* kCaps[] = {"CAP_CHOWN",  "CAP_DAC_OVERRIDE", "CAP_FOWNER",   "CAP_KILL",
                                  "CAP_SETGID", "CAP_SETUID",       "CAP_SYS_ADMIN"};
 
 nlohmann::json Tmpfs(const std::string& dest, const std::string& mode, uint64_t bytes, bool noexec) {
@@ -36,7 +36,8 @@ std::vector<std::string> ExecMountPoints() { return {kHelpersMountPoint, kWorksp
 
 absl::StatusOr<nlohmann::json> ExecContainerSpec(const nlohmann::json& target, const ExecContainerParams& p) {
   if (p.rootfs.empty() || p.rootfs[0] != '/') {
-    return absl::InvalidArgumentError(absl::StrCat("execute container: rootfs \"", p.rootfs, "\" is not absolute"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("execute container: rootfs \"", p.rootfs, "\" is not absolute"));
   }
   if (p.sandbox_runsc_id.empty() || p.helpers_dir.empty()) {
     return absl::InvalidArgumentError("execute container: sandbox id and helpers directory are required");
@@ -45,7 +46,8 @@ absl::StatusOr<nlohmann::json> ExecContainerSpec(const nlohmann::json& target, c
   std::string hostname = "sandbox";
   nlohmann::json network = {{"type", "network"}};
   if (target.is_object()) {
-    if (auto h = target.find("hostname"); h != target.end() && h->is_string() && !h->get<std::string>().empty())
+    if (auto h = target.find("hostname");
+        h != target.end() && h->is_string() && !h->get<std::string>().empty())
       hostname = h->get<std::string>();
     if (auto proc = target.find("process"); proc != target.end() && proc->is_object()) {
       if (auto env = proc->find("env"); env != proc->end() && env->is_array()) {
@@ -67,7 +69,10 @@ absl::StatusOr<nlohmann::json> ExecContainerSpec(const nlohmann::json& target, c
   for (const char* c : kCaps) caps.push_back(c);
   const uint64_t small = 1 << 20;
   nlohmann::json mounts = nlohmann::json::array({
-      {{"destination", "/proc"}, {"type", "proc"}, {"source", "proc"}, {"options", {"nosuid", "noexec", "nodev"}}},
+      {{"destination", "/proc"},
+       {"type", "proc"},
+       {"source", "proc"},
+       {"options", {"nosuid", "noexec", "nodev"}}},
       {{"destination", "/dev"},
        {"type", "tmpfs"},
        {"source", "tmpfs"},
@@ -100,9 +105,11 @@ absl::StatusOr<nlohmann::json> ExecContainerSpec(const nlohmann::json& target, c
       {"hostname", hostname},
       {"mounts", mounts},
       {"annotations",
-       {{"io.kubernetes.cri.container-type", "container"}, {"io.kubernetes.cri.sandbox-id", p.sandbox_runsc_id}}},
+       {{"io.kubernetes.cri.container-type", "container"},
+        {"io.kubernetes.cri.sandbox-id", p.sandbox_runsc_id}}},
       {"linux",
-       {{"namespaces", {{{"type", "pid"}}, {{"type", "ipc"}}, {{"type", "uts"}}, {{"type", "mount"}}, network}}}},
+       {{"namespaces",
+         {{{"type", "pid"}}, {{"type", "ipc"}}, {{"type", "uts"}}, {{"type", "mount"}}, network}}}},
   };
 }
 
@@ -174,7 +181,8 @@ absl::Status CreateExecContainer(runsc::Runsc& runsc, const std::string& target_
   return absl::OkStatus();
 }
 
-absl::Status DeleteExecContainer(runsc::Runsc& runsc, const std::string& target_id, const std::string& bundle) {
+absl::Status DeleteExecContainer(runsc::Runsc& runsc, const std::string& target_id,
+                                 const std::string& bundle) {
   const std::string dir = absl::StrCat(bundle, "/", kExecBundleDir);
   struct stat st;
   if (::lstat(dir.c_str(), &st) != 0) return absl::OkStatus();

@@ -3,11 +3,11 @@
 //
 // It is a runsc container of its own in the pod's sandbox (annotations io.kubernetes.cri.container-type =
 // container, io.kubernetes.cri.sandbox-id = runsc's id of the sandbox), on the same root filesystem as the
-// container it serves (read-only), with its own pid, mount, IPC and UTS namespaces: the pod's containers do not
-// see the runners or the snippets, and the snippets do not see the pod. Its init is gvshim-launch; /.gvshim is
-// gvshim's helpers directory (read-only); /tmp, /var/tmp, /dev/shm and /workspace are small tmpfs mounts (each
-// snippet gets fresh ones of its own over them). The network is the sandbox's (gVisor has one per sandbox); a
-// snippet that did not ask for the network gets an empty network namespace of its own.
+// container it serves (read-only), with its own pid, mount, IPC and UTS namespaces: the pod's containers do
+// not see the runners or the snippets, and the snippets do not see the pod. Its init is gvshim-launch;
+// /.gvshim is gvshim's helpers directory (read-only); /tmp, /var/tmp, /dev/shm and /workspace are small tmpfs
+// mounts (each snippet gets fresh ones of its own over them). The network is the sandbox's (gVisor has one
+// per sandbox); a snippet that did not ask for the network gets an empty network namespace of its own.
 #pragma once
 
 #include <cstdint>
@@ -31,7 +31,8 @@ struct ExecContainerParams {
 
 // The OCI spec of the execute container, from the served container's spec (its hostname, environment PATH and
 // network namespace are reused). Pure.
-absl::StatusOr<nlohmann::json> ExecContainerSpec(const nlohmann::json& target_spec, const ExecContainerParams& p);
+absl::StatusOr<nlohmann::json> ExecContainerSpec(const nlohmann::json& target_spec,
+                                                 const ExecContainerParams& p);
 
 // The mount points of the spec that runsc must find in the root filesystem. runsc 0.0~20240729 makes missing
 // ones itself (in memory); 0.0~20221219 does not, on a read-only root: for it they are made in the host
@@ -50,6 +51,7 @@ absl::Status CreateExecContainer(runsc::Runsc& runsc, const std::string& target_
 
 // Force-deletes the execute container of `target_id` if <bundle>/gvshim-execute exists, and removes that
 // directory. NOT_FOUND from runsc is not an error.
-absl::Status DeleteExecContainer(runsc::Runsc& runsc, const std::string& target_id, const std::string& bundle);
+absl::Status DeleteExecContainer(runsc::Runsc& runsc, const std::string& target_id,
+                                 const std::string& bundle);
 
 }  // namespace gvshim::execute

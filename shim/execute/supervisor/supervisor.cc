@@ -120,9 +120,11 @@ void Supervisor::OnContainerStarted(const task::ContainerLifecycle& info) {
   // And the pod's own dev.gvshim.* ones (for the discovery record), within bounds.
   for (const auto& [k, v] : info.annotations) {
     if (annotations.size() >= kMaxForwardedAnnotations) break;
-    if (absl::StartsWith(k, kAnnotationPrefix) && k.size() <= 253 && v.size() <= 1024) annotations.emplace(k, v);
+    if (absl::StartsWith(k, kAnnotationPrefix) && k.size() <= 253 && v.size() <= 1024)
+      annotations.emplace(k, v);
   }
-  ContainerInfo c{info.id, info.ns, info.sandbox_id, info.bundle, info.rootfs, annotations, info.runsc, "", ""};
+  ContainerInfo c{info.id, info.ns, info.sandbox_id, info.bundle, info.rootfs, annotations, info.runsc,
+                  "",      ""};
   const std::string key = absl::StrCat(info.ns, "/", info.sandbox_id);
   // A CRI pod's sandbox container (the pause container) runs no snippets.
   auto type = info.annotations.find("io.kubernetes.cri.container-type");
@@ -180,8 +182,8 @@ void Supervisor::OnContainerStarted(const task::ContainerLifecycle& info) {
     return;
   }
   if (!wait_warm) return;
-  // Eager start: the container is reported started once its runners are ready, so that the first request finds
-  // them warm (bounded; a runner that cannot start is reported by Execute itself).
+  // Eager start: the container is reported started once its runners are ready, so that the first request
+  // finds them warm (bounded; a runner that cannot start is reported by Execute itself).
   absl::MutexLock lock(&warm_->mu);
   auto is_warm = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(warm_->mu) { return warm_->warm.contains(info.id); };
   if (!warm_->mu.AwaitWithTimeout(absl::Condition(&is_warm), opts_.eager_wait)) {
@@ -256,7 +258,8 @@ void Supervisor::Shutdown() {
   for (auto& [id, e] : execs) {
     auto runsc =
         opts_.runsc_factory ? opts_.runsc_factory(e.runsc) : runsc::NewRunscCli(e.runsc, opts_.reaper);
-    if (absl::Status st = DeleteExecContainer(*runsc, id, e.bundle); !st.ok()) log::Warnf("execute: %s", st.message());
+    if (absl::Status st = DeleteExecContainer(*runsc, id, e.bundle); !st.ok())
+      log::Warnf("execute: %s", st.message());
   }
   {
     absl::MutexLock lock(&exitq_->mu);
@@ -292,7 +295,8 @@ absl::StatusOr<Supervisor::Outgoing> Supervisor::SpawnLocked(const std::shared_p
   if (!restarter_.joinable()) restarter_ = std::thread([this] { RestartLoop(); });
   auto pipe = sys::MakePipe(O_CLOEXEC);
   if (!pipe.ok()) return pipe.status();
-  // Our end only (the server's stays blocking): a server that stops reading cannot hold a container operation.
+  // Our end only (the server's stays blocking): a server that stops reading cannot hold a container
+  // operation.
   RETURN_IF_ERROR(sys::SetNonBlocking(pipe->write.get()));
   (void)::fcntl(pipe->write.get(), F_SETPIPE_SZ, opts_.server_pipe_bytes);  // best effort
   auto out = sys::MakePipe(O_CLOEXEC);

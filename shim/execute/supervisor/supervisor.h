@@ -79,8 +79,8 @@ class Supervisor {
   struct Pod;
   struct PodState;  // what changes in a Pod: guarded by mu_, reached through G()
   PodState& G(Pod& pod) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Lines for a pod's server, in the order mu_ gave them (seq); written by Deliver without mu_, so that a server
-  // that stops reading holds up only its own pod (for at most kSendTimeout), never the others.
+  // Lines for a pod's server, in the order mu_ gave them (seq); written by Deliver without mu_, so that a
+  // server that stops reading holds up only its own pod (for at most kSendTimeout), never the others.
   struct Outgoing {
     std::shared_ptr<Pod> pod;
     uint64_t seq = 0;
@@ -109,7 +109,8 @@ class Supervisor {
   std::map<std::string, ExecContainer> exec_containers_ ABSL_GUARDED_BY(mu_);
   // Makes the execute container of `info` (no lock held: runsc create + start take a while). Returns its id,
   // or the reason there is none.
-  absl::StatusOr<std::string> MakeExecContainer(const task::ContainerLifecycle& info, const ExecuteConfig& cfg);
+  absl::StatusOr<std::string> MakeExecContainer(const task::ContainerLifecycle& info,
+                                                const ExecuteConfig& cfg);
   bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
 
   // Server exits, from the reaper thread to the restarter thread. Lock order: mu_ before ExitQueue::mu.

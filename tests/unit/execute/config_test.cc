@@ -104,7 +104,8 @@ TEST(ExecuteConfigTest, ErrorsNameFileLineAndKey) {
       {"[execute.limits]\n\ncpu_ms = 5\n", "g.toml:3: execute.limits.cpu_ms: unknown key"},
       {"[execute.max_limits]\nwall_timeout_ms = -5\n",
        "execute.max_limits.wall_timeout_ms: must be between 1"},
-      // stdout and stderr travel base64-encoded in one 64 MiB frame: more than 16 MiB each could never be returned.
+      // stdout and stderr travel base64-encoded in one 64 MiB frame: more than 16 MiB each could never be
+      // returned.
       {"[execute.max_limits]\noutput_bytes = 16777217\n",
        "g.toml:2: execute.max_limits.output_bytes: must be between 1 and 16777216"},
       {"[execute.limits]\noutput_bytes = 33554432\n",

@@ -31,9 +31,7 @@ TEST(HelpersTest, ConfiguredDirMustHoldBothHelpers) {
   fs::remove_all(dir);
 }
 
-TEST(HelpersTest, TheBuildsHelpersAreThere) {
-  EXPECT_TRUE(CheckHelpersDir(GVSHIM_TEST_HELPERS_DIR).ok());
-}
+TEST(HelpersTest, TheBuildsHelpersAreThere) { EXPECT_TRUE(CheckHelpersDir(GVSHIM_TEST_HELPERS_DIR).ok()); }
 
 TEST(HelpersTest, ExecContainerIdCannotBeAContainerdId) {
   EXPECT_EQ(ExecContainerId("web"), "web/execute");

@@ -1,8 +1,8 @@
 // The Execute service end to end inside one process: Manager → gRPC server on a real Unix socket → Runner →
-// the real (bundled) runners, started by a fake runsc that runs the process JSON's argv on the host, with this
-// build's helpers (GVSHIM_TEST_HELPERS_DIR). As root, the runners' namespaces, mounts and setuid work on the host
-// as they do in a sandbox; the snippets' working directory is a directory under /run (not under /tmp, which
-// each snippet gets a fresh tmpfs of).
+// the real (bundled) runners, started by a fake runsc that runs the process JSON's argv on the host, with
+// this build's helpers (GVSHIM_TEST_HELPERS_DIR). As root, the runners' namespaces, mounts and setuid work on
+// the host as they do in a sandbox; the snippets' working directory is a directory under /run (not under
+// /tmp, which each snippet gets a fresh tmpfs of).
 #include "shim/execute/server/service.h"
 
 #include <dirent.h>
@@ -81,11 +81,10 @@ class ExecuteServiceTest : public ::testing::Test {
   void Start(const std::string& extra = "", bool opt_in = true,
              const std::string& python = "/usr/bin/python3", const std::string& node = "/usr/bin/node",
              const std::string& workspace = "") {
-    std::string toml = absl::StrCat("[execute]\nenabled = true\nsocket_dir = \"", dir_, "/s\"\npython = \"",
-                                    python, "\"\nnode = \"", node, "\"\nrunner_args = [\"--helpers\", \"",
-                                    GVSHIM_TEST_HELPERS_DIR, "\", \"--workspace\", \"",
-                                    workspace.empty() ? ws_ : workspace, "\", \"--weak-dir\", \"", dir_, "\"]\n",
-                                    extra);
+    std::string toml = absl::StrCat(
+        "[execute]\nenabled = true\nsocket_dir = \"", dir_, "/s\"\npython = \"", python, "\"\nnode = \"",
+        node, "\"\nrunner_args = [\"--helpers\", \"", GVSHIM_TEST_HELPERS_DIR, "\", \"--workspace\", \"",
+        workspace.empty() ? ws_ : workspace, "\", \"--weak-dir\", \"", dir_, "\"]\n", extra);
     auto cfg = config::Parse(toml, "test.toml");
     ASSERT_TRUE(cfg.ok()) << cfg.status();
     auto ecfg = ParseExecuteTable(cfg->execute.get(), "test.toml");
@@ -312,8 +311,8 @@ TEST_F(ExecuteServiceTest, QueuedRequestRunsWhenASlotFrees) {
   Start("max_concurrent = 1\nmax_queue = 4\n");
   pb::ExecuteResponse r1, r2;
   grpc::Status s1, s2;
-  // Each snippet prints the sandbox's clock: when the first ends and when the second starts. (Timestamps taken
-  // by the client threads after their calls return could come in either order.)
+  // Each snippet prints the sandbox's clock: when the first ends and when the second starts. (Timestamps
+  // taken by the client threads after their calls return could come in either order.)
   std::thread a([&] { s1 = Call(Py("import time\ntime.sleep(1.5)\nprint(repr(time.time()))"), &r1); });
   ASSERT_TRUE(WaitFor([&] { return Health().active() == 1; }));
   std::thread b([&] { s2 = Call(Py("import time\nprint(repr(time.time()))"), &r2); });
@@ -458,7 +457,8 @@ TEST_F(ExecuteServiceTest, WeakIsolationRunsWhenTheNodeAllowsIt) {
   Start("allow_weak_isolation = true\n", true, "/usr/bin/python3", "/usr/bin/node",
         "/nonexistent-gvshim-workspace");
   pb::ExecuteResponse resp;
-  grpc::Status st = Call(Py("import os\nprint(os.getuid() >= 100000, os.getcwd().startswith('" + dir_ + "'))"), &resp);
+  grpc::Status st =
+      Call(Py("import os\nprint(os.getuid() >= 100000, os.getcwd().startswith('" + dir_ + "'))"), &resp);
   ASSERT_TRUE(st.ok()) << st.error_message();
   EXPECT_EQ(resp.status(), pb::STATUS_SUCCESS) << resp.error() << resp.stderr();
   EXPECT_EQ(resp.stdout(), "True True\n");
@@ -483,7 +483,8 @@ TEST_F(ExecuteServiceTest, SocketAndDiscoveryFileFollowTheSandbox) {
   EXPECT_EQ(j["pod_namespace"], "default");
   EXPECT_EQ(j["pod_name"], "pod-a");
   // The pod's dev.gvshim.* annotations (a gateway selects pool pods by them), no others.
-  EXPECT_EQ(j["annotations"], nlohmann::json({{"dev.gvshim.execute", "true"}, {"dev.gvshim.pool", "agents"}}));
+  EXPECT_EQ(j["annotations"],
+            nlohmann::json({{"dev.gvshim.execute", "true"}, {"dev.gvshim.pool", "agents"}}));
   EXPECT_EQ(j["socket"], socket_);
   EXPECT_EQ(j["shim_pid"], ::getpid());
   EXPECT_EQ(j["server_pid"], ::getpid());

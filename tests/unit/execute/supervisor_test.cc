@@ -173,9 +173,10 @@ TEST_F(SupervisorTest, OnlyTheAnnotationsTheServerReadsAreSentWithinBounds) {
   auto info = Info("sbx", true);
   info.annotations["kubectl.kubernetes.io/last-applied-configuration"] = std::string(300 << 10, 'x');
   info.annotations["io.kubernetes.cri.sandbox-name"] = "pod-a";
-  info.annotations["dev.gvshim.pool"] = "agents";                   // dev.gvshim.* travel, within bounds
+  info.annotations["dev.gvshim.pool"] = "agents";                     // dev.gvshim.* travel, within bounds
   info.annotations["dev.gvshim.huge"] = std::string(300 << 10, 'x');  // too large to travel
-  for (int i = 0; i < 40; ++i) info.annotations[absl::StrCat("dev.gvshim.z", i)] = "v";  // past the count limit
+  for (int i = 0; i < 40; ++i)
+    info.annotations[absl::StrCat("dev.gvshim.z", i)] = "v";  // past the count limit
   sup_->OnContainerStarted(info);
   const pid_t pid = sup_->ServerPid("t", "sbx");
   ASSERT_GT(pid, 0);
@@ -236,8 +237,8 @@ TEST_F(SupervisorTest, DeletesAreForwardedAndTheLastOneEndsTheServer) {
   sup_->OnContainerDeleted("sbx");  // unknown now: nothing happens
 }
 
-// The servers' pids come from the files they write, not from ServerPid() right after the start: on a slow machine
-// the first server may have crashed and been replaced before the test looks.
+// The servers' pids come from the files they write, not from ServerPid() right after the start: on a slow
+// machine the first server may have crashed and been replaced before the test looks.
 TEST_F(SupervisorTest, ADeadServerIsStartedAgainWithThePod) {
   Make();
   std::ofstream(dir_ + "/crash") << "";
@@ -268,8 +269,8 @@ TEST_F(SupervisorTest, ACrashLoopingServerIsGivenUpAfterFiveRestarts) {
   EXPECT_EQ(sup_->ServerPid("t", "sbx"), 0);
 }
 
-// A server that stops reading its input holds up its own pod's container operations (for kSendTimeout, then it is
-// killed), never another pod's: the supervisor's lock is not held while it waits on one pod's pipe.
+// A server that stops reading its input holds up its own pod's container operations (for kSendTimeout, then
+// it is killed), never another pod's: the supervisor's lock is not held while it waits on one pod's pipe.
 TEST_F(SupervisorTest, AServerThatDoesNotReadHoldsUpOnlyItsOwnPod) {
   pipe_bytes_ = 4096;
   Make("", absl::Milliseconds(200));
@@ -342,7 +343,8 @@ TEST_F(SupervisorTest, AnOptedInContainerGetsAnExecuteContainerThatGoesWithIt) {
   EXPECT_EQ(spec["root"]["path"], dir_ + "/app/rootfs");
   EXPECT_EQ(spec["root"]["readonly"], true);
   EXPECT_EQ(spec["hostname"], "pod-host");
-  EXPECT_EQ(spec["annotations"]["io.kubernetes.cri.sandbox-id"], runsc::ContainerId("/run/runsc-test", "sbx"));
+  EXPECT_EQ(spec["annotations"]["io.kubernetes.cri.sandbox-id"],
+            runsc::ContainerId("/run/runsc-test", "sbx"));
   EXPECT_EQ(spec["annotations"]["io.kubernetes.cri.container-type"], "container");
   // The server learns where to run the container's runners.
   const pid_t pid = sup_->ServerPid("t", "sbx");
@@ -408,7 +410,8 @@ TEST_F(SupervisorTest, AnEagerContainerIsReportedStartedOnceItsRunnersAreWarm) {
     sup_->OnContainerStarted(Info("app", true));
     returned.Notify();
   });
-  ASSERT_TRUE(WaitFor([&] { return sup_->ServerPid("t", "sbx") > 0 && Ops(sup_->ServerPid("t", "sbx")).size() >= 2; }));
+  ASSERT_TRUE(WaitFor(
+      [&] { return sup_->ServerPid("t", "sbx") > 0 && Ops(sup_->ServerPid("t", "sbx")).size() >= 2; }));
   EXPECT_FALSE(returned.WaitForNotificationWithTimeout(absl::Milliseconds(300)));  // still waiting for "warm"
   fs::remove(dir_ + "/hold-warm");
   EXPECT_TRUE(returned.WaitForNotificationWithTimeout(absl::Seconds(10)));

@@ -5,7 +5,6 @@
 #include <unistd.h>
 
 #include <fstream>
-
 #include <nlohmann/json.hpp>
 
 namespace gvshim::cli {
@@ -75,7 +74,8 @@ TEST(ReadRecordsTest, ReadsShimRecordsAndSkipsJunk) {
   char tmpl[] = "/tmp/gvexecXXXXXX";
   ASSERT_NE(mkdtemp(tmpl), nullptr);
   std::string dir = tmpl;
-  std::ofstream(dir + "/k1.json") << R"({"namespace":"default","sandbox_id":"s","containers":[{"id":"s","python":true}],
+  std::ofstream(dir + "/k1.json")
+      << R"({"namespace":"default","sandbox_id":"s","containers":[{"id":"s","python":true}],
     "socket":"/x.sock","pod_namespace":"ns","pod_name":"p"})";
   std::ofstream(dir + "/k2.json") << "{half";
   std::ofstream(dir + "/k3.sock") << "";

@@ -6,8 +6,8 @@ namespace gvshim::shim_main {
 namespace {
 
 TEST(FlagsTest, ParsesContainerdStartCommandLine) {
-  auto f = ParseFlags({"-namespace", "k8s.io", "-address", "/run/containerd/containerd.sock", "-publish-binary",
-                       "/usr/bin/containerd", "-id", "abc", "-debug", "start"});
+  auto f = ParseFlags({"-namespace", "k8s.io", "-address", "/run/containerd/containerd.sock",
+                       "-publish-binary", "/usr/bin/containerd", "-id", "abc", "-debug", "start"});
   ASSERT_TRUE(f.ok()) << f.status();
   EXPECT_EQ(f->ns, "k8s.io");
   EXPECT_EQ(f->address, "/run/containerd/containerd.sock");
@@ -46,8 +46,9 @@ TEST(FlagsTest, SocketPathGroupsBySandboxAndIsShort) {
   EXPECT_LT(a.size(), 108u);
 }
 
-// A running pod's shim is found again by this path when containerd starts the pod's next container, also after
-// gvshim was upgraded: the value must not change between versions (computed independently of this code).
+// A running pod's shim is found again by this path when containerd starts the pod's next container, also
+// after gvshim was upgraded: the value must not change between versions (computed independently of this
+// code).
 TEST(FlagsTest, SocketPathIsStableAcrossVersions) {
   EXPECT_EQ(SocketPath("/run/containerd/containerd.sock", "k8s.io", "sandbox-1"),
             "/run/containerd/s/gv-55c05c7696d0fba8d4bbe584069c9c85");

@@ -205,7 +205,8 @@ TEST_F(RealRunscTest, CreateErrorCarriesRunscMessage) {
   absl::Status st = cli_->Create("t3", WithBundle(bundle));
   ASSERT_FALSE(st.ok());
   EXPECT_THAT(st.message(), HasSubstr("runsc create t3: exit "));
-  // 20221219 says "...cannot read root FS..."; 20240729 "failed to stat mount \"<rootfs>\" ...": both name it.
+  // 20221219 says "...cannot read root FS..."; 20240729 "failed to stat mount \"<rootfs>\" ...": both name
+  // it.
   EXPECT_THAT(st.message(), ::testing::AnyOf(HasSubstr(bundle + "/rootfs"), HasSubstr("root FS")));
 }
 

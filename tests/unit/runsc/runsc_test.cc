@@ -117,8 +117,8 @@ class FakeRunscTest : public ::testing::Test {
 TEST(GlobalArgsTest, Defaults) {
   GlobalOptions o;
   o.root = "/run/gvshim/runsc/k8s.io";
-  EXPECT_THAT(GlobalArgs(o),
-              ElementsAre("--root", "/run/gvshim/runsc/k8s.io", "--network", "none"));  // runsc picks the platform
+  EXPECT_THAT(GlobalArgs(o), ElementsAre("--root", "/run/gvshim/runsc/k8s.io", "--network",
+                                         "none"));  // runsc picks the platform
 }
 
 TEST(GlobalArgsTest, Everything) {

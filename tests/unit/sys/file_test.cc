@@ -61,8 +61,8 @@ TEST_F(FileTest, AFailedFillLeavesTheOldFileAndNoTemporaryFile) {
   EXPECT_TRUE(Others("spec.json").empty());
 }
 
-// kVolatile (bundle files under containerd's state directory) skips only the fsyncs: the file is still replaced
-// whole, with its mode, and no temporary file is left, also when the fill fails.
+// kVolatile (bundle files under containerd's state directory) skips only the fsyncs: the file is still
+// replaced whole, with its mode, and no temporary file is left, also when the fill fails.
 TEST_F(FileTest, AVolatileWriteStillReplacesAtomicallyAndCleansUp) {
   const std::string path = dir_ + "/exec-1.json";
   std::ofstream(path) << "old";
@@ -74,7 +74,8 @@ TEST_F(FileTest, AVolatileWriteStillReplacesAtomicallyAndCleansUp) {
   EXPECT_EQ(sb.st_mode & 07777, 0600u);
   EXPECT_TRUE(Others("exec-1.json").empty());
   st = WriteFileAtomicWith(
-      path, 0600, [](int, const std::string&) { return absl::InternalError("fill failed"); }, Durability::kVolatile);
+      path, 0600, [](int, const std::string&) { return absl::InternalError("fill failed"); },
+      Durability::kVolatile);
   EXPECT_EQ(st.code(), absl::StatusCode::kInternal);
   EXPECT_EQ(*ReadFileToString(path), "new process");
   EXPECT_TRUE(Others("exec-1.json").empty());

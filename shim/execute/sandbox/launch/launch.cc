@@ -4,9 +4,9 @@
 //   gvshim-launch init
 //       The execute container's pid 1: reaps every child handed to it and exits on SIGTERM/SIGINT.
 //   gvshim-launch probe DIR
-//       Prints one JSON line saying which namespaces work here: pid (twice from one process, as a zygote does),
-//       net, ipc, and whether a tmpfs mounted on DIR in a new mount namespace stays private to it (runsc
-//       0.0~20221219 lets it land in the container's shared namespace; it is then unmounted again).
+//       Prints one JSON line saying which namespaces work here: pid (twice from one process, as a zygote
+//       does), net, ipc, and whether a tmpfs mounted on DIR in a new mount namespace stays private to it
+//       (runsc 0.0~20221219 lets it land in the container's shared namespace; it is then unmounted again).
 //   gvshim-launch job [options] -- PROGRAM [ARG...]
 //       Runs PROGRAM (an absolute path) isolated as one snippet of the Execute service: in new namespaces, on
 //       private mounts, under an unprivileged uid, with rlimits, no_new_privs and umask 077. The Node runner
@@ -23,7 +23,8 @@
 //   --net-ns --ipc-ns     new (empty) network namespace; new IPC namespace
 //   --mount-ns            new mount namespace, propagation made private
 //   --proc                a fresh /proc for the new pid namespace (needs --pid-ns and --mount-ns)
-//   --tmpfs PATH[:MODE]   a private tmpfs of --tmpfs-bytes (default 64 MiB) on PATH (octal MODE, default 1777)
+//   --tmpfs PATH[:MODE]   a private tmpfs of --tmpfs-bytes (default 64 MiB) on PATH (octal MODE, default
+//   1777)
 //   --workdir PATH        chdir there; with --own-workdir it is made the job's (mode 0700, owned by --uid)
 //                         and gets an empty artifacts/ subdirectory
 //   --rlimit NAME=N       CORE, CPU (seconds; the hard limit is one more), FSIZE, NPROC, AS, NOFILE, DATA
@@ -89,10 +90,9 @@ unsigned long long ParseNumber(const std::string& s, const std::string& what, in
 }
 
 int RlimitResource(const std::string& name) {
-  static const std::pair<const char*, int> kNames[] = {{"CORE", RLIMIT_CORE},   {"CPU", RLIMIT_CPU},
-                                                       {"FSIZE", RLIMIT_FSIZE}, {"NPROC", RLIMIT_NPROC},
-                                                       {"AS", RLIMIT_AS},       {"NOFILE", RLIMIT_NOFILE},
-                                                       {"DATA", RLIMIT_DATA}};
+  static const std::pair<const char*, int> kNames[] = {
+      {"CORE", RLIMIT_CORE}, {"CPU", RLIMIT_CPU},       {"FSIZE", RLIMIT_FSIZE}, {"NPROC", RLIMIT_NPROC},
+      {"AS", RLIMIT_AS},     {"NOFILE", RLIMIT_NOFILE}, {"DATA", RLIMIT_DATA}};
   for (const auto& [n, r] : kNames) {
     if (name == n) return r;
   }
@@ -137,7 +137,8 @@ JobOptions ParseJob(int argc, char** argv) {
       Tmpfs t;
       size_t colon = v.rfind(':');
       t.path = v.substr(0, colon);
-      if (colon != std::string::npos) t.mode = static_cast<unsigned>(ParseNumber(v.substr(colon + 1), "--tmpfs", 8));
+      if (colon != std::string::npos)
+        t.mode = static_cast<unsigned>(ParseNumber(v.substr(colon + 1), "--tmpfs", 8));
       if (t.path.empty() || t.path[0] != '/') Die("--tmpfs needs an absolute path: " + v);
       o.tmpfs.push_back(t);
     } else if (a == "--workdir") {
@@ -156,8 +157,10 @@ JobOptions ParseJob(int argc, char** argv) {
     }
   }
   for (; i < argc; ++i) o.argv.push_back(argv[i]);
-  if (o.argv.empty() || o.argv[0].empty() || o.argv[0][0] != '/') Die("job needs -- /ABSOLUTE/PROGRAM [ARG...]");
-  if (::geteuid() == 0 && (o.uid <= 0 || o.gid <= 0)) Die("running as root: --uid and --gid (not 0) are required");
+  if (o.argv.empty() || o.argv[0].empty() || o.argv[0][0] != '/')
+    Die("job needs -- /ABSOLUTE/PROGRAM [ARG...]");
+  if (::geteuid() == 0 && (o.uid <= 0 || o.gid <= 0))
+    Die("running as root: --uid and --gid (not 0) are required");
   if (o.proc && !(o.pid_ns && o.mount_ns)) Die("--proc needs --pid-ns and --mount-ns");
   if (!o.tmpfs.empty() && !o.mount_ns) Die("--tmpfs needs --mount-ns");
   return o;
@@ -168,15 +171,18 @@ JobOptions ParseJob(int argc, char** argv) {
   if (o.mount_ns) {
     // Mounts made from here on stay in this namespace.
     Check(::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr), "make / private");
-    if (o.proc) Check(::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr), "mount /proc");
+    if (o.proc)
+      Check(::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr), "mount /proc");
     for (const Tmpfs& t : o.tmpfs) {
       char data[64];
       std::snprintf(data, sizeof data, "size=%llu,mode=%o", o.tmpfs_bytes, t.mode);
-      Check(::mount("tmpfs", t.path.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, data), "mount tmpfs on " + t.path);
+      Check(::mount("tmpfs", t.path.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, data),
+            "mount tmpfs on " + t.path);
     }
   }
   if (!o.workdir.empty() && o.own_workdir && o.uid > 0) {
-    Check(::chown(o.workdir.c_str(), static_cast<uid_t>(o.uid), static_cast<gid_t>(o.gid)), "chown " + o.workdir);
+    Check(::chown(o.workdir.c_str(), static_cast<uid_t>(o.uid), static_cast<gid_t>(o.gid)),
+          "chown " + o.workdir);
     Check(::chmod(o.workdir.c_str(), 0700), "chmod " + o.workdir);
     const std::string art = o.workdir + "/artifacts";
     if (::mkdir(art.c_str(), 0700) != 0 && errno != EEXIST) Die("mkdir " + art, errno);
@@ -326,7 +332,8 @@ int Probe(const std::string& dir) {
                        }) == 0;
   struct stat st;
   const bool leaked = ::lstat(marker.c_str(), &st) == 0;
-  if (leaked) (void)::umount2(dir.c_str(), MNT_DETACH);  // it landed in our namespace: take it away (best effort)
+  if (leaked)
+    (void)::umount2(dir.c_str(), MNT_DETACH);  // it landed in our namespace: take it away (best effort)
   mount_ns = mounted && !leaked;
   std::printf("{\"pid_ns\":%s,\"net_ns\":%s,\"ipc_ns\":%s,\"mount_ns\":%s}\n", pid_ns ? "true" : "false",
               net_ns ? "true" : "false", ipc_ns ? "true" : "false", mount_ns ? "true" : "false");
