@@ -80,22 +80,11 @@ absl::Status ExpectType(const json& parent, const char* key, json::value_t type,
   return SpecError(path, absl::StrCat("must be ", probe.type_name(), ", not ", it->type_name()));
 }
 
-// Structural checks on the parts of the spec the transforms touch.
-absl::Status CheckSpec(const json& spec) {
-  if (!spec.is_object())
-    return SpecError("(document)", absl::StrCat("must be an object, not ", spec.type_name()));
-  if (!spec.contains("process")) return SpecError("process", "missing");
-  if (!spec.contains("root")) return SpecError("root", "missing");
-  RETURN_IF_ERROR(ExpectType(spec, "process", json::value_t::object, "process"));
-  RETURN_IF_ERROR(ExpectType(spec, "root", json::value_t::object, "root"));
-  RETURN_IF_ERROR(ExpectType(spec, "mounts", json::value_t::array, "mounts"));
-  RETURN_IF_ERROR(ExpectType(spec, "linux", json::value_t::object, "linux"));
-  RETURN_IF_ERROR(ExpectType(spec, "annotations", json::value_t::object, "annotations"));
-  const json& root = spec["root"];
-  if (!root.contains("path")) return SpecError("root.path", "missing");
-  RETURN_IF_ERROR(ExpectType(root, "path", json::value_t::string, "root.path"));
-  RETURN_IF_ERROR(ExpectType(root, "readonly", json::value_t::boolean, "root.readonly"));
-  const json& process = spec["process"];
+// Structural checks on a process object (the spec's, or an exec's from containerd): the fields the transforms
+// touch must have their OCI types, so that no transform meets a wrong type.
+absl::Status CheckProcess(const json& process) {
+  if (!process.is_object())
+    return SpecError("process", absl::StrCat("must be an object, not ", process.type_name()));
   RETURN_IF_ERROR(ExpectType(process, "user", json::value_t::object, "process.user"));
   RETURN_IF_ERROR(ExpectType(process, "capabilities", json::value_t::object, "process.capabilities"));
   RETURN_IF_ERROR(ExpectType(process, "noNewPrivileges", json::value_t::boolean, "process.noNewPrivileges"));
@@ -120,6 +109,25 @@ absl::Status CheckSpec(const json& spec) {
       }
     }
   }
+  return absl::OkStatus();
+}
+
+// Structural checks on the parts of the spec the transforms touch.
+absl::Status CheckSpec(const json& spec) {
+  if (!spec.is_object())
+    return SpecError("(document)", absl::StrCat("must be an object, not ", spec.type_name()));
+  if (!spec.contains("process")) return SpecError("process", "missing");
+  if (!spec.contains("root")) return SpecError("root", "missing");
+  RETURN_IF_ERROR(ExpectType(spec, "process", json::value_t::object, "process"));
+  RETURN_IF_ERROR(ExpectType(spec, "root", json::value_t::object, "root"));
+  RETURN_IF_ERROR(ExpectType(spec, "mounts", json::value_t::array, "mounts"));
+  RETURN_IF_ERROR(ExpectType(spec, "linux", json::value_t::object, "linux"));
+  RETURN_IF_ERROR(ExpectType(spec, "annotations", json::value_t::object, "annotations"));
+  const json& root = spec["root"];
+  if (!root.contains("path")) return SpecError("root.path", "missing");
+  RETURN_IF_ERROR(ExpectType(root, "path", json::value_t::string, "root.path"));
+  RETURN_IF_ERROR(ExpectType(root, "readonly", json::value_t::boolean, "root.readonly"));
+  RETURN_IF_ERROR(CheckProcess(spec["process"]));
   if (auto mounts = spec.find("mounts"); mounts != spec.end()) {
     for (size_t i = 0; i < mounts->size(); ++i) {
       const json& m = (*mounts)[i];
@@ -299,7 +307,7 @@ bool UsesHostNetwork(const nlohmann::json& spec) {
 
 absl::StatusOr<nlohmann::json> HardenProcess(const nlohmann::json& process_in, const HardeningPolicy& policy,
                                              bool privileged_allowed) {
-  if (!process_in.is_object()) return SpecError("process", "must be an object");
+  RETURN_IF_ERROR(CheckProcess(process_in));
   json process = process_in;
   if (!policy.enabled) return process;
   // Capabilities: every set keeps only what the allow-list names (never adds one the spec lacks).
