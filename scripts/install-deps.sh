@@ -34,6 +34,8 @@ PACKAGES=(
   libboost-dev libssl-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev googletest libbenchmark-dev
+  # static checks (scripts/lint.sh)
+  clang-tidy clang-format shellcheck
   # containerd's protos (the build stages them from /usr/share/gocode)
   golang-github-containerd-containerd-dev golang-github-containerd-cgroups-dev golang-github-gogo-protobuf-dev
   # runtime pieces used by the e2e tests and the quickstart

@@ -3,7 +3,9 @@
 #   scripts/lint.sh tidy    clang-tidy (.clang-tidy) over every shim/**/*.cc, with build-fuzz/compile_commands.json
 #                           (scripts/build.sh --fuzz makes it); a finding is an error
 #   scripts/lint.sh shell   shellcheck (.shellcheckrc) over every shell script in scripts/ and tests/
-#   scripts/lint.sh         both
+#   scripts/lint.sh format  clang-format (.clang-format) --dry-run over every tracked *.cc and *.h; a file that
+#                           `clang-format -i` would change is a failure
+#   scripts/lint.sh         all three
 # Each part prints one summary line, "lint-<part>: N checked, M failed", and the script exits non-zero if any
 # file failed or nothing was checked. Env: JOBS (default nproc), BUILD_FUZZ_DIR (default build-fuzz).
 set -euo pipefail
@@ -13,7 +15,7 @@ cd "$ROOT"
 JOBS=${JOBS:-$(nproc)}
 BUILD_FUZZ_DIR=${BUILD_FUZZ_DIR:-$ROOT/build-fuzz}
 parts=("$@")
-if [[ ${#parts[@]} -eq 0 ]]; then parts=(tidy shell); fi
+if [[ ${#parts[@]} -eq 0 ]]; then parts=(tidy shell format); fi
 rc=0
 
 # Files tracked by git under the given paths (the worktree's view, so new files count once added).
@@ -63,11 +65,27 @@ lint_shell() {
   [[ ${#files[@]} -gt 0 && $failed -eq 0 ]]
 }
 
+lint_format() {
+  local -a files
+  mapfile -t files < <(tracked '*.cc' '*.h')
+  local failed=0 f
+  for f in "${files[@]}"; do
+    [[ -f $f ]] || continue
+    if ! clang-format --dry-run -Werror "$f" 2>/dev/null; then
+      echo "-- clang-format would change $f (run: clang-format -i $f)"
+      failed=$((failed + 1))
+    fi
+  done
+  echo "lint-format: ${#files[@]} checked, $failed failed"
+  [[ ${#files[@]} -gt 0 && $failed -eq 0 ]]
+}
+
 for p in "${parts[@]}"; do
   case $p in
     tidy) lint_tidy || rc=1 ;;
     shell) lint_shell || rc=1 ;;
-    *) echo "lint.sh: unknown part $p (tidy, shell)" >&2; exit 2 ;;
+    format) lint_format || rc=1 ;;
+    *) echo "lint.sh: unknown part $p (tidy, shell, format)" >&2; exit 2 ;;
   esac
 done
 exit "$rc"

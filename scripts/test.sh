@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Everything CI runs, in order, each a counted stage: dependencies, build, unit tests (ctest), the Helm chart's
 # tests (tests/helm), the ASan+UBSan unit build and its tests, the clang build (whole shim with
-# -Wthread-safety -Werror, and the fuzz targets), clang-tidy, shellcheck, a short smoke run of every libFuzzer
-# target, the end-to-end suite against a private containerd (including the node installer's,
+# -Wthread-safety -Werror, and the fuzz targets), clang-tidy, shellcheck, clang-format, a short smoke run of
+# every libFuzzer target, the end-to-end suite against a private containerd (including the node installer's,
 # tests/e2e/test_node_installer.sh, and the fault suite, test_faults.sh), a short e2e pass against runsc
 # 0.0~20221219, and the CRI suite (tests/cri).
 #
@@ -176,6 +176,12 @@ rc=0
 bash scripts/lint.sh shell 2>&1 | tee "$LOGDIR/shell.log" || rc=${PIPESTATUS[0]}
 read -r n m < <(count_lint "$LOGDIR/shell.log" lint-shell)
 record shellcheck "$rc" $((n - m)) "$m" 0 "$n files"
+
+header "clang-format (every tracked *.cc and *.h)"
+rc=0
+bash scripts/lint.sh format 2>&1 | tee "$LOGDIR/format.log" || rc=${PIPESTATUS[0]}
+read -r n m < <(count_lint "$LOGDIR/format.log" lint-format)
+record clang-format "$rc" $((n - m)) "$m" 0 "$n files"
 
 header "fuzz smoke (build-fuzz/, ${FUZZ_SECONDS}s per target)"
 if [[ $FUZZ_SECONDS -le 0 ]]; then

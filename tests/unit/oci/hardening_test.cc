@@ -474,9 +474,9 @@ TEST(CriPolicy, HardenProcessForExecs) {
   EXPECT_EQ(HardenProcess(json::array(), p).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
-// An exec's process comes from containerd's copy of the spec (any client of containerd can shape it): a field of
-// the wrong type is INVALID_ARGUMENT naming it, never an exception that would end the shim. (The fuzzer found
-// "user": [] with a forced uid.)
+// An exec's process comes from containerd's copy of the spec (any client of containerd can shape it): a field
+// of the wrong type is INVALID_ARGUMENT naming it, never an exception that would end the shim. (The fuzzer
+// found "user": [] with a forced uid.)
 TEST(CriPolicy, HardenProcessRefusesWrongTypes) {
   HardeningPolicy p = NoProfile();
   p.force_uid = 1000;
@@ -487,10 +487,12 @@ TEST(CriPolicy, HardenProcessRefusesWrongTypes) {
       {{{"args", {"sh"}}, {"user", {{"uid", -1}}}}, "process.user.uid: must be a non-negative integer"},
       {{{"args", {"sh"}}, {"user", {{"uid", 0}, {"additionalGids", 0}}}},
        "process.user.additionalGids: must be array, not number"},
-      {{{"args", {"sh"}}, {"capabilities", json::array()}}, "process.capabilities: must be object, not array"},
+      {{{"args", {"sh"}}, {"capabilities", json::array()}},
+       "process.capabilities: must be object, not array"},
       {{{"args", {"sh"}}, {"capabilities", {{"bounding", "CAP_CHOWN"}}}},
        "process.capabilities.bounding: must be array, not string"},
-      {{{"args", {"sh"}}, {"noNewPrivileges", "yes"}}, "process.noNewPrivileges: must be boolean, not string"},
+      {{{"args", {"sh"}}, {"noNewPrivileges", "yes"}},
+       "process.noNewPrivileges: must be boolean, not string"},
   };
   for (const auto& [process, message] : cases) {
     absl::StatusOr<json> h;
