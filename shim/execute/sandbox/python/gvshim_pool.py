@@ -227,6 +227,19 @@ class WorkerPool:
             elif op == "exited":
                 self.on_worker_exit(msg["pid"], msg["status"], msg["maxrss"])
 
+    def job_was_read(self, job, w):
+        """Whether w read `job` (its "got" record, the first it writes once it has the job): what is left in its
+        records pipe is taken first."""
+        while True:
+            try:
+                chunk = os.read(w.rec_r, 1 << 16)
+            except OSError:  # BlockingIOError included: nothing more for now
+                break
+            if not chunk:
+                break
+            self.take(job, "records", chunk)
+        return b'"kind":"got"' in job.records
+
     def retire_uid(self, uid, weak_dir):
         if weak_dir:
             import shutil
@@ -263,8 +276,14 @@ class WorkerPool:
             if sz is z:
                 del self.spawning[seq]
                 self.retire_uid(uid, weak_dir)
+        unread = []  # jobs handed to a worker of this zygote that never read them: they go to another worker
         for w in list(self.workers.values()):
             if w.zygote is not z:
+                continue
+            job = w.job
+            if job is not None and not job.exited and job.kill_reason is None and not self.job_was_read(job, w):
+                self.drop_dead_worker(job, w)
+                unread.append(job)
                 continue
             self.workers.pop(w.pid, None)
             try:
@@ -282,6 +301,7 @@ class WorkerPool:
             self.retire_uid(w.uid, w.weak_dir)
         for net in self.idle:
             self.idle[net] = [w for w in self.idle[net] if w.zygote is not z]
+        self.pending[:0] = unread
         if self.running:
             self.start_zygote()
             self.refill()

@@ -256,6 +256,9 @@ def worker_main(req, fds, t_fork, opts, iso):
     os.close(4)
     if not data:
         return 0  # retired by the runner
+    # First thing after the job is read: the runner then knows it reached this worker. (A worker that dies
+    # before this, e.g. with its zygote, never started the job, and the runner gives it to another worker.)
+    jobmod.record(3, {"kind": "got"})
     job = json.loads(data)
     if job.get("phase_times"):
         job["stamps"] = {"w_fork": t_fork, "w_start": t_start, "w_ready": t_ready, "w_got_job": time.monotonic()}

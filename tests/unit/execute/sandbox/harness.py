@@ -215,3 +215,18 @@ def run_tests():
     failed = len(r.failures) + len(r.errors) + len(r.unexpectedSuccesses)
     print("%d passed, %d failed, %d skipped" % (r.testsRun - failed - len(r.skipped), failed, len(r.skipped)))
     sys.exit(1 if failed else 0)
+
+
+def pipe_bytes(pid, fd):
+    """Bytes waiting in the pipe that process pid reads as fd (0 if it is gone)."""
+    import fcntl
+    import termios
+
+    try:
+        f = os.open("/proc/%d/fd/%d" % (pid, fd), os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return 0
+    try:
+        return struct.unpack("i", fcntl.ioctl(f, termios.FIONREAD, b"\0\0\0\0"))[0]
+    finally:
+        os.close(f)

@@ -29,7 +29,7 @@ import uuid
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (HELPERS, IS_ROOT, JS_RUNNER, MAX_FRAME, NODE, PY_RUNNER, RESULT_TIMEOUT,  # noqa: E402
                      RunnerProcess, children_of, common_args, daemon_snippet, node_argv,
-                     processes_with_marker, python_argv, run_tests, wait_gone)
+                     pipe_bytes, processes_with_marker, python_argv, run_tests, wait_gone)
 from snippets import JS_SNIPPETS, PY_SNIPPETS  # noqa: E402
 
 class RunnerTests:
@@ -405,6 +405,30 @@ class PythonRunnerTest(RunnerTests, unittest.TestCase):
         for i in range(6):
             res = self.runner.run(self.snippet("main_sum"), args={"a": i, "b": 1})
             self.assertStatus(res, "success")
+
+    def test_a_job_its_worker_never_read_survives_the_zygote(self):
+        # The job is in an idle worker's job pipe, but the worker is stopped and has not read it, when its zygote
+        # (and with it the worker) dies: the job never started, so it must run on another worker, not end as
+        # internal_error ("worker lost").
+        parents = children_of(self.runner.ready["pid"])
+        self.assertEqual(len(parents), 1, parents)
+        zygotes = children_of(parents[0])
+        idle = [w for z in zygotes for w in children_of(z)]
+        self.assertTrue(idle, "no idle worker")
+        for w in idle:
+            os.kill(w, signal.SIGSTOP)
+        jid = self.runner.submit(self.snippet("main_sum"), args={"a": 2, "b": 3})
+        deadline = time.monotonic() + 10
+        holder = None
+        while holder is None and time.monotonic() < deadline:
+            holder = next((w for w in idle if pipe_bytes(w, 4) > 0), None)  # fd 4: the worker's job channel
+            time.sleep(0.01)  # polling for the hand-over, bounded
+        self.assertIsNotNone(holder, "the job was not handed to an idle worker")
+        for z in zygotes:
+            os.kill(z, signal.SIGKILL)  # its workers die with it (parent-death signal), stopped or not
+        res = self.runner.wait(jid)
+        self.assertStatus(res, "success")
+        self.assertEqual(json.loads(res["result_json"]), {"sum": 5})
 
     def test_jobs_sent_before_the_runner_sees_its_zygote_die_still_run(self):
         # The runner stopped while its zygote (and with it every idle worker) dies: when it runs again, jobs that
