@@ -44,10 +44,14 @@ ensure_pod() {
   command -v node >/dev/null || skip_case "needs the host's node for the $EXEC_VARIANT image"
   bash "$REPO_ROOT/scripts/build-image.sh" "$IMAGE_FLAG" --out "$REPO_ROOT/build/image" -a "$GVS_SOCK" \
     -n "$E2E_NS" >/dev/null || fail "$EXEC_VARIANT image build/import failed"
+  # A pod left by a case whose set-up failed is removed first: every case then tries afresh (and fails on its own
+  # reason) instead of failing on "already exists".
+  if c container info "$POD" >/dev/null 2>&1; then cleanup_container "$POD"; fi
   crun -d --annotation dev.gvshim.execute=true --env "GVX_POD_SECRET=$POD_SECRET" "$EXEC_IMAGE" "$POD" \
     "${POD_INIT[@]}" "$POD_SECRET" >/dev/null
-  wait_for 30 status_is "$POD" RUNNING
-  wait_for 30 ls "$GVS_EXECUTE_DIR"/*.json
+  wait_for 60 status_is "$POD" RUNNING
+  # Bounds, not timings: on a loaded machine the old runsc (ptrace) takes long to start the Execute server.
+  wait_for 120 ls "$GVS_EXECUTE_DIR"/*.json
   touch "$E2E_WORK/pod-ready"
 }
 # exec_teardown: after the cases, the shared pod goes the way a user removes it; whatever it leaves (its shim,
