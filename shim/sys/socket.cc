@@ -177,12 +177,8 @@ absl::StatusOr<UniqueFd> DialUnix(const std::string& address, absl::Duration tim
   return absl::UnavailableError(absl::StrCat("dial ", a.shown, ": connect: ", std::strerror(d.err)));
 }
 
-namespace {
-
-// The common part of the claims: under the directory lock, probe `path` and remove a stale socket there, then
-// call `listen` (still locked). `listen` is not called when a live server has the path (result: false).
-absl::StatusOr<bool> Claim(const std::string& path, absl::Duration probe_timeout,
-                           const std::function<absl::Status(const std::string&)>& listen) {
+absl::StatusOr<bool> ClaimUnixPath(const std::string& path, const std::function<absl::Status()>& bind,
+                                   absl::Duration probe_timeout) {
   ASSIGN_OR_RETURN(Address a, ParseAddress("claim", path));
   if (a.abstract) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -223,25 +219,19 @@ absl::StatusOr<bool> Claim(const std::string& path, absl::Duration probe_timeout
     }
   }
   // Listening before the lock is released: the next claimer's dial succeeds.
-  RETURN_IF_ERROR(listen(a.shown));
+  RETURN_IF_ERROR(bind());
   return true;
 }
 
-}  // namespace
-
 absl::StatusOr<UniqueFd> ClaimUnixSocket(const std::string& path, mode_t mode, absl::Duration probe_timeout) {
   UniqueFd fd;
-  ASSIGN_OR_RETURN(bool claimed, Claim(path, probe_timeout, [&](const std::string& shown) -> absl::Status {
-                     ASSIGN_OR_RETURN(fd, ListenUnix(shown, mode));
-                     return absl::OkStatus();
-                   }));
+  auto listen = [&]() -> absl::Status {
+    ASSIGN_OR_RETURN(fd, ListenUnix(path, mode));  // ListenUnix takes the same "unix://" forms
+    return absl::OkStatus();
+  };
+  ASSIGN_OR_RETURN(const bool claimed, ClaimUnixPath(path, listen, probe_timeout));
   if (!claimed) return UniqueFd();  // served
   return fd;
-}
-
-absl::StatusOr<bool> ClaimUnixPath(const std::string& path, const std::function<absl::Status()>& bind,
-                                   absl::Duration probe_timeout) {
-  return Claim(path, probe_timeout, [&](const std::string&) { return bind(); });
 }
 
 }  // namespace gvshim::sys
