@@ -305,11 +305,12 @@ bool UsesHostNetwork(const nlohmann::json& spec) {
   return true;
 }
 
-absl::StatusOr<nlohmann::json> HardenProcess(const nlohmann::json& process_in, const HardeningPolicy& policy,
-                                             bool privileged_allowed) {
-  RETURN_IF_ERROR(CheckProcess(process_in));
-  json process = process_in;
-  if (!policy.enabled) return process;
+namespace {
+
+// HardenProcess on a process that passed CheckProcess (an exec's there, the spec's in CheckSpec), under an
+// enabled policy.
+absl::StatusOr<json> HardenCheckedProcess(json process, const HardeningPolicy& policy,
+                                          bool privileged_allowed) {
   // Capabilities: every set keeps only what the allow-list names (never adds one the spec lacks).
   if (!privileged_allowed) {
     std::set<std::string> allowed;
@@ -319,13 +320,11 @@ absl::StatusOr<nlohmann::json> HardenProcess(const nlohmann::json& process_in, c
         return absl::InvalidArgumentError(absl::StrCat("unknown capability \"", cap, "\""));
       allowed.insert(*normal);
     }
-    if (!process.contains("capabilities") || !process["capabilities"].is_object())
-      process["capabilities"] = json::object();
+    if (!process.contains("capabilities")) process["capabilities"] = json::object();
     for (const char* set : kCapabilitySets) {
       json kept = json::array();
-      if (process["capabilities"].contains(set) && process["capabilities"][set].is_array()) {
+      if (process["capabilities"].contains(set)) {  // an array of strings (CheckProcess)
         for (const json& cap : process["capabilities"][set]) {
-          if (!cap.is_string()) continue;
           std::optional<std::string> normal = NormalizeCapability(cap.get<std::string>());
           if (normal.has_value() && allowed.contains(*normal)) kept.push_back(*normal);
         }
@@ -353,6 +352,15 @@ absl::StatusOr<nlohmann::json> HardenProcess(const nlohmann::json& process_in, c
     }
   }
   return process;
+}
+
+}  // namespace
+
+absl::StatusOr<nlohmann::json> HardenProcess(const nlohmann::json& process, const HardeningPolicy& policy,
+                                             bool privileged_allowed) {
+  RETURN_IF_ERROR(CheckProcess(process));
+  if (!policy.enabled) return process;
+  return HardenCheckedProcess(process, policy, privileged_allowed);
 }
 
 absl::StatusOr<HardeningResult> Harden(const nlohmann::json& spec, const HardeningPolicy& policy) {
@@ -434,8 +442,8 @@ absl::StatusOr<HardeningResult> HardenWithProfile(const nlohmann::json& spec, co
     }
   }
 
-  json& process = out["process"];
-  ASSIGN_OR_RETURN(process, HardenProcess(process, policy, privileged));
+  json& process = out["process"];  // CheckSpec checked it
+  ASSIGN_OR_RETURN(process, HardenCheckedProcess(std::move(process), policy, privileged));
   if (privileged) {
     result.privileged = true;
     result.notes.push_back(
