@@ -324,8 +324,8 @@ class Sandbox : public Backend {
   std::vector<std::string> RunnerArgs(Language lang, const std::string& interpreter) const {
     const Limits& d = cfg_.default_limits;
     std::vector<std::string> a = {"--max-jobs", absl::StrCat(cfg_.max_concurrent)};
-    for (const LimitField& f :
-         kLimitFields) {  // --default-wall-timeout-ms N, ...: the only defaults they know
+    // --default-wall-timeout-ms N, ...: the only defaults they know
+    for (const LimitField& f : kLimitFields) {
       a.push_back(absl::StrCat("--default-", absl::StrReplaceAll(f.name, {{"_", "-"}})));
       a.push_back(absl::StrCat(d.*f.member));
     }
